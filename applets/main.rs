@@ -1,0 +1,50 @@
+//! The applet table: the one place that lists what syncbox can be called as.
+//! Each applet lives in its own file and only parses, calls the core, prints.
+
+mod add;
+mod del;
+mod has;
+mod list;
+mod path;
+mod secret;
+
+use std::process::ExitCode;
+
+use syncbox::dispatch::{self, Applet};
+
+const APPLETS: &[Applet] = &[
+    Applet {
+        name: "add",
+        summary: "register a namespace and create its folder",
+        run: add::run,
+    },
+    Applet {
+        name: "del",
+        summary: "unregister a namespace and delete its folder",
+        run: del::run,
+    },
+    Applet {
+        name: "has",
+        summary: "exit 0 if a namespace is registered, 1 if not",
+        run: has::run,
+    },
+    Applet {
+        name: "list",
+        summary: "print the registered namespaces",
+        run: list::run,
+    },
+    Applet {
+        name: "path",
+        summary: "print the host or container path of a namespace",
+        run: path::run,
+    },
+    Applet {
+        name: "secret",
+        summary: "print the key of a namespace",
+        run: secret::run,
+    },
+];
+
+fn main() -> ExitCode {
+    dispatch::main(APPLETS)
+}

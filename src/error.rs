@@ -1,0 +1,110 @@
+//! One error type for the whole core. Every variant carries what the user
+//! needs to act on it; none of them ever carries a key.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::keys::KeyError;
+use crate::name::NameError;
+
+#[derive(Debug)]
+pub enum Error {
+    /// A namespace name that breaks the naming rule.
+    InvalidName(NameError),
+    /// A key that is not any kind btsync accepts.
+    InvalidKey(KeyError),
+    /// Wrong command-line usage that argh cannot express by itself.
+    Usage(String),
+    /// An environment variable with a value syncbox cannot use.
+    Env { var: &'static str, problem: String },
+    /// The namespace is not in the registry.
+    NotRegistered(String),
+    /// `add` with a key that differs from the registered one.
+    KeyConflict(String),
+    /// `path --scope=host` without `BTSYNC_HOST_PATH`.
+    HostPathUnknown,
+    /// The data root itself is missing or is not a directory.
+    DataRoot { path: PathBuf, problem: String },
+    /// `$BTSYNC_DATA/NS` exists but is not a plain directory.
+    FolderOccupied {
+        path: PathBuf,
+        problem: &'static str,
+    },
+    /// A registry file that cannot be understood.
+    CorruptEntry { path: PathBuf, problem: String },
+    /// A system call failed; `doing` says what syncbox was trying to do.
+    Io { doing: String, source: io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(doing: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            doing: doing.into(),
+            source,
+        }
+    }
+
+    /// Exit status for this error: 2 for anything the user typed or set
+    /// wrongly (nothing was changed), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidName(_) | Error::InvalidKey(_) | Error::Usage(_) | Error::Env { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName(e) => write!(f, "{e}"),
+            Error::InvalidKey(e) => write!(f, "{e}"),
+            Error::Usage(msg) => write!(f, "{msg}"),
+            Error::Env { var, problem } => write!(f, "environment variable {var}: {problem}"),
+            Error::NotRegistered(ns) => write!(f, "{ns}: no such namespace (see 'list')"),
+            Error::KeyConflict(ns) => write!(
+                f,
+                "{ns}: already registered with a different key; nothing changed \
+                 (use the key 'secret {ns}' prints, or 'del {ns}' first)"
+            ),
+            Error::HostPathUnknown => write!(
+                f,
+                "the host path of the data volume is unknown: start the container with \
+                 -e BTSYNC_HOST_PATH=/host/dir/mounted/at/data, or use --scope=container"
+            ),
+            Error::DataRoot { path, problem } => {
+                write!(
+                    f,
+                    "data root {}: {problem} (set BTSYNC_DATA)",
+                    path.display()
+                )
+            }
+            Error::FolderOccupied { path, problem } => {
+                write!(f, "{}: {problem}; move it away first", path.display())
+            }
+            Error::CorruptEntry { path, problem } => write!(
+                f,
+                "registry file {} is damaged ({problem}); restore it or remove it",
+                path.display()
+            ),
+            Error::Io { doing, source } => write!(f, "{doing}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<NameError> for Error {
+    fn from(e: NameError) -> Error {
+        Error::InvalidName(e)
+    }
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Error {
+        Error::InvalidKey(e)
+    }
+}

@@ -1,0 +1,94 @@
+//! Where things live on the data volume, from the environment.
+//!
+//! ```text
+//! $BTSYNC_DATA/NS                      the namespace's folder (synced)
+//! $BTSYNC_DATA/.btsync/                everything else, mode 0700, never a namespace
+//!              lock                    serialises writers of the registry
+//!              namespaces/NS           registry entry: JSON with the key, mode 0600
+//!              deleting/NS             a `del` in progress (the entry, moved aside)
+//! ```
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::name::Name;
+
+pub const DATA_VAR: &str = "BTSYNC_DATA";
+pub const HOST_PATH_VAR: &str = "BTSYNC_HOST_PATH";
+pub const DEFAULT_DATA: &str = "/data";
+pub const STATE_DIR: &str = ".btsync";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    data: PathBuf,
+    host: Option<PathBuf>,
+}
+
+impl Layout {
+    /// Read `BTSYNC_DATA` and `BTSYNC_HOST_PATH`. An empty variable counts as unset.
+    pub fn from_env() -> Result<Layout> {
+        let data = absolute_var(DATA_VAR)?.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let host = absolute_var(HOST_PATH_VAR)?;
+        Ok(Layout { data, host })
+    }
+
+    pub fn new(data: PathBuf, host: Option<PathBuf>) -> Layout {
+        Layout { data, host }
+    }
+
+    pub fn data_root(&self) -> &Path {
+        &self.data
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.data.join(STATE_DIR)
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir().join("lock")
+    }
+
+    pub fn namespaces_dir(&self) -> PathBuf {
+        self.state_dir().join("namespaces")
+    }
+
+    pub fn entry(&self, ns: &Name) -> PathBuf {
+        self.namespaces_dir().join(ns.as_str())
+    }
+
+    pub fn deleting_dir(&self) -> PathBuf {
+        self.state_dir().join("deleting")
+    }
+
+    pub fn deleting_entry(&self, ns: &Name) -> PathBuf {
+        self.deleting_dir().join(ns.as_str())
+    }
+
+    /// The namespace's folder as seen inside the container.
+    pub fn folder(&self, ns: &Name) -> PathBuf {
+        self.data.join(ns.as_str())
+    }
+
+    /// The namespace's folder as seen on the host, when the host path is known.
+    pub fn host_folder(&self, ns: &Name) -> Option<PathBuf> {
+        self.host.as_ref().map(|h| h.join(ns.as_str()))
+    }
+}
+
+fn absolute_var(var: &'static str) -> Result<Option<PathBuf>> {
+    let Some(value) = env::var_os(var) else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let path = PathBuf::from(value);
+    if !path.is_absolute() {
+        return Err(Error::Env {
+            var,
+            problem: format!("{} is not an absolute path", path.display()),
+        });
+    }
+    Ok(Some(path))
+}

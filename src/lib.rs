@@ -1,0 +1,12 @@
+//! syncbox core: everything but the command line. The applets in
+//! `applets/` parse arguments, call into this library and print.
+
+pub mod dispatch;
+pub mod error;
+pub mod fsutil;
+pub mod keys;
+pub mod layout;
+pub mod name;
+pub mod registry;
+
+pub use error::{Error, Result};
