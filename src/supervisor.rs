@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::Registry;
+use crate::registry::{Registry, Removal};
 use crate::sys::{self, ExitStatus, Pid};
 
 /// Signals passed on to the engine unchanged.
@@ -408,7 +408,12 @@ impl Supervisor {
         };
         if let Engine::Up(engine) = &self.engine {
             if engine.folders.get(&ns) == wanted.as_ref() {
-                // The running engine already has it that way: nothing to restart.
+                // The running engine already has it that way: nothing to
+                // restart. On "ok" the client deletes the files itself.
+                let waiter = Waiter {
+                    purge: None,
+                    ..waiter
+                };
                 self.complete(waiter, Some(request));
                 return;
             }
@@ -452,7 +457,12 @@ impl Supervisor {
     fn purge(&self, ns: Name) {
         let registry = Registry::new(self.registry.layout().clone());
         std::thread::spawn(move || match registry.remove_files(&ns) {
-            Ok(removal) => log!("{ns}: files removed after the engine let go ({removal:?})"),
+            Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
+            Ok(Removal::NoFolder) => log!("{ns}: no folder left to delete"),
+            Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
+            Ok(Removal::NotADirectory(path)) => {
+                log!("{ns}: {} is not a directory; left in place", path.display())
+            }
             Err(e) => log!("{ns}: cannot remove its files: {e}; run 'del {ns}' to retry"),
         });
     }

@@ -747,6 +747,31 @@ fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
 }
 
 #[test]
+fn del_no_wait_of_a_namespace_the_engine_never_had() {
+    let sandbox = Sandbox::new("nowaitdel");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    // Added and deleted before the engine picked it up (or just after:
+    // either way exactly one party deletes the files, quietly).
+    assert_eq!(
+        sandbox.run(&["add", "--no-wait", "brief"]).status.code(),
+        Some(0)
+    );
+    let out = sandbox.run(&["del", "--no-wait", "brief"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!message.contains("added again"), "{message}");
+    wait_until(
+        "the folder of 'brief' is gone",
+        || !sandbox.folder("brief").exists(),
+        || sandbox.context(),
+    );
+    assert!(!init.stderr().contains("added again"), "{}", init.stderr());
+    assert_eq!(sandbox.run(&["has", "brief"]).status.code(), Some(1));
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
 fn del_keeps_the_files_when_the_engine_does_not_let_go() {
     let sandbox = Sandbox::new("stuck");
     add(&sandbox, "victim");
