@@ -33,6 +33,9 @@ pub enum Error {
     },
     /// A registry file that cannot be understood.
     CorruptEntry { path: PathBuf, problem: String },
+    /// The read-only form of a D key needs the btsync binary, which is
+    /// missing or failed.
+    ReadOnlyUnavailable { bin: PathBuf, problem: String },
     /// A system call failed; `doing` says what syncbox was trying to do.
     Io { doing: String, source: io::Error },
 }
@@ -89,6 +92,13 @@ impl fmt::Display for Error {
                 f,
                 "registry file {} is damaged ({problem}); restore it or remove it",
                 path.display()
+            ),
+            Error::ReadOnlyUnavailable { bin, problem } => write!(
+                f,
+                "cannot compute the read-only (E) form of a D key offline, and asking \
+                 btsync at {} failed: {problem}; set BTSYNC_BIN to the btsync binary (or \
+                 take the E key from btsync itself)",
+                bin.display()
             ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
         }

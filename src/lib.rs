@@ -7,6 +7,7 @@ pub mod fsutil;
 pub mod keys;
 pub mod layout;
 pub mod name;
+pub mod read_only;
 pub mod registry;
 
 pub use error::{Error, Result};
