@@ -1,4 +1,5 @@
 use argh::FromArgs;
+use syncbox::cluster::choose_namespace_key;
 use syncbox::dispatch::{Invocation, parse_args, report};
 use syncbox::keys::Key;
 use syncbox::layout::Layout;
@@ -7,8 +8,10 @@ use syncbox::registry::Registry;
 use syncbox::{Error, Result};
 
 /// Register a namespace and create its folder under the data root. Without
-/// a key a new read-write key is generated. Adding a namespace again with no
-/// key or the same key changes nothing; a different key is refused.
+/// a key, the key is derived from the cluster key (BTSYNC_CLUSTER_KEY_FILE or
+/// BTSYNC_CLUSTER_KEY) when one is set, else a new read-write key is
+/// generated. Adding a namespace again with no key or the same key changes
+/// nothing; a different key is refused.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
@@ -18,6 +21,11 @@ struct Args {
     /// same as --token
     #[argh(option)]
     secret: Option<String>,
+    /// register the read-only form of the key (of --token, or of the one the
+    /// cluster key derives): this node receives the namespace but cannot
+    /// change it on other nodes
+    #[argh(switch)]
+    read_only: bool,
     /// namespace name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit
     #[argh(positional)]
     namespace: String,
@@ -45,7 +53,9 @@ fn add(args: Args) -> Result<()> {
         (token, secret) => token.or(secret),
     };
     let key = key_text.as_deref().map(Key::parse).transpose()?;
-    let registry = Registry::new(Layout::from_env()?);
-    registry.add(&name, key)?;
+    let layout = Layout::from_env()?;
+    let key = choose_namespace_key(&name, key, args.read_only)?;
+    let registry = Registry::new(layout);
+    registry.add_from(&name, key)?;
     Ok(())
 }

@@ -36,6 +36,8 @@ pub enum Error {
     /// The read-only form of a D key needs the btsync binary, which is
     /// missing or failed.
     ReadOnlyUnavailable { bin: PathBuf, problem: String },
+    /// A cluster key is set, but `NS` is registered with another key.
+    ClusterKeyConflict(String),
     /// A system call failed; `doing` says what syncbox was trying to do.
     Io { doing: String, source: io::Error },
 }
@@ -99,6 +101,13 @@ impl fmt::Display for Error {
                  btsync at {} failed: {problem}; set BTSYNC_BIN to the btsync binary (or \
                  take the E key from btsync itself)",
                 bin.display()
+            ),
+            Error::ClusterKeyConflict(ns) => write!(
+                f,
+                "{ns}: already registered with a key that is not the one the cluster key \
+                 derives, so this node will not sync {ns} with the cluster; nothing changed \
+                 (see 'list --json' for where its key came from; 'del {ns}' first to switch \
+                 it to the cluster's key)"
             ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
         }

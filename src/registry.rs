@@ -33,6 +33,9 @@ pub enum Origin {
     Generated,
     /// Given with `--token`/`--secret`.
     Given,
+    /// Derived from the cluster key (`BTSYNC_CLUSTER_KEY_FILE` or
+    /// `BTSYNC_CLUSTER_KEY`).
+    Cluster,
 }
 
 impl Origin {
@@ -40,6 +43,7 @@ impl Origin {
         match self {
             Origin::Generated => "generated",
             Origin::Given => "given",
+            Origin::Cluster => "cluster",
         }
     }
 
@@ -47,6 +51,7 @@ impl Origin {
         match text {
             "generated" => Some(Origin::Generated),
             "given" => Some(Origin::Given),
+            "cluster" => Some(Origin::Cluster),
             _ => None,
         }
     }
@@ -148,18 +153,30 @@ impl Registry {
     /// Idempotent for the same key; a different key is a conflict and
     /// changes nothing.
     pub fn add(&self, ns: &Name, key: Option<Key>) -> Result<AddOutcome> {
+        self.add_from(ns, key.map(|key| (key, Origin::Given)))
+    }
+
+    /// [`Registry::add`] with a key whose origin the caller knows, e.g. one
+    /// derived from the cluster key. `None` generates a key.
+    pub fn add_from(&self, ns: &Name, key: Option<(Key, Origin)>) -> Result<AddOutcome> {
         let _lock = self.lock()?;
         let entry_path = self.layout.entry(ns);
         if let Some(existing) = read_entry(&entry_path, ns)? {
-            if key.is_some_and(|k| k != existing.key) {
-                return Err(Error::KeyConflict(ns.to_string()));
+            match key {
+                Some((key, origin)) if key != existing.key => {
+                    return Err(match origin {
+                        Origin::Cluster => Error::ClusterKeyConflict(ns.to_string()),
+                        Origin::Given | Origin::Generated => Error::KeyConflict(ns.to_string()),
+                    });
+                }
+                _ => {}
             }
             self.cancel_pending_delete(ns)?;
             return Ok(AddOutcome::AlreadyPresent);
         }
         self.ensure_folder(ns)?;
         let (key, origin) = match key {
-            Some(key) => (key, Origin::Given),
+            Some(chosen) => chosen,
             None => (
                 Key::generate().map_err(|e| Error::io("cannot generate a key", e))?,
                 Origin::Generated,
