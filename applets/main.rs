@@ -4,6 +4,7 @@
 mod add;
 mod del;
 mod has;
+mod keygen;
 mod list;
 mod path;
 mod secret;
@@ -29,6 +30,11 @@ const APPLETS: &[Applet] = &[
         run: has::run,
     },
     Applet {
+        name: "keygen",
+        summary: "print a fresh read-write key",
+        run: keygen::run,
+    },
+    Applet {
         name: "list",
         summary: "print the registered namespaces",
         run: list::run,
@@ -40,7 +46,7 @@ const APPLETS: &[Applet] = &[
     },
     Applet {
         name: "secret",
-        summary: "print the key of a namespace",
+        summary: "print the key (or read-only key) of a namespace",
         run: secret::run,
     },
 ];
