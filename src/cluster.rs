@@ -11,7 +11,8 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs;
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -30,6 +31,9 @@ pub const CLUSTER_KEY_FILE_VAR: &str = "BTSYNC_CLUSTER_KEY_FILE";
 pub const CLUSTER_KEY_VAR: &str = "BTSYNC_CLUSTER_KEY";
 /// Shorter cluster keys are refused: they are too easy to guess.
 pub const MIN_CLUSTER_KEY_CHARS: usize = 16;
+/// A key file is one line; reading stops past this, so a wrong path such
+/// as /dev/zero fails instead of filling memory.
+const MAX_CLUSTER_KEY_FILE: u64 = 64 * 1024;
 /// Versioned so that a future recipe can never collide with this one.
 const NAMESPACE_LABEL: &str = "syncbox/namespace/v1/";
 
@@ -59,12 +63,22 @@ impl ClusterKey {
                     "is empty; set it to the path of the cluster key file, or unset it",
                 ));
             }
-            let bytes = fs::read(&path).map_err(|e| {
+            let cannot_read = |problem: String| {
                 env_error(
                     CLUSTER_KEY_FILE_VAR,
-                    &format!("cannot read {}: {e}", path.to_string_lossy()),
+                    &format!("cannot read {}: {problem}", path.to_string_lossy()),
                 )
-            })?;
+            };
+            let mut bytes = Vec::new();
+            File::open(&path)
+                .and_then(|file| file.take(MAX_CLUSTER_KEY_FILE + 1).read_to_end(&mut bytes))
+                .map_err(|e| cannot_read(e.to_string()))?;
+            if bytes.len() as u64 > MAX_CLUSTER_KEY_FILE {
+                return Err(cannot_read(format!(
+                    "it is larger than {} KiB, too large for a key file",
+                    MAX_CLUSTER_KEY_FILE / 1024
+                )));
+            }
             return ClusterKey::from_bytes(bytes)
                 .map(Some)
                 .map_err(|problem| env_error(CLUSTER_KEY_FILE_VAR, &problem));

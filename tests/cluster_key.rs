@@ -215,6 +215,7 @@ fn bad_cluster_keys_are_refused_and_change_nothing() {
             "cannot read",
         ),
         ("BTSYNC_CLUSTER_KEY_FILE", String::new(), "is empty"),
+        ("BTSYNC_CLUSTER_KEY_FILE", "/dev/zero".into(), "too large"),
     ];
     let node = Node::new("bad");
     node.ok(&["add", &format!("--token={PUBLISHED_A}"), "existing"]);
