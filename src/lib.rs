@@ -3,6 +3,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod faults;
 pub mod fsutil;
 pub mod keys;
 pub mod layout;
