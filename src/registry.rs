@@ -162,13 +162,13 @@ impl Registry {
         // interrupted): adding the namespace back with no key or the same
         // key restores its entry, so it keeps syncing with the same peers.
         let parked = self.layout.deleting_entry(ns);
-        if let Ok(Some(previous)) = read_entry(&parked, ns) {
-            if key.as_ref().is_none_or(|k| *k == previous.key) {
-                self.recover_folder_from_trash(ns)?;
-                self.ensure_folder(ns)?;
-                rename_durably(&parked, &entry_path)?;
-                return Ok(AddOutcome::Added);
-            }
+        if let Ok(Some(previous)) = read_entry(&parked, ns)
+            && key.as_ref().is_none_or(|k| *k == previous.key)
+        {
+            self.recover_folder_from_trash(ns)?;
+            self.ensure_folder(ns)?;
+            rename_durably(&parked, &entry_path)?;
+            return Ok(AddOutcome::Added);
         }
         let (key, origin) = match key {
             Some(key) => (key, Origin::Given),
