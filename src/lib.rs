@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod dispatch;
 pub mod error;
+pub mod faults;
 pub mod fsutil;
 pub mod keys;
 pub mod layout;
