@@ -1,5 +1,5 @@
 use argh::FromArgs;
-use syncbox::cluster::choose_namespace_key;
+use syncbox::cluster_key::choose_namespace_key;
 use syncbox::dispatch::{Invocation, parse_args, report};
 use syncbox::keys::Key;
 use syncbox::layout::Layout;
