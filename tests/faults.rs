@@ -118,7 +118,10 @@ fn a_crash_at_any_step_of_del_is_completed_by_the_next_del_or_undone_by_add() {
             fs::write(sb.folder("gitlab").join("data"), "x").unwrap();
             let run = crash_run(&sb, step, "del", &["gitlab"]);
             if run.code == 0 {
-                eprintln!("del: crashed at {} steps, each recovered by del and by add", crashes / 2);
+                eprintln!(
+                    "del: crashed at {} steps, each recovered by del and by add",
+                    crashes / 2
+                );
                 assert!(crashes >= 8, "only {crashes} crash points in del");
                 return;
             }
