@@ -1,6 +1,7 @@
 //! syncbox core: everything but the command line. The applets in
 //! `applets/` parse arguments, call into this library and print.
 
+pub mod cluster;
 pub mod cluster_key;
 pub mod dispatch;
 pub mod error;
