@@ -1,4 +1,5 @@
 use argh::FromArgs;
+use syncbox::cluster_key::choose_namespace_key;
 use syncbox::control::{self, Waiting};
 use syncbox::dispatch::{Invocation, parse_args, report};
 use syncbox::keys::Key;
@@ -8,8 +9,10 @@ use syncbox::registry::Registry;
 use syncbox::{Error, Result};
 
 /// Register a namespace and create its folder under the data root. Without
-/// a key a new read-write key is generated. Adding a namespace again with no
-/// key or the same key changes nothing; a different key is refused.
+/// a key, the key is derived from the cluster key (BTSYNC_CLUSTER_KEY_FILE or
+/// BTSYNC_CLUSTER_KEY) when one is set, else a new read-write key is
+/// generated. Adding a namespace again with no key or the same key changes
+/// nothing; a different key is refused.
 /// When init runs, waits until the running engine syncs the namespace.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
@@ -20,6 +23,11 @@ struct Args {
     /// same as --token
     #[argh(option)]
     secret: Option<String>,
+    /// register the read-only form of the key (of --token, or of the one the
+    /// cluster key derives): this node receives the namespace but cannot
+    /// change it on other nodes
+    #[argh(switch)]
+    read_only: bool,
     /// return right after registering; init applies the change shortly
     #[argh(switch)]
     no_wait: bool,
@@ -51,8 +59,10 @@ fn add(args: Args) -> Result<()> {
     };
     let key = key_text.as_deref().map(Key::parse).transpose()?;
     let waiting = Waiting::from_env(args.no_wait)?;
-    let registry = Registry::new(Layout::from_env()?);
-    registry.add(&name, key)?;
+    let layout = Layout::from_env()?;
+    let key = choose_namespace_key(&name, key, args.read_only)?;
+    let registry = Registry::new(layout);
+    registry.add_from(&name, key)?;
     control::announce_add(registry.layout(), &name, waiting)?;
     Ok(())
 }

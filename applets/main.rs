@@ -6,6 +6,7 @@ mod del;
 mod has;
 mod health;
 mod init;
+mod keygen;
 mod list;
 mod path;
 mod secret;
@@ -42,6 +43,11 @@ const APPLETS: &[Applet] = &[
         run: init::run,
     },
     Applet {
+        name: "keygen",
+        summary: "print a fresh read-write key",
+        run: keygen::run,
+    },
+    Applet {
         name: "list",
         summary: "print the registered namespaces",
         run: list::run,
@@ -53,7 +59,7 @@ const APPLETS: &[Applet] = &[
     },
     Applet {
         name: "secret",
-        summary: "print the key of a namespace",
+        summary: "print the key (or read-only key) of a namespace",
         run: secret::run,
     },
     Applet {

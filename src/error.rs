@@ -35,6 +35,11 @@ pub enum Error {
     CorruptEntry { path: PathBuf, problem: String },
     /// init (or talking to it) failed; the message says what to do.
     Supervisor(String),
+    /// The read-only form of a D key needs the btsync binary, which is
+    /// missing or failed.
+    ReadOnlyUnavailable { bin: PathBuf, problem: String },
+    /// A cluster key is set, but `NS` is registered with another key.
+    ClusterKeyConflict(String),
     /// A system call failed; `doing` says what syncbox was trying to do.
     Io { doing: String, source: io::Error },
 }
@@ -93,6 +98,20 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Supervisor(msg) => write!(f, "{msg}"),
+            Error::ReadOnlyUnavailable { bin, problem } => write!(
+                f,
+                "cannot compute the read-only (E) form of a D key offline, and asking \
+                 btsync at {} failed: {problem}; set BTSYNC_BIN to the btsync binary (or \
+                 take the E key from btsync itself)",
+                bin.display()
+            ),
+            Error::ClusterKeyConflict(ns) => write!(
+                f,
+                "{ns}: already registered with a key that is not the one the cluster key \
+                 derives, so this node will not sync {ns} with the cluster; nothing changed \
+                 (see 'list --json' for where its key came from; 'del {ns}' first to switch \
+                 it to the cluster's key)"
+            ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
         }
     }

@@ -7,6 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::faults::crash_point;
 
 /// Prefix of temporary files. Namespace names cannot start with '.', so a
 /// temporary file is never mistaken for an entry.
@@ -70,14 +71,18 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
             .open(&temp)?;
         // The mode given to open() is filtered by the umask; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
+        crash_point("temporary file created");
         file.write_all(contents)?;
+        crash_point("temporary file written");
         file.sync_all()?;
+        crash_point("temporary file synced");
         fs::rename(&temp, path)
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&temp);
         return Err(Error::io(format!("cannot write {}", path.display()), e));
     }
+    crash_point("renamed into place");
     sync_dir(dir)
 }
 

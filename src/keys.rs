@@ -4,12 +4,19 @@
 //! upper case. A typed key is one type letter and 32 base32 characters (20
 //! bytes); an E key carries 26 more characters (16 bytes); a pre-1.2 key is
 //! 32 base32 characters with no type letter.
+//!
+//! Read-only keys are derived offline where the recipe is known (A -> B,
+//! pre-1.2 -> R); D -> E is not public and needs the btsync binary (see
+//! [`crate::read_only`]).
 
 use std::fmt;
 
 use data_encoding::BASE32_NOPAD;
+use ed25519_dalek::SigningKey;
 use rand::TryRng;
 use rand::rngs::SysRng;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 
 /// What holding a key lets a node do with the folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +69,20 @@ impl KeyKind {
         }
     }
 
+    /// The type letter that starts keys of this kind (none for pre-1.2 keys).
+    pub fn letter(self) -> Option<char> {
+        Some(match self {
+            KeyKind::A => 'A',
+            KeyKind::B => 'B',
+            KeyKind::C => 'C',
+            KeyKind::D => 'D',
+            KeyKind::E => 'E',
+            KeyKind::F => 'F',
+            KeyKind::R => 'R',
+            KeyKind::Legacy => return None,
+        })
+    }
+
     fn from_letter(letter: u8) -> Option<KeyKind> {
         Some(match letter {
             b'A' => KeyKind::A,
@@ -83,6 +104,18 @@ impl KeyKind {
 pub struct Key {
     text: String,
     kind: KeyKind,
+    /// The decoded base32 after the type letter: 20 bytes (36 for E).
+    payload: Vec<u8>,
+}
+
+/// The read-only form of a key, as far as syncbox can compute it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOnlyForm {
+    /// The key's read-only form (the key itself if it cannot write).
+    Key(Key),
+    /// A D key: its E form is computed by a recipe that is not public, so
+    /// only the btsync binary can produce it.
+    NeedsEngine,
 }
 
 /// Why a key was rejected. Never contains the key itself: a rejected key may
@@ -112,6 +145,10 @@ fn reject(problem: impl Into<String>) -> KeyError {
 }
 
 const BODY_LEN: usize = 32;
+/// Bytes behind the 32 base32 characters of a key body.
+pub const PAYLOAD_LEN: usize = 20;
+/// Ed25519 seeds are 32 bytes; btsync pads the 20 key bytes with zeros.
+const ED25519_SEED_LEN: usize = 32;
 const E_EXTRA_LEN: usize = 26;
 
 impl Key {
@@ -156,28 +193,78 @@ impl Key {
         } else {
             &text[1..]
         };
-        let decodes = match kind {
-            KeyKind::E => {
-                decode(&body[..BODY_LEN]).is_some() && decode(&body[BODY_LEN..]).is_some()
-            }
-            _ => decode(body).is_some(),
+        let payload = match kind {
+            KeyKind::E => decode(&body[..BODY_LEN]).and_then(|mut first| {
+                first.extend(decode(&body[BODY_LEN..])?);
+                Some(first)
+            }),
+            _ => decode(body),
         };
-        if !decodes {
+        let Some(payload) = payload else {
             return Err(reject("its base32 does not decode to whole bytes"));
+        };
+        Ok(Key {
+            text,
+            kind,
+            payload,
+        })
+    }
+
+    /// Build a key of `kind` from its decoded body.
+    fn from_payload(kind: KeyKind, payload: Vec<u8>) -> Key {
+        let body = BASE32_NOPAD.encode(&payload);
+        let text = match kind.letter() {
+            Some(letter) => format!("{letter}{body}"),
+            None => body,
+        };
+        Key {
+            text,
+            kind,
+            payload,
         }
-        Ok(Key { text, kind })
+    }
+
+    /// The read-write (A) key made of these 20 bytes.
+    /// For keys derived from other secrets, e.g. the cluster key.
+    pub fn read_write_from(material: &[u8; PAYLOAD_LEN]) -> Key {
+        Key::from_payload(KeyKind::A, material.to_vec())
+    }
+
+    /// The read-only form of this key, computed offline where the recipe is
+    /// known. Keys that cannot write are their own read-only form.
+    pub fn read_only_form(&self) -> ReadOnlyForm {
+        match self.kind {
+            KeyKind::A => ReadOnlyForm::Key(self.ed25519_read_only()),
+            KeyKind::Legacy => ReadOnlyForm::Key(self.legacy_read_only()),
+            KeyKind::D => ReadOnlyForm::NeedsEngine,
+            KeyKind::B | KeyKind::C | KeyKind::E | KeyKind::F | KeyKind::R => {
+                ReadOnlyForm::Key(self.clone())
+            }
+        }
+    }
+
+    /// A -> B: the 20 key bytes padded with zeros are an Ed25519 seed; the
+    /// B key is the SHA-1 of its public key.
+    fn ed25519_read_only(&self) -> Key {
+        let mut seed = [0u8; ED25519_SEED_LEN];
+        seed[..PAYLOAD_LEN].copy_from_slice(&self.payload[..PAYLOAD_LEN]);
+        let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        Key::from_payload(KeyKind::B, Sha1::digest(public).to_vec())
+    }
+
+    /// pre-1.2 -> R: the first 20 bytes of the SHA-256 of the key bytes.
+    fn legacy_read_only(&self) -> Key {
+        let digest = Sha256::digest(&self.payload);
+        Key::from_payload(KeyKind::R, digest[..PAYLOAD_LEN].to_vec())
     }
 
     /// A new read-write key: 'A' + base32 of 20 bytes from the OS CSPRNG.
     pub fn generate() -> Result<Key, std::io::Error> {
-        let mut seed = [0u8; 20];
+        let mut seed = [0u8; PAYLOAD_LEN];
         SysRng
             .try_fill_bytes(&mut seed)
             .map_err(|e| std::io::Error::other(format!("the OS random source failed: {e}")))?;
-        Ok(Key {
-            text: format!("A{}", BASE32_NOPAD.encode(&seed)),
-            kind: KeyKind::A,
-        })
+        Ok(Key::read_write_from(&seed))
     }
 
     pub fn kind(&self) -> KeyKind {
@@ -249,25 +336,94 @@ mod tests {
         assert_eq!(key.expose(), A_KEY);
     }
 
+    /// Each rejected input, with a note of what is wrong with it.
+    fn rejected_inputs() -> Vec<(String, &'static str)> {
+        let body = &A_KEY[1..];
+        vec![
+            (
+                "e3hryu35qegqery4w5y164u5u".into(),
+                "the seed's example token",
+            ),
+            (String::new(), "empty"),
+            ("A".into(), "type letter only"),
+            (A_KEY[..31].into(), "31 characters"),
+            (format!("{A_KEY}A"), "34 characters"),
+            (format!("{}{}", e_key(), "A"), "60 characters"),
+            (e_key()[..58].into(), "58 characters"),
+            (format!("{A_KEY}{A_KEY}"), "66 characters"),
+            (format!("G{body}"), "unknown type letter G"),
+            (format!("Z{body}"), "unknown type letter Z"),
+            (format!("2{body}"), "digit as type letter"),
+            (format!("E{body}"), "E key of 33 characters"),
+            (format!("A{}", &e_key()[1..]), "A key of 59 characters"),
+            (format!("A{}0", &body[..31]), "digit 0 (not base32)"),
+            (format!("A{}1", &body[..31]), "digit 1 (not base32)"),
+            (format!("A{}8", &body[..31]), "digit 8 (not base32)"),
+            (format!("A{}9", &body[..31]), "digit 9 (not base32)"),
+            (format!("A{}-", &body[..31]), "base64url character"),
+            (format!("A{}+", &body[..31]), "base64 character"),
+            (format!("A{}/", &body[..31]), "base64 character"),
+            (
+                format!("A{}=", &body[..31]),
+                "padding instead of the last character",
+            ),
+            (format!("{}=", &A_KEY[..32]), "padding"),
+            (format!("{A_KEY}="), "trailing padding"),
+            (format!("{A_KEY}======"), "full RFC 4648 padding"),
+            (format!("{}===", &A_KEY[..30]), "padding"),
+            (format!(" {A_KEY}"), "leading space"),
+            (format!("{A_KEY} "), "trailing space"),
+            (format!("{A_KEY}\n"), "trailing newline"),
+            (format!("{A_KEY}\r\n"), "trailing CRLF"),
+            (format!("\t{A_KEY}"), "leading tab"),
+            (format!("{} {}", &A_KEY[..16], &A_KEY[16..]), "inner space"),
+            (format!("{}\0{}", &A_KEY[..16], &A_KEY[17..]), "NUL byte"),
+            (format!("A{}Ａ", &body[..31]), "full-width letter"),
+            ("é".repeat(16), "non-ASCII"),
+        ]
+    }
+
     #[test]
     fn rejects_malformed_keys() {
-        let rejected = [
-            "e3hryu35qegqery4w5y164u5u".to_owned(),
-            String::new(),
-            format!("{}=", &A_KEY[..32]),
-            format!("{A_KEY}A"),
-            format!(" {A_KEY}"),
-            format!("{A_KEY}\n"),
-            format!("G{}", &A_KEY[1..]),
-            format!("A{}1", &A_KEY[1..32]),
-            format!("A{}8", &A_KEY[1..32]),
-            format!("E{}", &A_KEY[1..]),
-            format!("A{}", &e_key()[1..]),
-            format!("{}===", &A_KEY[..30]),
-            "é".repeat(16),
+        for (text, why) in rejected_inputs() {
+            assert!(
+                Key::parse(&text).is_err(),
+                "{text:?} ({why}) should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn rejections_say_what_was_expected_and_never_echo_the_key() {
+        for (text, why) in rejected_inputs() {
+            let msg = Key::parse(&text).unwrap_err().to_string();
+            assert!(msg.contains("expected a btsync key"), "{why}: {msg}");
+            // Any 8 consecutive characters of the input would leak part of it.
+            let leaked = text
+                .as_bytes()
+                .windows(8)
+                .filter_map(|w| std::str::from_utf8(w).ok())
+                .find(|w| msg.contains(w));
+            assert_eq!(leaked, None, "{why}: {msg}");
+        }
+    }
+
+    #[test]
+    fn whitespace_and_padding_are_named_in_the_error() {
+        let cases = [
+            (format!("{A_KEY} "), "whitespace at position 34"),
+            (
+                format!("{}={}", &A_KEY[..10], &A_KEY[11..]),
+                "padding '=' at position 11",
+            ),
+            (
+                format!("{}8{}", &A_KEY[..5], &A_KEY[6..]),
+                "the character '8' at position 6",
+            ),
         ];
-        for text in rejected {
-            assert!(Key::parse(&text).is_err(), "{text:?} should be rejected");
+        for (text, expected) in cases {
+            let msg = Key::parse(&text).unwrap_err().to_string();
+            assert!(msg.contains(expected), "{msg}");
         }
     }
 
@@ -291,6 +447,120 @@ mod tests {
     fn debug_is_redacted() {
         let key = Key::parse(A_KEY).unwrap();
         assert!(!format!("{key:?}").contains(&A_KEY[1..]));
+    }
+
+    fn read_only_of(text: &str) -> String {
+        match Key::parse(text).unwrap().read_only_form() {
+            ReadOnlyForm::Key(key) => key.expose().to_owned(),
+            ReadOnlyForm::NeedsEngine => panic!("{text}: needs the engine"),
+        }
+    }
+
+    #[test]
+    fn a_to_b_matches_the_published_pair() {
+        assert_eq!(read_only_of(A_KEY), B_KEY);
+        assert_eq!(read_only_of(&A_KEY.to_ascii_lowercase()), B_KEY);
+    }
+
+    #[test]
+    fn a_to_b_matches_an_independent_implementation() {
+        // Computed with Python's `cryptography` (Ed25519), hashlib and base64.
+        let pairs = [
+            (
+                "A3YU7QPZZJIDMMZDEH3YWCZEY75J3OZHB",
+                "BZH73GNW4OKONMZFB24CISS6M5BERFYWO",
+            ),
+            (
+                "A5ZDMD7TF2DBYNR4FEKUBNFWOBFFEL55A",
+                "BU4ASOXSU7L33DXJINTBAWZ4GWODRLPOH",
+            ),
+        ];
+        for (a, b) in pairs {
+            assert_eq!(read_only_of(a), b, "{a}");
+        }
+    }
+
+    #[test]
+    fn legacy_to_r_matches_the_note() {
+        assert_eq!(read_only_of(&"A".repeat(32)), R_KEY);
+    }
+
+    #[test]
+    fn keys_that_cannot_write_are_their_own_read_only_form() {
+        for text in [
+            B_KEY.to_owned(),
+            format!("C{}", &A_KEY[1..]),
+            e_key(),
+            format!("F{}", &A_KEY[1..]),
+            R_KEY.to_owned(),
+        ] {
+            assert_eq!(read_only_of(&text), text);
+        }
+    }
+
+    #[test]
+    fn d_keys_need_the_engine() {
+        let d = Key::parse(&format!("D{}", &A_KEY[1..])).unwrap();
+        assert_eq!(d.read_only_form(), ReadOnlyForm::NeedsEngine);
+    }
+
+    fn random_bytes(len: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; len];
+        SysRng.try_fill_bytes(&mut bytes).unwrap();
+        bytes
+    }
+
+    /// Property: every key syncbox renders, of every kind, parses back to
+    /// itself, also from lower case.
+    #[test]
+    fn every_rendered_key_parses_back() {
+        let kinds = [
+            (KeyKind::A, PAYLOAD_LEN, 33),
+            (KeyKind::B, PAYLOAD_LEN, 33),
+            (KeyKind::C, PAYLOAD_LEN, 33),
+            (KeyKind::D, PAYLOAD_LEN, 33),
+            (KeyKind::E, PAYLOAD_LEN + 16, 59),
+            (KeyKind::F, PAYLOAD_LEN, 33),
+            (KeyKind::R, PAYLOAD_LEN, 33),
+            (KeyKind::Legacy, PAYLOAD_LEN, 32),
+        ];
+        for _ in 0..200 {
+            for (kind, payload_len, text_len) in kinds {
+                let key = Key::from_payload(kind, random_bytes(payload_len));
+                assert_eq!(key.expose().len(), text_len);
+                assert_eq!(Key::parse(key.expose()).as_ref(), Ok(&key));
+                let lower = key.expose().to_ascii_lowercase();
+                assert_eq!(Key::parse(&lower).as_ref(), Ok(&key));
+            }
+        }
+    }
+
+    /// Property: generated keys validate as A keys, and their read-only form
+    /// is a valid B key that is the same every time and differs per key.
+    #[test]
+    fn generated_keys_validate_and_derive_deterministically() {
+        let mut seen_b = std::collections::HashSet::new();
+        for _ in 0..300 {
+            let a = Key::generate().unwrap();
+            assert_eq!(Key::parse(a.expose()).as_ref(), Ok(&a));
+            let b = read_only_of(a.expose());
+            assert_eq!(read_only_of(a.expose()), b);
+            let parsed = Key::parse(&b).unwrap();
+            assert_eq!(parsed.kind(), KeyKind::B);
+            assert_eq!(read_only_of(&b), b);
+            assert!(seen_b.insert(b), "two keys gave the same read-only key");
+        }
+    }
+
+    /// Property: legacy keys derive valid, deterministic R keys.
+    #[test]
+    fn legacy_keys_derive_deterministically() {
+        for _ in 0..300 {
+            let legacy = Key::from_payload(KeyKind::Legacy, random_bytes(PAYLOAD_LEN));
+            let r = read_only_of(legacy.expose());
+            assert_eq!(read_only_of(legacy.expose()), r);
+            assert_eq!(Key::parse(&r).unwrap().kind(), KeyKind::R);
+        }
     }
 
     #[test]

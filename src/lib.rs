@@ -1,14 +1,18 @@
 //! syncbox core: everything but the command line. The applets in
 //! `applets/` parse arguments, call into this library and print.
 
+pub mod cluster;
+pub mod cluster_key;
 pub mod control;
 pub mod dispatch;
 pub mod engine_config;
 pub mod error;
+pub mod faults;
 pub mod fsutil;
 pub mod keys;
 pub mod layout;
 pub mod name;
+pub mod read_only;
 pub mod registry;
 pub mod supervisor;
 pub mod sys;

@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::faults::crash_point;
 use crate::fsutil::{self, FileLock};
 use crate::keys::Key;
 use crate::layout::Layout;
@@ -33,6 +34,9 @@ pub enum Origin {
     Generated,
     /// Given with `--token`/`--secret`.
     Given,
+    /// Derived from the cluster key (`BTSYNC_CLUSTER_KEY_FILE` or
+    /// `BTSYNC_CLUSTER_KEY`).
+    Cluster,
 }
 
 impl Origin {
@@ -40,6 +44,7 @@ impl Origin {
         match self {
             Origin::Generated => "generated",
             Origin::Given => "given",
+            Origin::Cluster => "cluster",
         }
     }
 
@@ -47,6 +52,7 @@ impl Origin {
         match text {
             "generated" => Some(Origin::Generated),
             "given" => Some(Origin::Given),
+            "cluster" => Some(Origin::Cluster),
             _ => None,
         }
     }
@@ -148,18 +154,41 @@ impl Registry {
     /// Idempotent for the same key; a different key is a conflict and
     /// changes nothing.
     pub fn add(&self, ns: &Name, key: Option<Key>) -> Result<AddOutcome> {
+        self.add_from(ns, key.map(|key| (key, Origin::Given)))
+    }
+
+    /// [`Registry::add`] with a key whose origin the caller knows, e.g. one
+    /// derived from the cluster key. `None` generates a key.
+    pub fn add_from(&self, ns: &Name, key: Option<(Key, Origin)>) -> Result<AddOutcome> {
         let _lock = self.lock()?;
         let entry_path = self.layout.entry(ns);
         if let Some(existing) = read_entry(&entry_path, ns)? {
-            if key.is_some_and(|k| k != existing.key) {
-                return Err(Error::KeyConflict(ns.to_string()));
+            match key {
+                Some((key, origin)) if key != existing.key => {
+                    return Err(match origin {
+                        Origin::Cluster => Error::ClusterKeyConflict(ns.to_string()),
+                        Origin::Given | Origin::Generated => Error::KeyConflict(ns.to_string()),
+                    });
+                }
+                _ => {}
             }
             self.cancel_pending_delete(ns)?;
             return Ok(AddOutcome::AlreadyPresent);
         }
-        self.ensure_folder(ns)?;
+        // A `del` that has not finished (waiting for the engine, or
+        // interrupted): adding the namespace back with no key or the same
+        // key restores its entry, so it keeps syncing with the same peers.
+        let parked = self.layout.deleting_entry(ns);
+        if let Ok(Some(previous)) = read_entry(&parked, ns)
+            && key.as_ref().is_none_or(|(k, _)| *k == previous.key)
+        {
+            self.recover_folder_from_trash(ns)?;
+            self.ensure_folder(ns)?;
+            rename_durably(&parked, &entry_path)?;
+            return Ok(AddOutcome::Added);
+        }
         let (key, origin) = match key {
-            Some(key) => (key, Origin::Given),
+            Some(chosen) => chosen,
             None => (
                 Key::generate().map_err(|e| Error::io("cannot generate a key", e))?,
                 Origin::Generated,
@@ -171,7 +200,17 @@ impl Registry {
             origin,
             added: now(),
         };
-        fsutil::write_atomic(&entry_path, entry_json(&entry).as_bytes(), 0o600)?;
+        let created = self.ensure_folder(ns)?;
+        crash_point("add: folder ready");
+        if let Err(e) = fsutil::write_atomic(&entry_path, entry_json(&entry).as_bytes(), 0o600) {
+            // Leave no trace of a failed add (a full disk, say): the folder
+            // goes too if this add made it and nothing was put in it.
+            if created {
+                let _ = fs::remove_dir(self.layout.folder(ns));
+            }
+            return Err(e);
+        }
+        crash_point("add: entry written");
         self.cancel_pending_delete(ns)?;
         Ok(AddOutcome::Added)
     }
@@ -186,7 +225,12 @@ impl Registry {
         let registered = exists(&entry)?;
         let pending = exists(&parked)?;
         match (registered, keep_files) {
-            (false, _) if !pending => Ok(Unregistered::NotRegistered),
+            (false, _) if !pending => {
+                // Possibly a repeat of a `del` that crashed after parking
+                // its folder in the trash: finish that.
+                sweep_trash(&self.trash_dir());
+                Ok(Unregistered::NotRegistered)
+            }
             (true, true) => {
                 remove_durably(&entry)?;
                 if pending {
@@ -209,7 +253,7 @@ impl Registry {
     /// Second half of `del`: delete the folder of a namespace that
     /// [`Registry::unregister`] parked, unless it was added again meanwhile.
     pub fn remove_files(&self, ns: &Name) -> Result<Removal> {
-        let trash_dir = self.layout.state_dir().join("trash");
+        let trash_dir = self.trash_dir();
         let removal = self.move_folder_to_trash(ns, &trash_dir);
         sweep_trash(&trash_dir);
         removal
@@ -242,9 +286,37 @@ impl Registry {
         };
         // Deleting may take long; it happens outside the lock, on a path no
         // namespace can reach any more.
-        fs::remove_dir_all(&doomed)
+        crash_point("del: folder in trash");
+        remove_tree(&doomed)
             .map_err(|e| Error::io(format!("cannot delete {}", doomed.display()), e))?;
         Ok(Removal::Deleted)
+    }
+
+    /// A `del` that crashed after moving the folder to the trash but before
+    /// dropping its parked entry: put the folder back.
+    fn recover_folder_from_trash(&self, ns: &Name) -> Result<()> {
+        let folder = self.layout.folder(ns);
+        if exists(&folder)? {
+            return Ok(());
+        }
+        let Ok(listing) = fs::read_dir(self.trash_dir()) else {
+            return Ok(());
+        };
+        let prefix = format!("{ns}.");
+        for item in listing.flatten() {
+            let name = item.file_name();
+            let Some(suffix) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+                return rename_durably(&item.path(), &folder);
+            }
+        }
+        Ok(())
+    }
+
+    fn trash_dir(&self) -> PathBuf {
+        self.layout.state_dir().join("trash")
     }
 
     fn cancel_pending_delete(&self, ns: &Name) -> Result<()> {
@@ -255,7 +327,8 @@ impl Registry {
         Ok(())
     }
 
-    fn ensure_folder(&self, ns: &Name) -> Result<()> {
+    /// Make sure `$BTSYNC_DATA/NS` is a directory; true if it was created now.
+    fn ensure_folder(&self, ns: &Name) -> Result<bool> {
         let folder = self.layout.folder(ns);
         match fs::symlink_metadata(&folder) {
             Ok(meta) if meta.file_type().is_symlink() => Err(Error::FolderOccupied {
@@ -266,11 +339,12 @@ impl Registry {
                 path: folder,
                 problem: "exists but is not a directory",
             }),
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&folder)
                     .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
-                fsutil::sync_dir(self.layout.data_root())
+                fsutil::sync_dir(self.layout.data_root())?;
+                Ok(true)
             }
             Err(e) => Err(Error::io(format!("cannot inspect {}", folder.display()), e)),
         }
@@ -321,7 +395,10 @@ fn exists(path: &Path) -> Result<bool> {
 
 fn remove_durably(path: &Path) -> Result<()> {
     fs::remove_file(path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
-    sync_parent(path)
+    crash_point("removed, directory not yet synced");
+    sync_parent(path)?;
+    crash_point("removed");
+    Ok(())
 }
 
 fn rename_durably(from: &Path, to: &Path) -> Result<()> {
@@ -331,8 +408,11 @@ fn rename_durably(from: &Path, to: &Path) -> Result<()> {
             e,
         )
     })?;
+    crash_point("moved, directories not yet synced");
     sync_parent(to)?;
-    sync_parent(from)
+    sync_parent(from)?;
+    crash_point("moved");
+    Ok(())
 }
 
 fn sync_parent(path: &Path) -> Result<()> {
@@ -342,13 +422,27 @@ fn sync_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// Delete a directory tree that another `del` may be sweeping at the same
+/// time: entries vanishing under us are that other deleter's progress.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(_) if fs::symlink_metadata(path).is_err() => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Best effort: trash left by a `del` that crashed. Another `del` may be
 /// deleting the same tree right now, so failures are expected and ignored;
 /// the next `del` tries again.
 fn sweep_trash(trash_dir: &Path) {
     if let Ok(listing) = fs::read_dir(trash_dir) {
         for item in listing.flatten() {
-            let _ = fs::remove_dir_all(item.path());
+            let _ = remove_tree(&item.path());
         }
     }
 }

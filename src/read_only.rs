@@ -1,0 +1,93 @@
+//! Read-only keys for any key: offline where the recipe is known (see
+//! [`Key::read_only_form`]), and through `btsync --get-ro-secret` for D keys,
+//! whose E form only btsync knows how to compute.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::keys::{Key, KeyKind, ReadOnlyForm};
+
+/// Names the btsync binary; unset or empty means [`DEFAULT_ENGINE_BIN`].
+pub const ENGINE_BIN_VAR: &str = "BTSYNC_BIN";
+pub const DEFAULT_ENGINE_BIN: &str = "/bin/btsync";
+
+/// btsync answers at once; this only keeps a wedged binary from hanging `add`.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A longer answer is not a key; reading stops there.
+const MAX_ANSWER: u64 = 4096;
+
+/// The read-only key that goes with `key`.
+pub fn read_only_key(key: &Key) -> Result<Key> {
+    match key.read_only_form() {
+        ReadOnlyForm::Key(read_only) => Ok(read_only),
+        ReadOnlyForm::NeedsEngine => ask_engine(key),
+    }
+}
+
+fn engine_bin() -> PathBuf {
+    match std::env::var_os(ENGINE_BIN_VAR) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(DEFAULT_ENGINE_BIN),
+    }
+}
+
+/// Run `btsync --get-ro-secret KEY`. btsync takes the key only on its
+/// command line; syncbox itself never prints it, and never shows btsync's
+/// output in errors (it may repeat the key).
+fn ask_engine(key: &Key) -> Result<Key> {
+    let bin = engine_bin();
+    let unavailable = |problem: String| Error::ReadOnlyUnavailable {
+        bin: bin.clone(),
+        problem,
+    };
+    if !bin.is_file() {
+        return Err(unavailable("there is no such file".to_owned()));
+    }
+    let mut child = Command::new(&bin)
+        .arg("--get-ro-secret")
+        .arg(key.expose())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| unavailable(format!("cannot run it: {e}")))?;
+    // The answer is one line, far below the pipe's capacity, so it can be
+    // read after the child exits; waiting by polling keeps a wedged binary
+    // from hanging `add` without a reader thread (which costs binary size).
+    let deadline = Instant::now() + ENGINE_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(unavailable(format!(
+                    "it did not answer within {} seconds",
+                    ENGINE_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => return Err(unavailable(format!("cannot wait for it: {e}"))),
+        }
+    };
+    let mut answer = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        // Not UTF-8 or unreadable: the check below reports "no E key".
+        let _ = stdout.take(MAX_ANSWER).read_to_string(&mut answer);
+    }
+    if !status.success() {
+        return Err(unavailable(format!("'--get-ro-secret' failed ({status})")));
+    }
+    let read_only = answer
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .and_then(|line| Key::parse(line).ok())
+        .filter(|k| k.kind() == KeyKind::E)
+        .ok_or_else(|| unavailable("'--get-ro-secret' did not print an E key".to_owned()))?;
+    Ok(read_only)
+}
