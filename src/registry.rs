@@ -242,7 +242,7 @@ impl Registry {
         };
         // Deleting may take long; it happens outside the lock, on a path no
         // namespace can reach any more.
-        fs::remove_dir_all(&doomed)
+        remove_tree(&doomed)
             .map_err(|e| Error::io(format!("cannot delete {}", doomed.display()), e))?;
         Ok(Removal::Deleted)
     }
@@ -342,13 +342,27 @@ fn sync_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// Delete a directory tree that another `del` may be sweeping at the same
+/// time: entries vanishing under us are that other deleter's progress.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(_) if fs::symlink_metadata(path).is_err() => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Best effort: trash left by a `del` that crashed. Another `del` may be
 /// deleting the same tree right now, so failures are expected and ignored;
 /// the next `del` tries again.
 fn sweep_trash(trash_dir: &Path) {
     if let Ok(listing) = fs::read_dir(trash_dir) {
         for item in listing.flatten() {
-            let _ = fs::remove_dir_all(item.path());
+            let _ = remove_tree(&item.path());
         }
     }
 }

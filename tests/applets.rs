@@ -1,0 +1,602 @@
+//! The namespace applets (add, del, path, has, list, secret) run as built,
+//! through links, `syncbox APPLET` and `ctl APPLET`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use common::{A_KEY, ALL_WAYS, B_KEY, Sandbox, Via};
+
+/// The seed README's examples, verbatim where they can run as written.
+#[test]
+fn seed_examples() {
+    let sb = Sandbox::new().with_env("BTSYNC_HOST_PATH", "/mnt/resources/sync");
+
+    // The seed's own example token is "not a valid one" (its author says so).
+    let run = sb.run(
+        "ctl",
+        &["add", "--token=e3hryu35qegqery4w5y164u5u", "gitlab"],
+    );
+    run.code(2).one_line_error();
+    assert!(run.stderr.contains("invalid key"), "{run:?}");
+    assert!(
+        !run.stderr.contains("e3hryu35qegqery4w5y164u5u"),
+        "key echoed: {run:?}"
+    );
+    assert!(sb.snapshot().is_empty(), "a rejected add changed state");
+
+    sb.run("ctl", &["add", "gitlab"]).ok();
+    sb.run("ctl", &["add", "star-trek"]).ok();
+    assert_eq!(sb.run("ctl", &["list"]).ok().stdout, "gitlab star-trek\n");
+
+    assert_eq!(sb.run("has", &["gitlab"]).ok().stdout, "");
+    assert_eq!(
+        sb.run("ctl", &["path", "gitlab"]).ok().stdout,
+        "/mnt/resources/sync/gitlab\n"
+    );
+
+    sb.run("ctl", &["del", "gitlab"]).ok();
+    sb.run("has", &["gitlab"]).code(1);
+    assert!(!sb.folder("gitlab").exists());
+    assert_eq!(sb.run("ctl", &["list"]).ok().stdout, "star-trek\n");
+}
+
+#[test]
+fn every_way_of_calling_is_the_same() {
+    for via in ALL_WAYS {
+        let sb = Sandbox::new();
+        sb.run_via(via, "has", &["gitlab"]).code(1);
+        sb.run_via(via, "add", &["--token", A_KEY, "gitlab"]).ok();
+        sb.run_via(via, "has", &["gitlab"]).ok();
+        assert!(sb.folder("gitlab").is_dir(), "{via:?}");
+        assert_eq!(sb.run_via(via, "list", &[]).ok().stdout, "gitlab\n");
+        assert_eq!(
+            sb.run_via(via, "secret", &["gitlab"]).ok().stdout,
+            format!("{A_KEY}\n")
+        );
+        let container = sb.run_via(via, "path", &["--scope=container", "gitlab"]);
+        assert_eq!(
+            container.ok().stdout,
+            format!("{}\n", sb.folder("gitlab").display())
+        );
+        sb.run_via(via, "del", &["gitlab"]).ok();
+        sb.run_via(via, "has", &["gitlab"]).code(1);
+        assert!(!sb.folder("gitlab").exists(), "{via:?}");
+    }
+}
+
+#[test]
+fn add_generates_a_read_write_key_and_stores_it_privately() {
+    let sb = Sandbox::new();
+    sb.run("add", &["gitlab"]).ok();
+    let key = sb.run("secret", &["gitlab"]).ok().stdout.trim().to_owned();
+    assert_eq!(key.len(), 33, "{key}");
+    assert!(key.starts_with('A'));
+    assert!(
+        key[1..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    );
+
+    sb.run("add", &["other"]).ok();
+    let other = sb.run("secret", &["other"]).ok().stdout.clone();
+    assert_ne!(other.trim(), key, "two generated keys are equal");
+
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&sb.data.join(".btsync")), 0o700);
+    assert_eq!(mode(&sb.entry("gitlab")), 0o600);
+}
+
+#[test]
+fn add_accepts_every_key_kind_and_normalises_case() {
+    let legacy = "A".repeat(32);
+    let e_key = format!("E{}{}", &A_KEY[1..], "A".repeat(26));
+    let cases = [
+        A_KEY.to_owned(),
+        B_KEY.to_owned(),
+        format!("C{}", &A_KEY[1..]),
+        format!("D{}", &A_KEY[1..]),
+        e_key,
+        format!("F{}", &A_KEY[1..]),
+        "R3ZD4TMT6XDJQBW5V6LBVHZRSYOJSMLHQ".to_owned(),
+        legacy,
+    ];
+    let sb = Sandbox::new();
+    for (i, key) in cases.iter().enumerate() {
+        let ns = format!("ns{i}");
+        sb.run("add", &["--secret", &key.to_ascii_lowercase(), &ns])
+            .ok();
+        assert_eq!(sb.run("secret", &[&ns]).ok().stdout, format!("{key}\n"));
+    }
+}
+
+#[test]
+fn add_rejects_invalid_keys_without_changing_anything() {
+    let sb = Sandbox::new();
+    sb.run("add", &["existing"]).ok();
+    let before = sb.snapshot();
+    let bad = [
+        "",
+        "e3hryu35qegqery4w5y164u5u",
+        &A_KEY[..32].replace('A', "1"),
+        &format!("{A_KEY} "),
+        &format!("{}=", &A_KEY[..32]),
+        &format!("X{}", &A_KEY[1..]),
+        &format!("{A_KEY}AA"),
+    ];
+    for key in bad {
+        for option in ["--token", "--secret"] {
+            let run = sb.run("add", &[option, key, "gitlab"]);
+            run.code(2).one_line_error();
+            if key.len() > 4 {
+                assert!(!run.stderr.contains(key.trim()), "key echoed: {run:?}");
+            }
+        }
+    }
+    let both = sb.run("add", &["--token", A_KEY, "--secret", A_KEY, "gitlab"]);
+    both.code(2).one_line_error();
+    assert_eq!(sb.snapshot(), before);
+}
+
+#[test]
+fn add_is_idempotent_and_refuses_a_different_key() {
+    let sb = Sandbox::new();
+    sb.run("add", &["--token", A_KEY, "gitlab"]).ok();
+    fs::write(sb.folder("gitlab").join("data.txt"), "precious").unwrap();
+    let before = sb.snapshot();
+
+    sb.run("add", &["gitlab"]).ok();
+    sb.run("add", &["--token", A_KEY, "gitlab"]).ok();
+    sb.run("add", &["--token", &A_KEY.to_ascii_lowercase(), "gitlab"])
+        .ok();
+    assert_eq!(sb.snapshot(), before);
+
+    let run = sb.run("add", &["--token", B_KEY, "gitlab"]);
+    run.code(1).one_line_error();
+    assert!(run.stderr.contains("different key"), "{run:?}");
+    assert!(
+        !run.stderr.contains(B_KEY) && !run.stderr.contains(A_KEY),
+        "{run:?}"
+    );
+    assert_eq!(sb.snapshot(), before);
+}
+
+const BAD_NAMES: &[&str] = &[
+    "", ".", "..", "../etc", "a/b", "/etc", "Gitlab", "a b", "a\tb", "-rf", ".btsync", "_x",
+    "naïve", "a\u{0}b",
+];
+
+#[test]
+fn invalid_names_are_rejected_by_every_applet_and_touch_nothing() {
+    let sb = Sandbox::new().with_env("BTSYNC_HOST_PATH", "/host");
+    sb.run("add", &["existing"]).ok();
+    let before = sb.snapshot();
+    let long = "x".repeat(65);
+    let names = BAD_NAMES.iter().copied().chain([long.as_str()]);
+    for name in names {
+        // NUL cannot be passed in argv: the OS truncates it, which
+        // Command refuses; the name parser's unit tests cover it.
+        if name.contains('\0') {
+            continue;
+        }
+        for applet in ["add", "del", "has", "path", "secret"] {
+            let run = sb.run(applet, &["--", name]);
+            run.code(2);
+            if applet == "has" {
+                assert!(run.stdout.is_empty(), "{run:?}");
+            }
+            run.one_line_error();
+            assert!(run.stderr.contains("a-z 0-9"), "rule not stated: {run:?}");
+        }
+    }
+    assert_eq!(sb.snapshot(), before);
+    assert!(!sb.root.join("etc").exists());
+}
+
+#[test]
+fn help_is_a_namespace_not_a_help_trigger() {
+    let sb = Sandbox::new();
+    sb.run("has", &["help"]).code(1);
+    sb.run("add", &["help"]).ok();
+    sb.run("has", &["help"]).ok();
+    assert!(sb.folder("help").is_dir());
+    assert_eq!(sb.run("list", &[]).ok().stdout, "help\n");
+    sb.run("del", &["help"]).ok();
+    sb.run("has", &["help"]).code(1);
+}
+
+#[test]
+fn every_applet_has_help() {
+    let sb = Sandbox::new();
+    for applet in common::APPLETS {
+        for flag in ["--help", "-h"] {
+            for via in ALL_WAYS {
+                let run = sb.run_via(via, applet, &[flag]);
+                run.ok();
+                assert!(run.stdout.starts_with("Usage:"), "{applet} {flag}: {run:?}");
+            }
+        }
+    }
+    assert!(sb.snapshot().is_empty());
+}
+
+#[test]
+fn bad_usage_is_one_line_and_exit_2() {
+    let sb = Sandbox::new();
+    let cases: &[(&str, &[&str])] = &[
+        ("add", &[]),
+        ("add", &["a", "b"]),
+        ("add", &["--bogus", "a"]),
+        ("add", &["--token"]),
+        ("del", &[]),
+        ("has", &[]),
+        ("path", &[]),
+        ("path", &["--scope=elsewhere", "a"]),
+        ("secret", &[]),
+        ("list", &["extra"]),
+    ];
+    for (applet, args) in cases {
+        let run = sb.run(applet, args);
+        run.code(2).one_line_error();
+        assert!(run.stderr.starts_with(&format!("{applet}: ")), "{run:?}");
+    }
+    assert!(sb.snapshot().is_empty());
+}
+
+#[test]
+fn del_of_an_absent_namespace_succeeds_with_a_note() {
+    let sb = Sandbox::new();
+    let run = sb.run("del", &["gitlab"]);
+    run.ok();
+    assert!(run.stderr.contains("not registered"), "{run:?}");
+}
+
+#[test]
+fn del_keep_data_unregisters_and_keeps_files() {
+    let sb = Sandbox::new();
+    sb.run("add", &["gitlab"]).ok();
+    fs::write(sb.folder("gitlab").join("repo.git"), "data").unwrap();
+    sb.run("del", &["--keep-data", "gitlab"]).ok();
+    sb.run("has", &["gitlab"]).code(1);
+    assert_eq!(
+        fs::read_to_string(sb.folder("gitlab").join("repo.git")).unwrap(),
+        "data"
+    );
+
+    // Adding it again adopts the kept folder.
+    sb.run("add", &["gitlab"]).ok();
+    assert!(sb.folder("gitlab").join("repo.git").exists());
+}
+
+#[test]
+fn del_removes_folder_with_contents_but_nothing_outside_the_data_root() {
+    let sb = Sandbox::new();
+    sb.run("add", &["gitlab"]).ok();
+    let outside = sb.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("keep.txt"), "keep").unwrap();
+    fs::create_dir_all(sb.folder("gitlab").join("a/b")).unwrap();
+    fs::write(sb.folder("gitlab").join("a/b/file"), "x").unwrap();
+    symlink(&outside, sb.folder("gitlab").join("link-out")).unwrap();
+
+    sb.run("del", &["gitlab"]).ok();
+    assert!(!sb.folder("gitlab").exists());
+    assert_eq!(
+        fs::read_to_string(outside.join("keep.txt")).unwrap(),
+        "keep"
+    );
+    let trash = sb.data.join(".btsync/trash");
+    assert_eq!(fs::read_dir(&trash).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn del_leaves_a_symlink_folder_target_alone() {
+    let sb = Sandbox::new();
+    sb.run("add", &["gitlab"]).ok();
+    let outside = sb.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("keep.txt"), "keep").unwrap();
+    fs::remove_dir(sb.folder("gitlab")).unwrap();
+    symlink(&outside, sb.folder("gitlab")).unwrap();
+
+    let run = sb.run("del", &["gitlab"]);
+    run.ok();
+    assert!(run.stderr.contains("not a directory"), "{run:?}");
+    sb.run("has", &["gitlab"]).code(1);
+    assert_eq!(
+        fs::read_to_string(outside.join("keep.txt")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn add_refuses_a_file_or_symlink_where_the_folder_goes() {
+    let sb = Sandbox::new();
+    fs::write(sb.folder("afile"), "x").unwrap();
+    symlink("/", sb.folder("alink")).unwrap();
+    for ns in ["afile", "alink"] {
+        let run = sb.run("add", &[ns]);
+        run.code(1).one_line_error();
+        sb.run("has", &[ns]).code(1);
+    }
+}
+
+#[test]
+fn path_needs_a_registered_namespace_and_a_known_host_path() {
+    let sb = Sandbox::new();
+    sb.run("path", &["gitlab"]).code(1).one_line_error();
+    sb.run("add", &["gitlab"]).ok();
+
+    let run = sb.run("path", &["gitlab"]);
+    run.code(1).one_line_error();
+    assert!(run.stderr.contains("-e BTSYNC_HOST_PATH="), "{run:?}");
+    assert!(run.stderr.contains("--scope=container"), "{run:?}");
+
+    let container = sb.run("path", &["--scope", "container", "gitlab"]);
+    assert_eq!(
+        container.ok().stdout,
+        format!("{}\n", sb.folder("gitlab").display())
+    );
+
+    let sb = sb.with_env("BTSYNC_HOST_PATH", "/mnt/resource");
+    assert_eq!(
+        sb.run("path", &["--scope=host", "gitlab"]).ok().stdout,
+        "/mnt/resource/gitlab\n"
+    );
+    let relative = sb.with_env("BTSYNC_HOST_PATH", "mnt/resource");
+    relative.run("path", &["gitlab"]).code(2).one_line_error();
+}
+
+#[test]
+fn has_prints_nothing() {
+    let sb = Sandbox::new();
+    for ns in ["gitlab", "INVALID"] {
+        let run = sb.run("has", &[ns]);
+        assert!(run.stdout.is_empty(), "{run:?}");
+    }
+    sb.run("has", &["gitlab"]).code(1);
+    sb.run("has", &["INVALID"]).code(2);
+    sb.run("add", &["gitlab"]).ok();
+    let run = sb.run("has", &["gitlab"]);
+    run.ok();
+    assert!(run.stdout.is_empty() && run.stderr.is_empty(), "{run:?}");
+}
+
+#[test]
+fn list_is_sorted_one_line_and_json_never_shows_keys() {
+    let sb = Sandbox::new().with_env("BTSYNC_HOST_PATH", "/host");
+    assert_eq!(sb.run("list", &[]).ok().stdout, "");
+    assert_eq!(sb.run("list", &["--json"]).ok().stdout, "[]\n");
+    for ns in ["zeta", "alpha", "mid.dle"] {
+        sb.run("add", &[ns]).ok();
+    }
+    sb.run("add", &["--token", B_KEY, "reader"]).ok();
+    sb.run("add", &["--token", &format!("F{}", &A_KEY[1..]), "vault"])
+        .ok();
+    assert_eq!(
+        sb.run("list", &[]).ok().stdout,
+        "alpha mid.dle reader vault zeta\n"
+    );
+
+    let out = sb.run("list", &["--json"]).ok().stdout.clone();
+    let items: serde_json::Value = serde_json::from_str(&out).expect("list --json is JSON");
+    let items = items.as_array().expect("an array");
+    assert_eq!(items.len(), 5);
+    let reader = items
+        .iter()
+        .find(|i| i["name"] == "reader")
+        .expect("reader listed");
+    assert_eq!(reader["access"], "read-only");
+    assert_eq!(reader["host_path"], "/host/reader");
+    assert_eq!(
+        reader["container_path"],
+        sb.folder("reader").display().to_string()
+    );
+    assert_eq!(reader["key_origin"], "given");
+    let vault = items
+        .iter()
+        .find(|i| i["name"] == "vault")
+        .expect("vault listed");
+    assert_eq!(vault["access"], "encrypted");
+    let alpha = items
+        .iter()
+        .find(|i| i["name"] == "alpha")
+        .expect("alpha listed");
+    assert_eq!(alpha["access"], "read-write");
+    assert_eq!(alpha["key_origin"], "generated");
+
+    for ns in ["zeta", "alpha", "mid.dle"] {
+        let key = sb.run("secret", &[ns]).ok().stdout.trim().to_owned();
+        assert!(!out.contains(&key), "list --json shows the key of {ns}");
+    }
+    assert!(!out.contains(&B_KEY[1..]) && !out.contains(&A_KEY[1..]));
+}
+
+#[test]
+fn secret_of_an_absent_namespace_fails() {
+    let sb = Sandbox::new();
+    let run = sb.run("secret", &["gitlab"]);
+    run.code(1).one_line_error();
+}
+
+#[test]
+fn environment_errors_are_clear() {
+    let sb = Sandbox::new().with_env("BTSYNC_DATA", "relative/path");
+    let run = sb.run("add", &["gitlab"]);
+    run.code(2).one_line_error();
+    assert!(run.stderr.contains("BTSYNC_DATA"), "{run:?}");
+
+    let missing = sb.root.join("no-such-dir");
+    let sb = sb.with_env("BTSYNC_DATA", &missing.display().to_string());
+    let run = sb.run("add", &["gitlab"]);
+    run.code(1).one_line_error();
+    assert!(run.stderr.contains("data root"), "{run:?}");
+    assert!(!missing.exists(), "a missing data root must not be created");
+    sb.run("has", &["gitlab"]).code(1);
+    assert_eq!(sb.run("list", &[]).ok().stdout, "");
+}
+
+#[test]
+fn a_damaged_registry_file_is_reported_not_trusted() {
+    let sb = Sandbox::new();
+    sb.run("add", &["good"]).ok();
+    sb.run("add", &["broken"]).ok();
+    fs::write(sb.entry("broken"), "{\"name\": \"broken\", \"secr").unwrap();
+
+    let run = sb.run("secret", &["broken"]);
+    run.code(1).one_line_error();
+    assert!(run.stderr.contains("damaged"), "{run:?}");
+    sb.run("add", &["broken"]).code(1).one_line_error();
+    sb.run("list", &["--json"]).code(1).one_line_error();
+    // The names alone still list and `has` still answers.
+    assert_eq!(sb.run("list", &[]).ok().stdout, "broken good\n");
+    sb.run("has", &["broken"]).ok();
+    assert_eq!(sb.run("secret", &["good"]).code, 0);
+}
+
+/// Crash leftovers are states the next command repairs.
+#[test]
+fn crash_leftovers_are_repaired_by_the_next_command() {
+    let sb = Sandbox::new();
+    sb.run("add", &["seed"]).ok();
+    let state = sb.data.join(".btsync");
+
+    // add crashed after creating the folder, before writing the entry.
+    fs::create_dir(sb.folder("orphan")).unwrap();
+    fs::write(sb.folder("orphan").join("f"), "kept").unwrap();
+    // add crashed while writing the entry: a temporary file.
+    fs::write(state.join("namespaces/.tmp.half.1234"), "{\"na").unwrap();
+    sb.run("has", &["orphan"]).code(1);
+    assert_eq!(sb.run("list", &[]).ok().stdout, "seed\n");
+    sb.run("add", &["orphan"]).ok();
+    assert_eq!(
+        fs::read_to_string(sb.folder("orphan").join("f")).unwrap(),
+        "kept"
+    );
+    assert!(
+        !state.join("namespaces/.tmp.half.1234").exists(),
+        "temp file not swept"
+    );
+
+    // del crashed after unregistering, before deleting the files.
+    sb.run("add", &["gone"]).ok();
+    fs::rename(sb.entry("gone"), state.join("deleting/gone")).unwrap();
+    sb.run("has", &["gone"]).code(1);
+    sb.run("del", &["gone"]).ok();
+    assert!(!sb.folder("gone").exists());
+    assert!(!state.join("deleting/gone").exists());
+
+    // The same crash, then the user adds it back: the deletion is cancelled.
+    sb.run("add", &["back"]).ok();
+    fs::write(sb.folder("back").join("f"), "kept").unwrap();
+    fs::rename(sb.entry("back"), state.join("deleting/back")).unwrap();
+    sb.run("add", &["back"]).ok();
+    assert!(!state.join("deleting/back").exists());
+    sb.run("del", &["--keep-data", "back"]).ok();
+    assert_eq!(
+        fs::read_to_string(sb.folder("back").join("f")).unwrap(),
+        "kept"
+    );
+
+    // del crashed after moving the folder to the trash.
+    fs::create_dir_all(state.join("trash/stale.999/sub")).unwrap();
+    sb.run("add", &["tmp"]).ok();
+    sb.run("del", &["tmp"]).ok();
+    assert_eq!(fs::read_dir(state.join("trash")).unwrap().count(), 0);
+}
+
+#[test]
+fn concurrent_adds_of_distinct_names_all_land() {
+    let sb = Sandbox::new();
+    let names: Vec<String> = (0..50).map(|i| format!("svc-{i:02}")).collect();
+    let children: Vec<_> = names
+        .iter()
+        .map(|ns| {
+            sb.command(Via::Ctl, "add", &[ns])
+                .spawn()
+                .expect("spawn add")
+        })
+        .collect();
+    for child in children {
+        let status = child.wait_with_output().expect("wait add").status;
+        assert!(status.success(), "{status:?}");
+    }
+    let listed = sb.run("list", &[]).ok().stdout.clone();
+    assert_eq!(listed.trim(), names.join(" "));
+    for ns in &names {
+        assert!(sb.folder(ns).is_dir());
+        sb.run("secret", &[ns]).ok();
+    }
+    assert_no_temp_files(&sb);
+}
+
+#[test]
+fn concurrent_adds_of_one_name_leave_one_entry() {
+    let sb = Sandbox::new();
+    let children: Vec<_> = (0..50)
+        .map(|_| {
+            sb.command(Via::Link, "add", &["--token", A_KEY, "gitlab"])
+                .spawn()
+                .expect("spawn add")
+        })
+        .collect();
+    for child in children {
+        assert!(child.wait_with_output().expect("wait").status.success());
+    }
+    assert_eq!(sb.run("list", &[]).ok().stdout, "gitlab\n");
+    assert_eq!(
+        sb.run("secret", &["gitlab"]).ok().stdout,
+        format!("{A_KEY}\n")
+    );
+    let entries = fs::read_dir(sb.data.join(".btsync/namespaces"))
+        .unwrap()
+        .count();
+    assert_eq!(entries, 1);
+}
+
+#[test]
+fn concurrent_add_and_del_of_one_name_stay_consistent() {
+    let sb = Sandbox::new();
+    for round in 0..5 {
+        let children: Vec<_> = (0..20)
+            .map(|i| {
+                let applet = if i % 2 == 0 { "add" } else { "del" };
+                let args: &[&str] = if applet == "add" {
+                    &["--token", A_KEY, "gitlab"]
+                } else {
+                    &["gitlab"]
+                };
+                sb.command(Via::Link, applet, args).spawn().expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(out.status.success(), "round {round}: {out:?}");
+        }
+        if sb.run("has", &["gitlab"]).code == 0 {
+            assert!(
+                sb.folder("gitlab").is_dir(),
+                "round {round}: entry without folder"
+            );
+            assert_eq!(
+                sb.run("secret", &["gitlab"]).ok().stdout,
+                format!("{A_KEY}\n")
+            );
+            assert!(!sb.data.join(".btsync/deleting/gitlab").exists());
+        }
+        assert_no_temp_files(&sb);
+    }
+}
+
+fn assert_no_temp_files(sb: &Sandbox) {
+    for dir in ["namespaces", "deleting"] {
+        let path = sb.data.join(".btsync").join(dir);
+        if let Ok(listing) = fs::read_dir(&path) {
+            for item in listing.flatten() {
+                let name = item.file_name().to_string_lossy().into_owned();
+                assert!(!name.starts_with(".tmp."), "temp file left: {name}");
+            }
+        }
+    }
+}
