@@ -16,6 +16,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -362,4 +364,355 @@ fn build_fails_when_the_images_loader_cannot_find_a_library() {
         "{stderr}"
     );
     assert!(!image_exists(&format!("{}:test", scope.unique("hidden"))));
+}
+
+// ---------------------------------------------------------------------------
+// The engine end to end: init as the container's PID 1 supervising the
+// stand-in engine (tests/support/stand_in_engine.rs, a dynamically linked
+// cargo example, so the library collection runs as for rslsync) or, with
+// SYNCBOX_TEST_BTSYNC=/path/to/rslsync, the real engine.
+
+const REAL_ENGINE_VAR: &str = "SYNCBOX_TEST_BTSYNC";
+
+/// The engine under test; `None` for the real engine, which keeps no log.
+fn engine_under_test() -> (std::path::PathBuf, bool) {
+    match std::env::var_os(REAL_ENGINE_VAR) {
+        Some(real) if !real.is_empty() => (real.into(), false),
+        _ => (stand_in_engine(), true),
+    }
+}
+
+/// The stand-in's records (JSON lines in .btsync/stand-in.log beside its config).
+fn stand_in_events(data: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(data.join(".btsync/stand-in.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn events_named<'e>(
+    events: &'e [serde_json::Value],
+    name: &str,
+) -> impl Iterator<Item = &'e serde_json::Value> {
+    events.iter().filter(move |e| e["event"] == name)
+}
+
+struct Node {
+    name: String,
+    data: std::path::PathBuf,
+}
+
+impl Node {
+    /// `docker run -d` the image with a bind-mounted data directory.
+    fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> Node {
+        let name = scope.container(what);
+        let data = scope.dir(&format!("data-{what}"));
+        let volume = format!("{}:/data", data.display());
+        let host_path = format!("BTSYNC_HOST_PATH={}", data.display());
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--hostname",
+            &name,
+            "--network",
+            network,
+            "-v",
+            &volume,
+            "-e",
+            &host_path,
+        ];
+        args.extend_from_slice(extra);
+        args.push(image);
+        docker_ok(&args);
+        Node { name, data }
+    }
+
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    fn exec_ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "docker exec {} {}: {}\n{}",
+            self.name,
+            args.join(" "),
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn engine_config(&self) -> (u32, serde_json::Value) {
+        wait_for(
+            &format!("the engine's config in {}", self.name),
+            Duration::from_secs(30),
+            || {
+                let pid = engine_pid(&self.name);
+                engine_config(pid).map(|config| (pid, config))
+            },
+        )
+    }
+
+    fn logs(&self) -> String {
+        let out = docker(&["logs", &self.name]);
+        text(&out.stdout) + &text(&out.stderr)
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        docker_ok(&["inspect", "-f", format, &self.name])
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("--- docker logs {} ---\n{}", self.name, self.logs());
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn engine_namespace_lifecycle_through_docker_exec() {
+    let scope = Scope::new("lifecycle");
+    let (engine, stand_in) = engine_under_test();
+    let image = scope.build_image("lifecycle", &engine);
+    let node = Node::start(&scope, &image, "node", "none", &[]);
+    let (first_pid, config) = node.engine_config();
+    assert!(config_dirs(&config).is_empty(), "{config}");
+
+    assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(1));
+    node.exec_ok(&["ctl", "add", "gitlab"]);
+    assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(0));
+    assert_eq!(node.exec_ok(&["ctl", "list"]), "gitlab\n");
+    let host_folder = node.data.join("gitlab");
+    assert_eq!(
+        node.exec_ok(&["ctl", "path", "gitlab"]),
+        format!("{}\n", host_folder.display())
+    );
+    assert!(host_folder.is_dir(), "{} missing", host_folder.display());
+    assert_eq!(
+        node.exec_ok(&["ctl", "path", "--scope=container", "gitlab"]),
+        "/data/gitlab\n"
+    );
+
+    // `add` returns once the engine runs with the folder: a new engine process
+    // whose config holds it.
+    let (pid, config) = node.engine_config();
+    assert_ne!(pid, first_pid, "the engine was not restarted");
+    assert_eq!(config_dirs(&config), ["/data/gitlab"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&node.exec_ok(&["status", "--json"])).expect("status --json");
+    assert_eq!(status["engine"]["state"], "running", "{status}");
+    if stand_in {
+        let events = stand_in_events(&node.data);
+        let starts: Vec<_> = events_named(&events, "start").collect();
+        assert_eq!(starts.len(), 2, "{events:?}");
+        assert_eq!(starts[1]["folders"], serde_json::json!(["gitlab"]));
+        assert_eq!(starts[1]["pid"], serde_json::json!(pid));
+    }
+
+    // del: the engine lets go of the folder before its files go.
+    fs::write(host_folder.join("file"), "content").expect("write into the namespace");
+    node.exec_ok(&["ctl", "del", "gitlab"]);
+    assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(1));
+    assert!(!host_folder.exists(), "del left {}", host_folder.display());
+    let (_, config) = node.engine_config();
+    assert!(config_dirs(&config).is_empty(), "{config}");
+    if stand_in {
+        let events = stand_in_events(&node.data);
+        assert_eq!(events_named(&events, "vanished").count(), 0, "{events:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn engine_health_signals_crash_restart_and_clean_stop() {
+    let scope = Scope::new("signals");
+    let (engine, stand_in) = engine_under_test();
+    let image = scope.build_image("signals", &engine);
+    let node = Node::start(
+        &scope,
+        &image,
+        "node",
+        "none",
+        &["--health-interval=1s", "--health-retries=3"],
+    );
+    wait_for(
+        "the container to turn healthy",
+        Duration::from_secs(60),
+        || (node.inspect("{{.State.Health.Status}}") == "healthy").then_some(()),
+    );
+
+    let pid = engine_pid(&node.name);
+    docker_ok(&["kill", "-s", "USR1", &node.name]);
+    if stand_in {
+        wait_for("the engine to see USR1", Duration::from_secs(10), || {
+            let events = stand_in_events(&node.data);
+            events_named(&events, "signal")
+                .any(|e| e["signal"] == "SIGUSR1" && e["pid"] == serde_json::json!(pid))
+                .then_some(())
+        });
+    }
+    assert_eq!(node.inspect("{{.State.Running}}"), "true");
+
+    // A crashing engine is restarted (after a backoff), the container stays up.
+    let killed = run_with_deadline(
+        std::process::Command::new("kill").args(["-KILL", &pid.to_string()]),
+        Duration::from_secs(10),
+    );
+    assert!(killed.status.success(), "kill: {}", text(&killed.stderr));
+    let restarted = wait_for(
+        "the engine to be restarted",
+        Duration::from_secs(60),
+        || match processes(&node.name, "/bin/btsync").as_slice() {
+            [(new, _)] if *new != pid => Some(*new),
+            _ => None,
+        },
+    );
+    assert_eq!(node.inspect("{{.State.Running}}"), "true");
+    wait_for("healthy again", Duration::from_secs(60), || {
+        (node.inspect("{{.State.Health.Status}}") == "healthy").then_some(())
+    });
+
+    let started = Instant::now();
+    docker_ok(&["stop", &node.name]);
+    let took = started.elapsed();
+    println!("docker stop took {took:?}");
+    assert_eq!(node.inspect("{{.State.ExitCode}}"), "0", "{}", node.logs());
+    // Exit 0 rather than 137 already shows docker did not need SIGKILL; the
+    // bound only catches a stop that waited out init's whole grace period.
+    assert!(took < Duration::from_secs(8), "docker stop took {took:?}");
+    if stand_in {
+        let events = stand_in_events(&node.data);
+        let mine = |e: &&serde_json::Value| e["pid"] == serde_json::json!(restarted);
+        assert!(
+            events_named(&events, "signal")
+                .filter(mine)
+                .any(|e| e["signal"] == "SIGTERM"),
+            "{events:?}"
+        );
+        assert!(
+            events_named(&events, "exit")
+                .filter(mine)
+                .any(|e| e["code"] == 0),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn engine_runs_as_btsync_uid_and_owns_the_namespace() {
+    let scope = Scope::new("uid");
+    let (engine, stand_in) = engine_under_test();
+    let image = scope.build_image("uid", &engine);
+    let node = Node::start(
+        &scope,
+        &image,
+        "node",
+        "none",
+        &["-e", "BTSYNC_UID=1000", "-e", "BTSYNC_GID=1000"],
+    );
+    node.exec_ok(&["ctl", "add", "gitlab"]);
+    let (pid, config) = node.engine_config();
+    assert_eq!(config_dirs(&config), ["/data/gitlab"]);
+    let engines = processes(&node.name, "/bin/btsync");
+    assert_eq!(engines, [(pid, 1000)], "engine processes (pid, uid)");
+    let owner = fs::metadata(node.data.join("gitlab")).expect("the namespace folder");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((owner.uid(), owner.gid()), (1000, 1000));
+    if stand_in {
+        let events = stand_in_events(&node.data);
+        let start = events_named(&events, "start")
+            .last()
+            .expect("a start record");
+        assert_eq!(
+            (start["uid"].as_u64(), start["gid"].as_u64()),
+            (Some(1000), Some(1000))
+        );
+        assert_eq!(start["folder_problems"], serde_json::json!([]), "{start}");
+    }
+}
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn three_nodes_on_a_private_network_share_the_key_and_known_hosts() {
+    let scope = Scope::new("cluster");
+    let (engine, _) = engine_under_test();
+    let image = scope.build_image("cluster", &engine);
+    let network = scope.network("net");
+    let names: Vec<String> = (0..3).map(|i| scope.unique(&format!("node{i}"))).collect();
+    let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
+    let known_hosts_env = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::start(
+                &scope,
+                &image,
+                &format!("node{i}"),
+                &network,
+                &["-e", &known_hosts_env, "-e", "BTSYNC_SEARCH_LAN=false"],
+            )
+        })
+        .collect();
+    nodes[0].exec_ok(&["ctl", "add", "shared"]);
+    let key = nodes[0].exec_ok(&["secret", "shared"]).trim().to_owned();
+    let token = format!("--token={key}");
+    for node in &nodes[1..] {
+        node.exec_ok(&["ctl", "add", &token, "shared"]);
+    }
+    for node in &nodes {
+        let (_, config) = node.engine_config();
+        let folders = config["shared_folders"].as_array().expect("shared_folders");
+        assert_eq!(folders.len(), 1, "{}: {config}", node.name);
+        assert_eq!(folders[0]["dir"], "/data/shared", "{}", node.name);
+        assert!(
+            folders[0]["secret"] == key.as_str(),
+            "{}: another key",
+            node.name
+        );
+        assert_eq!(
+            folders[0]["known_hosts"],
+            serde_json::json!(known_hosts),
+            "{}",
+            node.name
+        );
+        assert_eq!(folders[0]["search_lan"], false, "{}", node.name);
+    }
+}
+
+#[test]
+#[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
+fn real_btsync_two_nodes_sync_a_file() {
+    let Some(real) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) else {
+        panic!("{REAL_ENGINE_VAR} must name a real btsync/rslsync binary for this test");
+    };
+    let scope = Scope::new("real");
+    let image = scope.build_image("real", Path::new(&real));
+    let network = scope.network("net");
+    let names = [scope.unique("a"), scope.unique("b")];
+    let known_hosts = format!("BTSYNC_KNOWN_HOSTS={}:55555,{}:55555", names[0], names[1]);
+    let a = Node::start(&scope, &image, "a", &network, &["-e", &known_hosts]);
+    let b = Node::start(&scope, &image, "b", &network, &["-e", &known_hosts]);
+    a.exec_ok(&["ctl", "add", "shared"]);
+    let key = a.exec_ok(&["secret", "shared"]).trim().to_owned();
+    b.exec_ok(&["ctl", "add", &format!("--token={key}"), "shared"]);
+    let content = format!("written on {} at {:?}\n", a.name, Instant::now());
+    fs::write(a.data.join("shared/hello.txt"), &content).expect("write on node a");
+    let copy = b.data.join("shared/hello.txt");
+    wait_for(
+        "hello.txt to reach node b",
+        Duration::from_secs(180),
+        || (fs::read_to_string(&copy).ok()? == content).then_some(()),
+    );
 }
