@@ -1,4 +1,5 @@
 use argh::FromArgs;
+use syncbox::control::{self, Waiting};
 use syncbox::dispatch::{Invocation, parse_args, report};
 use syncbox::keys::Key;
 use syncbox::layout::Layout;
@@ -9,6 +10,7 @@ use syncbox::{Error, Result};
 /// Register a namespace and create its folder under the data root. Without
 /// a key a new read-write key is generated. Adding a namespace again with no
 /// key or the same key changes nothing; a different key is refused.
+/// When init runs, waits until the running engine syncs the namespace.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
@@ -18,6 +20,9 @@ struct Args {
     /// same as --token
     #[argh(option)]
     secret: Option<String>,
+    /// return right after registering; init applies the change shortly
+    #[argh(switch)]
+    no_wait: bool,
     /// namespace name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit
     #[argh(positional)]
     namespace: String,
@@ -45,7 +50,9 @@ fn add(args: Args) -> Result<()> {
         (token, secret) => token.or(secret),
     };
     let key = key_text.as_deref().map(Key::parse).transpose()?;
+    let waiting = Waiting::from_env(args.no_wait)?;
     let registry = Registry::new(Layout::from_env()?);
     registry.add(&name, key)?;
+    control::announce_add(registry.layout(), &name, waiting)?;
     Ok(())
 }

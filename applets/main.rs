@@ -4,9 +4,12 @@
 mod add;
 mod del;
 mod has;
+mod health;
+mod init;
 mod list;
 mod path;
 mod secret;
+mod status;
 
 use std::process::ExitCode;
 
@@ -29,6 +32,16 @@ const APPLETS: &[Applet] = &[
         run: has::run,
     },
     Applet {
+        name: "health",
+        summary: "exit 0 if init and the engine are running (for HEALTHCHECK)",
+        run: health::run,
+    },
+    Applet {
+        name: "init",
+        summary: "run btsync as PID 1 and keep it in step with the namespaces",
+        run: init::run,
+    },
+    Applet {
         name: "list",
         summary: "print the registered namespaces",
         run: list::run,
@@ -42,6 +55,11 @@ const APPLETS: &[Applet] = &[
         name: "secret",
         summary: "print the key of a namespace",
         run: secret::run,
+    },
+    Applet {
+        name: "status",
+        summary: "show the engine's pid, uptime, restarts and folders",
+        run: status::run,
     },
 ];
 

@@ -33,6 +33,8 @@ pub enum Error {
     },
     /// A registry file that cannot be understood.
     CorruptEntry { path: PathBuf, problem: String },
+    /// init (or talking to it) failed; the message says what to do.
+    Supervisor(String),
     /// A system call failed; `doing` says what syncbox was trying to do.
     Io { doing: String, source: io::Error },
 }
@@ -90,6 +92,7 @@ impl fmt::Display for Error {
                 "registry file {} is damaged ({problem}); restore it or remove it",
                 path.display()
             ),
+            Error::Supervisor(msg) => write!(f, "{msg}"),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
         }
     }

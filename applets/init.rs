@@ -1,0 +1,29 @@
+use argh::FromArgs;
+use syncbox::dispatch::{Invocation, parse_args, report};
+use syncbox::engine_config::Settings;
+use syncbox::layout::Layout;
+use syncbox::supervisor;
+
+/// Run as the container's PID 1: write the engine config from the registry
+/// and the BTSYNC_* variables, run the engine ($BTSYNC_BIN, default
+/// /bin/btsync) and supervise it: forward signals, reap orphans, restart it
+/// when namespaces change or it crashes. Exits with the engine's status when
+/// stopped (TERM/INT).
+#[derive(FromArgs)]
+#[argh(help_triggers("-h", "--help"))]
+struct Args {}
+
+pub fn run(inv: &Invocation) -> u8 {
+    let _args: Args = match parse_args(inv) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let started = Layout::from_env().and_then(|layout| {
+        let settings = Settings::from_env()?;
+        supervisor::run(settings, layout)
+    });
+    match started {
+        Ok(code) => code,
+        Err(e) => report(inv.name, &e),
+    }
+}

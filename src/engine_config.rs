@@ -1,0 +1,472 @@
+//! What init needs from the environment, and the engine's config file built
+//! from it and the registry.
+//!
+//! Every variable is checked when init starts; a malformed one stops init
+//! with an error naming it, so the engine never runs with a config syncbox
+//! cannot stand behind.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::layout::Layout;
+use crate::registry::Entry;
+
+pub const BIN_VAR: &str = "BTSYNC_BIN";
+pub const DEVICE_NAME_VAR: &str = "BTSYNC_DEVICE_NAME";
+pub const LISTEN_PORT_VAR: &str = "BTSYNC_LISTEN_PORT";
+pub const USE_RELAY_SERVER_VAR: &str = "BTSYNC_USE_RELAY_SERVER";
+pub const USE_TRACKER_VAR: &str = "BTSYNC_USE_TRACKER";
+pub const USE_DHT_VAR: &str = "BTSYNC_USE_DHT";
+pub const SEARCH_LAN_VAR: &str = "BTSYNC_SEARCH_LAN";
+pub const USE_SYNC_TRASH_VAR: &str = "BTSYNC_USE_SYNC_TRASH";
+pub const KNOWN_HOSTS_VAR: &str = "BTSYNC_KNOWN_HOSTS";
+pub const STOP_GRACE_VAR: &str = "BTSYNC_STOP_GRACE";
+pub const UID_VAR: &str = "BTSYNC_UID";
+pub const GID_VAR: &str = "BTSYNC_GID";
+
+pub const DEFAULT_BIN: &str = "/bin/btsync";
+pub const DEFAULT_LISTEN_PORT: u16 = 55555;
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// How the engine finds peers and keeps deleted files, the same for every folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderOptions {
+    pub use_relay_server: bool,
+    pub use_tracker: bool,
+    pub use_dht: bool,
+    pub search_lan: bool,
+    pub use_sync_trash: bool,
+    /// `host:port` peers contacted directly.
+    pub known_hosts: Vec<String>,
+}
+
+/// Numeric owner the engine runs as (there is no user database in a scratch image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub engine_bin: PathBuf,
+    pub device_name: String,
+    pub listening_port: u16,
+    pub folders: FolderOptions,
+    pub stop_grace: Duration,
+    pub owner: Option<Owner>,
+}
+
+impl Settings {
+    /// Read every init variable from the process environment.
+    pub fn from_env() -> Result<Settings> {
+        let hostname = crate::sys::hostname().unwrap_or_default();
+        Settings::from_lookup(
+            |var| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned()),
+            &hostname,
+        )
+    }
+
+    /// Read the variables through `lookup`; an empty variable counts as unset.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        hostname: &str,
+    ) -> Result<Settings> {
+        let get = |var: &str| lookup(var).filter(|v| !v.is_empty());
+        let engine_bin = get(BIN_VAR).map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
+        let device_name = match get(DEVICE_NAME_VAR) {
+            Some(name) => check_device_name(DEVICE_NAME_VAR, &name)?,
+            None if hostname.is_empty() => "syncbox".to_owned(),
+            None => hostname.to_owned(),
+        };
+        let listening_port = match get(LISTEN_PORT_VAR) {
+            Some(text) => text.trim().parse::<u16>().map_err(|_| Error::Env {
+                var: LISTEN_PORT_VAR,
+                problem: format!("{text:?} is not a port number (0-65535; 0 = random)"),
+            })?,
+            None => DEFAULT_LISTEN_PORT,
+        };
+        let flag = |var: &'static str, default: bool| -> Result<bool> {
+            match get(var) {
+                None => Ok(default),
+                Some(text) => parse_bool(&text).ok_or_else(|| Error::Env {
+                    var,
+                    problem: format!("{text:?} is not a boolean (true/false, 1/0, yes/no, on/off)"),
+                }),
+            }
+        };
+        let folders = FolderOptions {
+            use_relay_server: flag(USE_RELAY_SERVER_VAR, true)?,
+            use_tracker: flag(USE_TRACKER_VAR, true)?,
+            use_dht: flag(USE_DHT_VAR, false)?,
+            search_lan: flag(SEARCH_LAN_VAR, true)?,
+            use_sync_trash: flag(USE_SYNC_TRASH_VAR, true)?,
+            known_hosts: match get(KNOWN_HOSTS_VAR) {
+                Some(text) => parse_known_hosts(&text)?,
+                None => Vec::new(),
+            },
+        };
+        let stop_grace = match get(STOP_GRACE_VAR) {
+            Some(text) => parse_seconds(STOP_GRACE_VAR, &text)?,
+            None => DEFAULT_STOP_GRACE,
+        };
+        let uid = get(UID_VAR).map(|t| parse_id(UID_VAR, &t)).transpose()?;
+        let gid = get(GID_VAR).map(|t| parse_id(GID_VAR, &t)).transpose()?;
+        let owner = match (uid, gid) {
+            (Some(uid), gid) => Some(Owner {
+                uid,
+                gid: gid.unwrap_or(uid),
+            }),
+            (None, Some(_)) => {
+                return Err(Error::Env {
+                    var: GID_VAR,
+                    problem: format!("is set but {UID_VAR} is not; set both (numeric ids)"),
+                });
+            }
+            (None, None) => None,
+        };
+        Ok(Settings {
+            engine_bin,
+            device_name,
+            listening_port,
+            folders,
+            stop_grace,
+            owner,
+        })
+    }
+}
+
+fn check_device_name(var: &'static str, name: &str) -> Result<String> {
+    if name.chars().any(char::is_control) || name.len() > 255 {
+        return Err(Error::Env {
+            var,
+            problem: "must be at most 255 characters without control characters".into(),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_id(var: &'static str, text: &str) -> Result<u32> {
+    let trimmed = text.trim();
+    match trimmed.parse::<u32>() {
+        Ok(id) if id != u32::MAX && trimmed.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        _ => Err(Error::Env {
+            var,
+            problem: format!(
+                "{text:?} is not a numeric id (names cannot be looked up: the image has no /etc/passwd)"
+            ),
+        }),
+    }
+}
+
+/// Seconds as a decimal number: `8`, `0.5`. At most a day: anything longer
+/// is a typo, and docker would have killed the container long before.
+pub fn parse_seconds(var: &'static str, text: &str) -> Result<Duration> {
+    let bad = || Error::Env {
+        var,
+        problem: format!("{text:?} is not a number of seconds between 0 and 86400 (e.g. 8 or 0.5)"),
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let seconds: f64 = trimmed.parse().map_err(|_| bad())?;
+    if !(0.0..=86400.0).contains(&seconds) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `host:port,host:port`; IPv6 literals in brackets: `[fd00::1]:55555`.
+fn parse_known_hosts(text: &str) -> Result<Vec<String>> {
+    let mut hosts = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |why: &str| Error::Env {
+            var: KNOWN_HOSTS_VAR,
+            problem: format!("{item:?}: {why}; expected host:port[,host:port...]"),
+        };
+        let (host, port) = item.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(bad("the port is not a number from 1 to 65535")),
+        }
+        let host_ok = if let Some(inner) = host.strip_prefix('[') {
+            inner.strip_suffix(']').is_some_and(|ip| {
+                !ip.is_empty()
+                    && ip
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            })
+        } else {
+            !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        };
+        if !host_ok {
+            return Err(bad("the host is not a host name or an IP address"));
+        }
+        hosts.push(item.to_owned());
+    }
+    Ok(hosts)
+}
+
+/// The engine's config file: `$BTSYNC_DATA/.btsync/btsync.conf`.
+pub fn config_path(layout: &Layout) -> PathBuf {
+    layout.state_dir().join("btsync.conf")
+}
+
+/// The engine's own state (database, identity): `$BTSYNC_DATA/.btsync/storage`.
+pub fn storage_path(layout: &Layout) -> PathBuf {
+    layout.state_dir().join("storage")
+}
+
+/// The config as JSON text. It holds every key: write it with mode 0600 only.
+pub fn render(settings: &Settings, layout: &Layout, entries: &[Entry]) -> String {
+    let options = &settings.folders;
+    let folders: Vec<Value> = entries
+        .iter()
+        .map(|entry| {
+            json!({
+                "dir": layout.folder(&entry.name).display().to_string(),
+                "secret": entry.key.expose(),
+                "use_relay_server": options.use_relay_server,
+                "use_tracker": options.use_tracker,
+                "use_dht": options.use_dht,
+                "search_lan": options.search_lan,
+                "use_sync_trash": options.use_sync_trash,
+                "known_hosts": options.known_hosts,
+            })
+        })
+        .collect();
+    let config = json!({
+        "device_name": settings.device_name,
+        "listening_port": settings.listening_port,
+        "storage_path": storage_path(layout).display().to_string(),
+        "check_for_updates": false,
+        "use_upnp": false,
+        "shared_folders": folders,
+    });
+    let mut text = serde_json::to_string_pretty(&config).unwrap_or_else(|_| config.to_string());
+    text.push('\n');
+    text
+}
+
+/// Make the engine's storage, hand it and the namespace folders to the
+/// engine's owner, and write the config (0600, owned by the engine).
+pub fn prepare(settings: &Settings, layout: &Layout, entries: &[Entry]) -> Result<PathBuf> {
+    let storage = storage_path(layout);
+    fsutil::ensure_private_dir(&layout.state_dir())?;
+    fsutil::ensure_private_dir(&storage)?;
+    if let Some(owner) = settings.owner {
+        // The engine must traverse .btsync/ to reach its config and storage;
+        // it stays 0700, owned by the engine user. The registry inside
+        // (namespaces/, 0700 root) is never opened by the engine.
+        chown_one(&layout.state_dir(), owner)?;
+        chown_tree_if_foreign(&storage, owner)?;
+        for entry in entries {
+            let folder = layout.folder(&entry.name);
+            if folder.is_dir() {
+                chown_tree_if_foreign(&folder, owner)?;
+            }
+        }
+    }
+    let path = config_path(layout);
+    fsutil::write_atomic(&path, render(settings, layout, entries).as_bytes(), 0o600)?;
+    if let Some(owner) = settings.owner {
+        chown_one(&path, owner)?;
+    }
+    Ok(path)
+}
+
+fn chown_one(path: &Path, owner: Owner) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| {
+        Error::io(
+            format!(
+                "cannot give {} to {}:{}",
+                path.display(),
+                owner.uid,
+                owner.gid
+            ),
+            e,
+        )
+    })
+}
+
+/// Chown a whole tree, but only when its top belongs to someone else: a
+/// folder the engine already owns is left alone, so a restart does not walk
+/// every file of every namespace.
+fn chown_tree_if_foreign(top: &Path, owner: Owner) -> Result<()> {
+    let meta = fs::symlink_metadata(top)
+        .map_err(|e| Error::io(format!("cannot inspect {}", top.display()), e))?;
+    if meta.uid() == owner.uid && meta.gid() == owner.gid {
+        return Ok(());
+    }
+    chown_tree(top, owner)
+}
+
+fn chown_tree(path: &Path, owner: Owner) -> Result<()> {
+    chown_one(path, owner)?;
+    let meta = fs::symlink_metadata(path)
+        .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let listing = match fs::read_dir(path) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+    };
+    for item in listing.flatten() {
+        chown_tree(&item.path(), owner)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Key;
+    use crate::name::Name;
+    use crate::registry::Origin;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|var| map.get(var).cloned(), "node-7")
+    }
+
+    fn env_error_var(result: Result<Settings>) -> &'static str {
+        match result {
+            Err(Error::Env { var, .. }) => var,
+            other => panic!("expected an environment error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.engine_bin, PathBuf::from("/bin/btsync"));
+        assert_eq!(s.device_name, "node-7");
+        assert_eq!(s.listening_port, 55555);
+        assert_eq!(s.stop_grace, Duration::from_secs(8));
+        assert_eq!(s.owner, None);
+        assert_eq!(
+            s.folders,
+            FolderOptions {
+                use_relay_server: true,
+                use_tracker: true,
+                use_dht: false,
+                search_lan: true,
+                use_sync_trash: true,
+                known_hosts: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = settings(&[
+            ("BTSYNC_DEVICE_NAME", "store-1"),
+            ("BTSYNC_LISTEN_PORT", "0"),
+            ("BTSYNC_SEARCH_LAN", "off"),
+            ("BTSYNC_USE_DHT", "YES"),
+            (
+                "BTSYNC_KNOWN_HOSTS",
+                "10.0.0.2:55555, node-b:4000,[fd00::1]:55555",
+            ),
+            ("BTSYNC_STOP_GRACE", "0.5"),
+            ("BTSYNC_UID", "1000"),
+        ])
+        .expect("valid");
+        assert_eq!(s.device_name, "store-1");
+        assert_eq!(s.listening_port, 0);
+        assert!(!s.folders.search_lan);
+        assert!(s.folders.use_dht);
+        assert_eq!(
+            s.folders.known_hosts,
+            ["10.0.0.2:55555", "node-b:4000", "[fd00::1]:55555"]
+        );
+        assert_eq!(s.stop_grace, Duration::from_millis(500));
+        assert_eq!(
+            s.owner,
+            Some(Owner {
+                uid: 1000,
+                gid: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_variables_are_named() {
+        let cases: &[(&str, &str)] = &[
+            ("BTSYNC_LISTEN_PORT", "65536"),
+            ("BTSYNC_LISTEN_PORT", "http"),
+            ("BTSYNC_USE_TRACKER", "maybe"),
+            ("BTSYNC_KNOWN_HOSTS", "node-b"),
+            ("BTSYNC_KNOWN_HOSTS", "node-b:0"),
+            ("BTSYNC_KNOWN_HOSTS", "bad host:55555"),
+            ("BTSYNC_STOP_GRACE", "-1"),
+            ("BTSYNC_STOP_GRACE", "8s"),
+            ("BTSYNC_STOP_GRACE", "1e9"),
+            ("BTSYNC_UID", "btsync"),
+            ("BTSYNC_UID", "-5"),
+            ("BTSYNC_DEVICE_NAME", "a\nb"),
+        ];
+        for (var, value) in cases {
+            assert_eq!(
+                env_error_var(settings(&[(var, value)])),
+                *var,
+                "{var}={value}"
+            );
+        }
+        assert_eq!(
+            env_error_var(settings(&[("BTSYNC_GID", "100")])),
+            "BTSYNC_GID"
+        );
+    }
+
+    #[test]
+    fn config_lists_every_namespace_with_its_options() {
+        let layout = Layout::new(PathBuf::from("/data"), None);
+        let s = settings(&[("BTSYNC_KNOWN_HOSTS", "10.0.0.2:55555")]).expect("valid");
+        let key = Key::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").expect("key");
+        let entries = vec![Entry {
+            name: Name::parse("gitlab").expect("name"),
+            key,
+            origin: Origin::Given,
+            added: 0,
+        }];
+        let config: Value = serde_json::from_str(&render(&s, &layout, &entries)).expect("json");
+        assert_eq!(config["storage_path"], "/data/.btsync/storage");
+        assert_eq!(config["listening_port"], 55555);
+        assert_eq!(config["use_upnp"], false);
+        assert_eq!(config["check_for_updates"], false);
+        assert!(config.get("webui").is_none());
+        let folder = &config["shared_folders"][0];
+        assert_eq!(folder["dir"], "/data/gitlab");
+        assert_eq!(folder["secret"], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(folder["known_hosts"][0], "10.0.0.2:55555");
+        assert_eq!(folder["use_dht"], false);
+        assert_eq!(config["shared_folders"].as_array().map(Vec::len), Some(1));
+    }
+}

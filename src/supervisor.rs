@@ -1,0 +1,773 @@
+//! init: run the engine as a correct PID 1 and keep it in step with the
+//! registry.
+//!
+//! One thread owns all state and does all reaping; two helper threads only
+//! turn signals and control-socket requests into events for it:
+//!
+//! - signals: handlers are installed before the engine is spawned. TERM and
+//!   INT stop the engine (forward, wait `BTSYNC_STOP_GRACE`, KILL) and init
+//!   exits with its status; HUP QUIT USR1 USR2 ALRM WINCH CONT are forwarded
+//!   as they are; TTIN TTOU TSTP are swallowed so init never stops; CHLD
+//!   wakes the reaper.
+//! - reaping: `waitpid(-1, WNOHANG)` until nothing is left, recognising the
+//!   engine's pid inside that loop; every other child is an orphan that was
+//!   re-parented to us and is simply reaped.
+//! - changes: a request from `add`/`del` whose namespace the running engine
+//!   does not reflect schedules a restart after a quiet period, so a burst of
+//!   changes costs one restart. Clients wait for a generation number: every
+//!   request takes the next one, every engine start records the newest it
+//!   read the registry after.
+//! - crashes: an unexpected exit restarts the engine after an exponential
+//!   backoff that resets once the engine has run for a healthy period.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use signal_hook::consts::signal::*;
+use signal_hook::iterator::Signals;
+
+use crate::control::{self, Ask, Mode, Request};
+use crate::engine_config::{self, Settings};
+use crate::error::{Error, Result};
+use crate::keys::Key;
+use crate::layout::Layout;
+use crate::name::Name;
+use crate::registry::Registry;
+use crate::sys::{self, ExitStatus, Pid};
+
+/// Signals passed on to the engine unchanged.
+const FORWARDED: &[i32] = &[
+    SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT,
+];
+/// Signals that must not stop or kill init; handled by doing nothing.
+const SWALLOWED: &[i32] = &[SIGTTIN, SIGTTOU, SIGTSTP];
+
+/// A change is applied once no other change came for this long...
+pub const QUIET_PERIOD: Duration = Duration::from_millis(250);
+/// ...but a steady stream of changes cannot postpone a restart longer than this.
+pub const MAX_DELAY: Duration = Duration::from_secs(3);
+/// While a registry writer holds the lock (more adds queued behind it), look again after this.
+const WRITER_RECHECK: Duration = Duration::from_millis(50);
+/// First delay after a crash; doubles per crash up to BACKOFF_MAX.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// An engine that ran this long was healthy: its next crash starts over at BACKOFF_FIRST.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// Wake up at least this often, in case a SIGCHLD was somehow missed.
+const IDLE_WAKEUP: Duration = Duration::from_secs(5);
+
+enum Event {
+    Signal(i32),
+    Request(Request),
+}
+
+/// Exponential backoff for crash restarts.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restarting an engine that crashed after running `uptime`.
+    pub fn after_crash(&mut self, uptime: Duration) -> Duration {
+        if uptime >= HEALTHY_RUN {
+            self.next = BACKOFF_FIRST;
+        }
+        let delay = self.next;
+        self.next = (delay * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+struct Running {
+    pid: Pid,
+    started: Instant,
+    generation: u64,
+    folders: BTreeMap<Name, Key>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    Restart,
+    Exit,
+}
+
+enum Engine {
+    Up(Running),
+    Stopping {
+        engine: Running,
+        deadline: Instant,
+        killed: bool,
+        then: AfterStop,
+    },
+    /// Not running: waiting out a crash backoff.
+    Down {
+        retry_at: Instant,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// An engine started from a registry read at or after the request.
+    Running,
+    /// No engine older than the request is running.
+    Released,
+}
+
+struct Waiter {
+    generation: u64,
+    needs: Needs,
+    client: Option<Request>,
+    /// `del --no-wait`: delete this namespace's files once released.
+    purge: Option<Name>,
+}
+
+struct PendingRestart {
+    first: Instant,
+    due: Instant,
+}
+
+struct ExitRecord {
+    status: ExitStatus,
+    at: Instant,
+}
+
+struct Supervisor {
+    settings: Settings,
+    registry: Registry,
+    work_dir: PathBuf,
+    engine: Engine,
+    generation: u64,
+    pending: Option<PendingRestart>,
+    waiters: Vec<Waiter>,
+    backoff: Backoff,
+    born: Instant,
+    subreaper: bool,
+    starts: u64,
+    restarts: u64,
+    crashes: u64,
+    last_exit: Option<ExitRecord>,
+    exit_code: Option<u8>,
+}
+
+/// One line on stderr per event: `docker logs` is the user's view of init.
+/// A closed stderr must not bring PID 1 down, so failures are ignored.
+fn log(message: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr().lock(), "init: {message}");
+}
+
+macro_rules! log {
+    ($($arg:tt)*) => { log(format_args!($($arg)*)) };
+}
+
+/// Why the engine could not be started.
+struct StartFailure {
+    /// init's exit status if this happens on the first start.
+    code: u8,
+    message: String,
+}
+
+/// Run init until it is stopped; returns its exit status.
+pub fn run(settings: Settings, layout: Layout) -> Result<u8> {
+    // Handlers first: PID 1 drops every signal it has no handler for, and a
+    // signal arriving before the engine exists must not be lost.
+    let mut handled: Vec<i32> = FORWARDED.to_vec();
+    handled.extend_from_slice(SWALLOWED);
+    handled.push(SIGCHLD);
+    let mut signals =
+        Signals::new(&handled).map_err(|e| Error::io("cannot install signal handlers", e))?;
+    let (events, inbox) = mpsc::channel::<Event>();
+
+    check_data_root(&layout)?;
+    crate::fsutil::ensure_private_dir(&layout.state_dir())?;
+    let (_claim, listener) = control::claim(&layout)?;
+
+    let subreaper = std::process::id() != 1;
+    if subreaper {
+        sys::become_child_subreaper()
+            .map_err(|e| Error::io("cannot become the reaper of orphaned processes", e))?;
+    }
+
+    let signal_events = events.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal_events.send(Event::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    });
+    let request_events = events.clone();
+    control::serve(listener, move |request| {
+        let _ = request_events.send(Event::Request(request));
+    });
+
+    let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let now = Instant::now();
+    let mut supervisor = Supervisor {
+        settings,
+        registry: Registry::new(layout),
+        work_dir,
+        engine: Engine::Down { retry_at: now },
+        generation: 0,
+        pending: None,
+        waiters: Vec::new(),
+        backoff: Backoff::default(),
+        born: now,
+        subreaper,
+        starts: 0,
+        restarts: 0,
+        crashes: 0,
+        last_exit: None,
+        exit_code: None,
+    };
+    if subreaper {
+        log!(
+            "running as pid {} (not PID 1): registered as child subreaper",
+            std::process::id()
+        );
+    }
+    if let Err(failure) = supervisor.start_engine() {
+        log!("{}", failure.message);
+        return Ok(failure.code);
+    }
+    // Hold no mount busy; later engines still start in the original directory.
+    let _ = std::env::set_current_dir("/");
+    Ok(supervisor.run(inbox, events))
+}
+
+fn check_data_root(layout: &Layout) -> Result<()> {
+    let root = layout.data_root();
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::DataRoot {
+            path: root.to_owned(),
+            problem: "is not a directory".into(),
+        }),
+        Err(e) => Err(Error::DataRoot {
+            path: root.to_owned(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+impl Supervisor {
+    fn run(&mut self, inbox: Receiver<Event>, _keep_open: Sender<Event>) -> u8 {
+        loop {
+            self.reap();
+            let now = Instant::now();
+            if self.exit_code.is_none() {
+                self.on_timers(now);
+            }
+            if let Some(code) = self.exit_code {
+                self.fail_waiters("init stopped before the engine picked up the change");
+                return code;
+            }
+            self.settle_waiters();
+            let wait = self
+                .next_deadline()
+                .map_or(IDLE_WAKEUP, |d| d.saturating_duration_since(now))
+                .min(IDLE_WAKEUP);
+            match inbox.recv_timeout(wait) {
+                Ok(event) => {
+                    self.handle(event);
+                    while let Ok(event) = inbox.try_recv() {
+                        self.handle(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Signal(signal) => self.on_signal(signal),
+            Event::Request(request) => self.on_request(request),
+        }
+    }
+
+    fn engine_pid(&self) -> Option<Pid> {
+        match &self.engine {
+            Engine::Up(engine) | Engine::Stopping { engine, .. } => Some(engine.pid),
+            Engine::Down { .. } => None,
+        }
+    }
+
+    fn on_signal(&mut self, signal: i32) {
+        if signal == SIGCHLD {
+            return; // the loop reaps on every wake-up
+        }
+        let name = sys::signal_name(signal);
+        if SWALLOWED.contains(&signal) {
+            log!("{name} received: ignored (init does not stop)");
+            return;
+        }
+        let stops = signal == SIGTERM || signal == SIGINT;
+        let Some(pid) = self.engine_pid() else {
+            if stops {
+                let code = self.last_exit.as_ref().map_or(0, |e| e.status.code());
+                log!("{name} received: no engine running; exiting with status {code}");
+                self.exit_code = Some(code);
+            } else {
+                log!("{name} received: no engine running to forward it to");
+            }
+            return;
+        };
+        if let Err(e) = sys::send_signal(pid, signal) {
+            log!("{name} received: cannot forward it to the engine (pid {pid}): {e}");
+            return;
+        }
+        if !stops {
+            log!("{name} received: forwarded to the engine (pid {pid})");
+            return;
+        }
+        let grace = self.settings.stop_grace;
+        let now = Instant::now();
+        self.engine = match std::mem::replace(&mut self.engine, Engine::Down { retry_at: now }) {
+            Engine::Up(engine) => Engine::Stopping {
+                engine,
+                deadline: now + grace,
+                killed: false,
+                then: AfterStop::Exit,
+            },
+            Engine::Stopping {
+                engine,
+                deadline,
+                killed,
+                ..
+            } => Engine::Stopping {
+                engine,
+                deadline,
+                killed,
+                then: AfterStop::Exit,
+            },
+            down => down,
+        };
+        self.pending = None;
+        log!(
+            "{name} received: forwarded to the engine (pid {pid}); stopping, KILL after {}s",
+            grace.as_secs_f64()
+        );
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let (ns, added, mode) = match &request.ask {
+            Ask::Status => {
+                let status = self.status_json().to_string();
+                request.reply(&status);
+                return;
+            }
+            Ask::Apply { ns, added, mode } => (ns.clone(), *added, *mode),
+        };
+        if matches!(
+            self.engine,
+            Engine::Stopping {
+                then: AfterStop::Exit,
+                ..
+            }
+        ) {
+            request
+                .reply("error init is stopping; the change is in the registry for its next start");
+            return;
+        }
+        let wanted = match self.registry.get(&ns) {
+            Ok(entry) => entry.map(|e| e.key),
+            Err(e) => {
+                log!("cannot read the registry entry of {ns}: {e}");
+                request.reply(&format!("error cannot read the registry: {e}"));
+                return;
+            }
+        };
+        self.generation += 1;
+        let waiter = Waiter {
+            generation: self.generation,
+            needs: if added {
+                Needs::Running
+            } else {
+                Needs::Released
+            },
+            client: None,
+            purge: (mode == Mode::Purge).then(|| ns.clone()),
+        };
+        if let Engine::Up(engine) = &self.engine {
+            if engine.folders.get(&ns) == wanted.as_ref() {
+                // The running engine already has it that way: nothing to restart.
+                self.complete(waiter, Some(request));
+                return;
+            }
+            self.schedule_restart(Instant::now());
+        }
+        match mode {
+            Mode::Wait => self.waiters.push(Waiter {
+                client: Some(request),
+                ..waiter
+            }),
+            Mode::NoWait | Mode::Purge => {
+                request.reply("queued");
+                if waiter.purge.is_some() {
+                    self.waiters.push(waiter);
+                }
+            }
+        }
+    }
+
+    fn schedule_restart(&mut self, now: Instant) {
+        let pending = self.pending.get_or_insert(PendingRestart {
+            first: now,
+            due: now,
+        });
+        pending.due = (now + QUIET_PERIOD).min(pending.first + MAX_DELAY);
+    }
+
+    fn complete(&self, waiter: Waiter, client: Option<Request>) {
+        if let Some(client) = client.or(waiter.client) {
+            client.reply("ok");
+        }
+        if let Some(ns) = waiter.purge {
+            self.purge(ns);
+        }
+    }
+
+    /// `del --no-wait`: delete the folder now that no engine can see it.
+    /// Deleting a big tree takes a while, so it runs beside the loop.
+    fn purge(&self, ns: Name) {
+        let registry = Registry::new(self.registry.layout().clone());
+        std::thread::spawn(move || match registry.remove_files(&ns) {
+            Ok(removal) => log!("{ns}: files removed after the engine let go ({removal:?})"),
+            Err(e) => log!("{ns}: cannot remove its files: {e}; run 'del {ns}' to retry"),
+        });
+    }
+
+    fn settle_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let running_generation = match &self.engine {
+            Engine::Up(engine) => Some(engine.generation),
+            _ => None,
+        };
+        let released = matches!(self.engine, Engine::Down { .. });
+        let (done, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| {
+                running_generation.is_some_and(|g| g >= w.generation)
+                    || (w.needs == Needs::Released && released)
+            });
+        self.waiters = waiting;
+        for waiter in done {
+            self.complete(waiter, None);
+        }
+    }
+
+    fn fail_waiters(&mut self, message: &str) {
+        for waiter in std::mem::take(&mut self.waiters) {
+            // The engine is gone, so a removed namespace is released.
+            if waiter.needs == Needs::Released && self.engine_pid().is_none() {
+                self.complete(waiter, None);
+            } else if let Some(client) = waiter.client {
+                client.reply(&format!("error {message}"));
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let engine = match &self.engine {
+            Engine::Stopping {
+                deadline,
+                killed: false,
+                ..
+            } => Some(*deadline),
+            Engine::Down { retry_at } => Some(*retry_at),
+            _ => None,
+        };
+        let restart = self.pending.as_ref().map(|p| p.due);
+        engine.into_iter().chain(restart).min()
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if let Engine::Stopping {
+            engine,
+            deadline,
+            killed,
+            ..
+        } = &mut self.engine
+            && !*killed
+            && now >= *deadline
+        {
+            *killed = true;
+            let pid = engine.pid;
+            match sys::send_signal(pid, SIGKILL) {
+                Ok(()) => log!(
+                    "engine (pid {pid}) did not stop within {}s: sent KILL",
+                    self.settings.stop_grace.as_secs_f64()
+                ),
+                Err(e) => log!("engine (pid {pid}) did not stop; cannot KILL it: {e}"),
+            }
+        }
+        if let Some(pending) = &self.pending
+            && now >= pending.due
+        {
+            if !matches!(self.engine, Engine::Up(_)) {
+                // Stopping or down: the next start reads the registry anyway.
+                self.pending = None;
+            } else if now < pending.first + MAX_DELAY && self.registry_writer_active() {
+                // More changes are queued on the registry lock: wait for them.
+                let first = pending.first;
+                self.pending = Some(PendingRestart {
+                    first,
+                    due: now + WRITER_RECHECK,
+                });
+            } else {
+                self.pending = None;
+                self.begin_restart(now);
+            }
+        }
+        if let Engine::Down { retry_at } = self.engine
+            && now >= retry_at
+            && let Err(failure) = self.start_engine()
+        {
+            log!("{}", failure.message);
+            self.crashed_start(now);
+        }
+    }
+
+    fn begin_restart(&mut self, now: Instant) {
+        let grace = self.settings.stop_grace;
+        self.engine = match std::mem::replace(&mut self.engine, Engine::Down { retry_at: now }) {
+            Engine::Up(engine) => {
+                let pid = engine.pid;
+                match sys::send_signal(pid, SIGTERM) {
+                    Ok(()) => log!(
+                        "restarting the engine (pid {pid}) to apply namespace changes: sent TERM"
+                    ),
+                    Err(e) => log!("restarting the engine (pid {pid}): cannot send TERM: {e}"),
+                }
+                Engine::Stopping {
+                    engine,
+                    deadline: now + grace,
+                    killed: false,
+                    then: AfterStop::Restart,
+                }
+            }
+            other => other,
+        };
+    }
+
+    /// A start failed after the first one: retry later like after a crash.
+    fn crashed_start(&mut self, now: Instant) {
+        self.crashes += 1;
+        let delay = self.backoff.after_crash(Duration::ZERO);
+        log!("retrying in {}s", delay.as_secs_f64());
+        self.engine = Engine::Down {
+            retry_at: now + delay,
+        };
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match sys::reap_any() {
+                Ok(Some((pid, status))) => {
+                    if Some(pid) == self.engine_pid() {
+                        self.engine_exited(status);
+                    }
+                    // Any other pid is an orphan re-parented to us: reaped, done.
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    log!("waitpid failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn engine_exited(&mut self, status: ExitStatus) {
+        let now = Instant::now();
+        self.last_exit = Some(ExitRecord { status, at: now });
+        let previous = std::mem::replace(&mut self.engine, Engine::Down { retry_at: now });
+        match previous {
+            Engine::Stopping {
+                engine,
+                then: AfterStop::Exit,
+                ..
+            } => {
+                log!(
+                    "engine (pid {}) stopped: {status}; init exits with status {}",
+                    engine.pid,
+                    status.code()
+                );
+                self.exit_code = Some(status.code());
+            }
+            Engine::Stopping {
+                engine,
+                then: AfterStop::Restart,
+                ..
+            } => {
+                log!(
+                    "engine (pid {}) stopped for the restart: {status}",
+                    engine.pid
+                );
+                self.restarts += 1;
+                if let Err(failure) = self.start_engine() {
+                    log!("{}", failure.message);
+                    self.crashed_start(now);
+                }
+            }
+            Engine::Up(engine) => {
+                self.crashes += 1;
+                let uptime = now.duration_since(engine.started);
+                let delay = self.backoff.after_crash(uptime);
+                log!(
+                    "engine (pid {}) exited unexpectedly after {:.1}s: {status}; restarting in {}s",
+                    engine.pid,
+                    uptime.as_secs_f64(),
+                    delay.as_secs_f64()
+                );
+                self.engine = Engine::Down {
+                    retry_at: now + delay,
+                };
+            }
+            down => self.engine = down,
+        }
+    }
+
+    /// Write the config from the registry as it is now and start the engine.
+    fn start_engine(&mut self) -> std::result::Result<(), StartFailure> {
+        // Every request numbered up to here was registered before this read.
+        let generation = self.generation;
+        let layout = self.registry.layout().clone();
+        let entries = self.registry.entries().map_err(|e| StartFailure {
+            code: 1,
+            message: format!("cannot start the engine: {e}"),
+        })?;
+        let config = engine_config::prepare(&self.settings, &layout, &entries).map_err(|e| {
+            StartFailure {
+                code: 1,
+                message: format!("cannot start the engine: {e}"),
+            }
+        })?;
+        let bin = &self.settings.engine_bin;
+        let mut command = Command::new(bin);
+        command
+            .arg("--nodaemon")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(&self.work_dir)
+            .stdin(Stdio::null());
+        if let Some(owner) = self.settings.owner {
+            command.uid(owner.uid).gid(owner.gid);
+        }
+        sys::kill_child_with_parent(&mut command);
+        let child = command.spawn().map_err(|e| {
+            let (code, why) = match e.kind() {
+                io::ErrorKind::NotFound => (127, "not found (set BTSYNC_BIN)".to_owned()),
+                io::ErrorKind::PermissionDenied => {
+                    (126, "permission denied (is it executable?)".to_owned())
+                }
+                _ => (126, e.to_string()),
+            };
+            StartFailure {
+                code,
+                message: format!("cannot run the engine {}: {why}", bin.display()),
+            }
+        })?;
+        let pid = child.id() as Pid;
+        // The Child handle is dropped without waiting: the reap loop owns it.
+        drop(child);
+        self.starts += 1;
+        log!(
+            "engine started: pid {pid}, {} folder{}",
+            entries.len(),
+            if entries.len() == 1 { "" } else { "s" }
+        );
+        self.engine = Engine::Up(Running {
+            pid,
+            started: Instant::now(),
+            generation,
+            folders: entries.into_iter().map(|e| (e.name, e.key)).collect(),
+        });
+        Ok(())
+    }
+
+    /// Is a registry writer holding the lock right now? Probed with a
+    /// non-blocking flock that is released at once.
+    fn registry_writer_active(&self) -> bool {
+        let Ok(file) = File::open(self.registry.layout().lock_file()) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    fn status_json(&self) -> Value {
+        let now = Instant::now();
+        let (state, engine) = match &self.engine {
+            Engine::Up(engine) => ("running", Some(engine)),
+            Engine::Stopping {
+                engine,
+                then: AfterStop::Restart,
+                ..
+            } => ("restarting", Some(engine)),
+            Engine::Stopping { engine, .. } => ("stopping", Some(engine)),
+            Engine::Down { .. } => ("waiting", None),
+        };
+        let retry_in = match &self.engine {
+            Engine::Down { retry_at } => Some(retry_at.saturating_duration_since(now).as_secs()),
+            _ => None,
+        };
+        json!({
+            "init": {
+                "pid": std::process::id(),
+                "uptime_seconds": now.duration_since(self.born).as_secs(),
+                "subreaper": self.subreaper,
+            },
+            "engine": {
+                "state": state,
+                "pid": engine.map(|e| e.pid),
+                "uptime_seconds": engine.map(|e| now.duration_since(e.started).as_secs()),
+                "folders": engine.map(|e| e.folders.keys().map(Name::as_str).collect::<Vec<_>>()),
+                "retry_in_seconds": retry_in,
+            },
+            "starts": self.starts,
+            "restarts": self.restarts,
+            "crashes": self.crashes,
+            "changes_pending": self.pending.is_some(),
+            "last_exit": self.last_exit.as_ref().map(|e| json!({
+                "status": e.status.code(),
+                "description": e.status.to_string(),
+                "seconds_ago": now.duration_since(e.at).as_secs(),
+            })),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_healthy_run() {
+        let mut backoff = Backoff::default();
+        let quick = Duration::from_millis(10);
+        let delays: Vec<u64> = (0..7)
+            .map(|_| backoff.after_crash(quick).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff.after_crash(HEALTHY_RUN).as_secs(), 1);
+        assert_eq!(backoff.after_crash(quick).as_secs(), 2);
+    }
+}
