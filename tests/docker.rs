@@ -77,7 +77,9 @@ fn image_from_a_dynamic_btsync_holds_exactly_syncbox_btsync_and_its_libraries() 
     let image = scope.build_image("dynamic", &btsync);
 
     let applets = applets(&image);
-    for core in ["add", "ctl", "del", "has", "list", "path", "secret"] {
+    for core in [
+        "add", "ctl", "del", "has", "health", "init", "list", "path", "secret", "status",
+    ] {
         assert!(
             applets.contains(core),
             "{core} missing from --list: {applets:?}"
@@ -518,7 +520,11 @@ fn engine_namespace_lifecycle_through_docker_exec() {
         let starts: Vec<_> = events_named(&events, "start").collect();
         assert_eq!(starts.len(), 2, "{events:?}");
         assert_eq!(starts[1]["folders"], serde_json::json!(["gitlab"]));
-        assert_eq!(starts[1]["pid"], serde_json::json!(pid));
+        assert_eq!(
+            starts[1]["pid"].as_u64(),
+            pid_in_container(pid).map(u64::from),
+            "the last start is the running engine"
+        );
     }
 
     // del: the engine lets go of the folder before its files go.
@@ -554,12 +560,13 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
     );
 
     let pid = engine_pid(&node.name);
+    let inner_pid = pid_in_container(pid).expect("the engine's pid in the container");
     docker_ok(&["kill", "-s", "USR1", &node.name]);
     if stand_in {
         wait_for("the engine to see USR1", Duration::from_secs(10), || {
             let events = stand_in_events(&node.data);
             events_named(&events, "signal")
-                .any(|e| e["signal"] == "SIGUSR1" && e["pid"] == serde_json::json!(pid))
+                .any(|e| e["signal"] == "SIGUSR1" && e["pid"] == serde_json::json!(inner_pid))
                 .then_some(())
         });
     }
@@ -579,6 +586,7 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
             _ => None,
         },
     );
+    let restarted = pid_in_container(restarted).expect("the new engine's pid in the container");
     assert_eq!(node.inspect("{{.State.Running}}"), "true");
     wait_for("healthy again", Duration::from_secs(60), || {
         (node.inspect("{{.State.Health.Status}}") == "healthy").then_some(())

@@ -314,7 +314,15 @@ pub fn image_files(scope: &Scope, image: &str) -> BTreeMap<String, Entry> {
     let reference = scope.image_tag("reference");
     let build = run_with_deadline(
         Command::new("docker")
-            .args(["build", "--network", "none", "-q", "-t", &reference])
+            .args([
+                "build",
+                "--no-cache",
+                "--network",
+                "none",
+                "-q",
+                "-t",
+                &reference,
+            ])
             .arg(&reference_dir)
             .env("DOCKER_BUILDKIT", "0"),
         COMMAND_DEADLINE,
@@ -455,4 +463,17 @@ pub fn config_dirs(config: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The pid a process has inside its container (the last NSpid field), from
+/// its pid on the host.
+pub fn pid_in_container(host_pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{host_pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
 }
