@@ -50,20 +50,6 @@ fn expected_files(applets: &BTreeSet<String>, libraries: &[String]) -> BTreeSet<
     files
 }
 
-fn run_in(image: &str, entrypoint: &str, args: &[&str]) -> std::process::Output {
-    let mut all = vec![
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        entrypoint,
-        image,
-    ];
-    all.extend_from_slice(args);
-    docker(&all)
-}
-
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn image_from_a_dynamic_btsync_holds_exactly_syncbox_btsync_and_its_libraries() {
@@ -76,7 +62,7 @@ fn image_from_a_dynamic_btsync_holds_exactly_syncbox_btsync_and_its_libraries() 
     );
     let image = scope.build_image("dynamic", &btsync);
 
-    let applets = applets(&image);
+    let applets = applets(&scope, &image);
     for core in [
         "add", "ctl", "del", "has", "health", "init", "list", "path", "secret", "status",
     ] {
@@ -118,25 +104,19 @@ fn image_from_a_dynamic_btsync_holds_exactly_syncbox_btsync_and_its_libraries() 
 
     // The image's own loader runs btsync from the collected libraries, as root
     // and as the unprivileged uid BTSYNC_UID=1000 selects.
-    let out = run_in(&image, "/bin/btsync", &["hello"]);
+    let out = scope.run_once(&[], &image, "/bin/btsync", &["hello"]);
     assert!(
         out.status.success(),
         "btsync in the image: {}",
         text(&out.stderr)
     );
     assert_eq!(text(&out.stdout), "probe ok hello\n");
-    let out = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "1000:1000",
-        "--entrypoint",
-        "/bin/btsync",
+    let out = scope.run_once(
+        &["--user", "1000:1000"],
         &image,
-        "as-1000",
-    ]);
+        "/bin/btsync",
+        &["as-1000"],
+    );
     assert!(
         out.status.success(),
         "btsync as uid 1000: {}",
@@ -199,29 +179,29 @@ fn image_has_no_shell_and_the_applets_work_through_docker() {
     let image = scope.build_image("applets", &probe("dynamic", &[]));
 
     for shell in ["sh", "/bin/sh", "bash"] {
-        let out = run_in(&image, shell, &["-c", "true"]);
+        let out = scope.run_once(&[], &image, shell, &["-c", "true"]);
         assert!(!out.status.success(), "{shell} ran in the image");
     }
 
     // Bare applets through --entrypoint, on the image's own (empty) /data.
-    let out = run_in(&image, "/bin/has", &["gitlab"]);
+    let out = scope.run_once(&[], &image, "/bin/has", &["gitlab"]);
     assert_eq!(
         out.status.code(),
         Some(1),
         "has gitlab: {}",
         text(&out.stderr)
     );
-    let out = run_in(&image, "/bin/has", &["../etc"]);
+    let out = scope.run_once(&[], &image, "/bin/has", &["../etc"]);
     assert_eq!(
         out.status.code(),
         Some(2),
         "has ../etc: {}",
         text(&out.stderr)
     );
-    let out = run_in(&image, "/bin/ctl", &["list"]);
+    let out = scope.run_once(&[], &image, "/bin/ctl", &["list"]);
     assert!(out.status.success(), "ctl list: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "");
-    let out = run_in(&image, "/bin/syncbox", &["nosuchapplet"]);
+    let out = scope.run_once(&[], &image, "/bin/syncbox", &["nosuchapplet"]);
     assert_eq!(out.status.code(), Some(127));
 
     // A running container, bind-mounted data, `docker exec` through PATH:
@@ -302,8 +282,8 @@ fn image_from_a_static_btsync_carries_no_loader_and_no_libraries() {
     );
     let image = scope.build_image("static", &btsync);
     let files: BTreeSet<String> = image_files(&scope, &image).into_keys().collect();
-    assert_eq!(files, expected_files(&applets(&image), &[]));
-    let out = run_in(&image, "/bin/btsync", &["static"]);
+    assert_eq!(files, expected_files(&applets(&scope, &image), &[]));
+    let out = scope.run_once(&[], &image, "/bin/btsync", &["static"]);
     assert_eq!(
         text(&out.stdout),
         "probe ok static\n",
@@ -538,6 +518,15 @@ fn engine_namespace_lifecycle_through_docker_exec() {
         let events = stand_in_events(&node.data);
         assert_eq!(events_named(&events, "vanished").count(), 0, "{events:?}");
     }
+
+    // The README's compose/Kubernetes pattern: a one-shot container of the
+    // image sharing only the data directory registers a namespace, and the
+    // node's init applies it before `add` returns.
+    let volume = format!("{}:/data", node.data.display());
+    let out = scope.run_once(&["-v", &volume], &image, "/bin/add", &["oneshot"]);
+    assert!(out.status.success(), "one-shot add: {}", text(&out.stderr));
+    let (_, config) = node.engine_config();
+    assert_eq!(config_dirs(&config), ["/data/oneshot"]);
 }
 
 #[test]

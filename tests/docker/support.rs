@@ -118,6 +118,7 @@ pub struct Scope {
     prefix: String,
     dir: PathBuf,
     containers: RefCell<Vec<String>>,
+    one_shots: std::cell::Cell<u32>,
     networks: RefCell<Vec<String>>,
     images: RefCell<Vec<String>>,
 }
@@ -134,6 +135,7 @@ impl Scope {
             prefix,
             dir,
             containers: RefCell::default(),
+            one_shots: std::cell::Cell::new(0),
             networks: RefCell::default(),
             images: RefCell::default(),
         }
@@ -148,6 +150,26 @@ impl Scope {
         let name = self.unique(what);
         self.containers.borrow_mut().push(name.clone());
         name
+    }
+
+    /// `docker run --rm` a one-shot container of `image` with no network,
+    /// named and registered like every other (a hung client must not leave an
+    /// anonymous container behind).
+    pub fn run_once(
+        &self,
+        options: &[&str],
+        image: &str,
+        entrypoint: &str,
+        args: &[&str],
+    ) -> Output {
+        let n = self.one_shots.get();
+        self.one_shots.set(n + 1);
+        let name = self.container(&format!("once{n}"));
+        let mut all = vec!["run", "--rm", "--name", &name, "--network", "none"];
+        all.extend_from_slice(options);
+        all.extend_from_slice(&["--entrypoint", entrypoint, image]);
+        all.extend_from_slice(args);
+        docker(&all)
     }
 
     pub fn network(&self, what: &str) -> String {
@@ -393,20 +415,14 @@ fn exported(scope: &Scope, image: &str, what: &str) -> BTreeMap<String, Entry> {
 }
 
 /// The applet names the image's syncbox installs, from the binary itself.
-pub fn applets(image: &str) -> BTreeSet<String> {
-    docker_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "/bin/syncbox",
-        image,
-        "--list",
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
+pub fn applets(scope: &Scope, image: &str) -> BTreeSet<String> {
+    let out = scope.run_once(&[], image, "/bin/syncbox", &["--list"]);
+    assert!(
+        out.status.success(),
+        "syncbox --list: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 /// Host pid and uid of every process in `container` whose command is `program`.
