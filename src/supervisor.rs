@@ -20,7 +20,7 @@
 //! - crashes: an unexpected exit restarts the engine after an exponential
 //!   backoff that resets once the engine has run for a healthy period.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::Registry;
+use crate::registry::{Registry, Removal};
 use crate::sys::{self, ExitStatus, Pid};
 
 /// Signals passed on to the engine unchanged.
@@ -140,6 +140,8 @@ struct Waiter {
 struct PendingRestart {
     first: Instant,
     due: Instant,
+    /// The namespaces whose change it applies, for the log.
+    changed: BTreeSet<Name>,
 }
 
 struct ExitRecord {
@@ -406,11 +408,16 @@ impl Supervisor {
         };
         if let Engine::Up(engine) = &self.engine {
             if engine.folders.get(&ns) == wanted.as_ref() {
-                // The running engine already has it that way: nothing to restart.
+                // The running engine already has it that way: nothing to
+                // restart. On "ok" the client deletes the files itself.
+                let waiter = Waiter {
+                    purge: None,
+                    ..waiter
+                };
                 self.complete(waiter, Some(request));
                 return;
             }
-            self.schedule_restart(Instant::now());
+            self.schedule_restart(Instant::now(), ns.clone());
         }
         match mode {
             Mode::Wait => self.waiters.push(Waiter {
@@ -426,12 +433,14 @@ impl Supervisor {
         }
     }
 
-    fn schedule_restart(&mut self, now: Instant) {
+    fn schedule_restart(&mut self, now: Instant, ns: Name) {
         let pending = self.pending.get_or_insert(PendingRestart {
             first: now,
             due: now,
+            changed: BTreeSet::new(),
         });
         pending.due = (now + QUIET_PERIOD).min(pending.first + MAX_DELAY);
+        pending.changed.insert(ns);
     }
 
     fn complete(&self, waiter: Waiter, client: Option<Request>) {
@@ -448,7 +457,12 @@ impl Supervisor {
     fn purge(&self, ns: Name) {
         let registry = Registry::new(self.registry.layout().clone());
         std::thread::spawn(move || match registry.remove_files(&ns) {
-            Ok(removal) => log!("{ns}: files removed after the engine let go ({removal:?})"),
+            Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
+            Ok(Removal::NoFolder) => log!("{ns}: no folder left to delete"),
+            Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
+            Ok(Removal::NotADirectory(path)) => {
+                log!("{ns}: {} is not a directory; left in place", path.display())
+            }
             Err(e) => log!("{ns}: cannot remove its files: {e}; run 'del {ns}' to retry"),
         });
     }
@@ -527,14 +541,11 @@ impl Supervisor {
                 self.pending = None;
             } else if now < pending.first + MAX_DELAY && self.registry_writer_active() {
                 // More changes are queued on the registry lock: wait for them.
-                let first = pending.first;
-                self.pending = Some(PendingRestart {
-                    first,
-                    due: now + WRITER_RECHECK,
-                });
-            } else {
-                self.pending = None;
-                self.begin_restart(now);
+                if let Some(pending) = &mut self.pending {
+                    pending.due = now + WRITER_RECHECK;
+                }
+            } else if let Some(pending) = self.pending.take() {
+                self.begin_restart(now, &pending.changed);
             }
         }
         if let Engine::Down { retry_at } = self.engine
@@ -546,16 +557,23 @@ impl Supervisor {
         }
     }
 
-    fn begin_restart(&mut self, now: Instant) {
+    fn begin_restart(&mut self, now: Instant, changed: &BTreeSet<Name>) {
+        const SHOWN: usize = 5;
+        let mut names: Vec<&str> = changed.iter().take(SHOWN).map(Name::as_str).collect();
+        let more = format!("and {} more", changed.len().saturating_sub(SHOWN));
+        if changed.len() > SHOWN {
+            names.push(&more);
+        }
+        let why = format!("to apply changes to {}", names.join(", "));
         let grace = self.settings.stop_grace;
         self.engine = match std::mem::replace(&mut self.engine, Engine::Down { retry_at: now }) {
             Engine::Up(engine) => {
                 let pid = engine.pid;
                 match sys::send_signal(pid, SIGTERM) {
-                    Ok(()) => log!(
-                        "restarting the engine (pid {pid}) to apply namespace changes: sent TERM"
-                    ),
-                    Err(e) => log!("restarting the engine (pid {pid}): cannot send TERM: {e}"),
+                    Ok(()) => log!("restarting the engine (pid {pid}) {why}: sent TERM"),
+                    Err(e) => {
+                        log!("restarting the engine (pid {pid}) {why}: cannot send TERM: {e}")
+                    }
                 }
                 Engine::Stopping {
                     engine,

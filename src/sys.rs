@@ -213,6 +213,14 @@ mod tests {
         assert!(send_signal(0, 0).is_err());
         // pid_max is at most 2^22 on Linux, so this pid cannot exist.
         assert!(send_signal(i32::MAX - 1, 0).is_ok());
-        assert!(!hostname().expect("hostname").is_empty() || cfg!(not(target_os = "linux")));
+        assert!(!process_exists(i32::MAX - 1));
+        assert!(process_exists(std::process::id() as Pid));
+    }
+
+    #[test]
+    fn host_name_is_read() {
+        let name = hostname().expect("gethostname");
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("kernel hostname");
+        assert_eq!(name, kernel.trim_end());
     }
 }

@@ -1,0 +1,1102 @@
+//! init, end to end: the built `syncbox` binary runs the stand-in engine
+//! (`tests/support/stand_in_engine.rs`, built by `cargo test` as the
+//! example `stand-in-btsync`) as a real PID 1 in a new PID namespace
+//! (`unshare --pid --fork --mount-proc`, needs root: CI runs as root) or as a
+//! plain child subreaper.
+//!
+//! The stand-in writes one JSON line per start, signal and exit; tests read
+//! that log and /proc instead of measuring time. Deadlines are generous and
+//! only stop a hung test; no assertion depends on speed.
+//!
+//! Root-only tests fail when not run as root, unless SYNCBOX_SKIP_ROOT_TESTS=1
+//! is set, so a missing privilege never passes silently.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use syncbox::sys;
+
+const SIGHUP: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGKILL: i32 = 9;
+const SIGUSR1: i32 = 10;
+const SIGTERM: i32 = 15;
+
+/// Long enough to never fire on a loaded 2-core machine; only stops hangs.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn syncbox_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_syncbox"))
+}
+
+fn stand_in_bin() -> PathBuf {
+    // target/debug/deps/init-HASH -> target/debug/examples/stand-in-btsync
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("examples/stand-in-btsync");
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole suite with `cargo test` (it builds the examples)",
+        path.display()
+    );
+    path
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}
+
+/// true: go on. false: the caller returns (only when skipping was asked for).
+fn root_available(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("SYNCBOX_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("{test}: SKIPPED: needs root (SYNCBOX_SKIP_ROOT_TESTS=1)");
+        return false;
+    }
+    panic!(
+        "{test} needs root (unshare --pid); CI runs as root. Set SYNCBOX_SKIP_ROOT_TESTS=1 to skip"
+    );
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting until {what}\n{}", context());
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A data directory, the engine's log and init's stderr, removed at the end.
+struct Sandbox {
+    root: PathBuf,
+}
+
+impl Sandbox {
+    fn new(label: &str) -> Sandbox {
+        let root = std::env::temp_dir().join(format!(
+            "sbx-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("data")).expect("create sandbox");
+        // Traversable by an unprivileged engine (BTSYNC_UID tests).
+        for dir in [root.clone(), root.join("data")] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let engine_log = root.join("engine.log");
+        fs::write(&engine_log, b"").expect("create engine log");
+        fs::set_permissions(&engine_log, fs::Permissions::from_mode(0o666)).expect("chmod");
+        Sandbox { root }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn folder(&self, ns: &str) -> PathBuf {
+        self.data().join(ns)
+    }
+
+    fn engine_log_path(&self) -> PathBuf {
+        self.root.join("engine.log")
+    }
+
+    fn init_log_path(&self) -> PathBuf {
+        self.root.join("init.log")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.data().join(".btsync/btsync.conf")
+    }
+
+    /// `syncbox APPLET ARGS` with a clean environment pointing at this sandbox.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(syncbox_bin());
+        command.args(args);
+        self.environment(&mut command);
+        command
+    }
+
+    fn environment(&self, command: &mut Command) {
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BTSYNC_DATA", self.data())
+            .env("BTSYNC_BIN", stand_in_bin())
+            .env("STAND_IN_LOG", self.engine_log_path())
+            .env("BTSYNC_APPLY_TIMEOUT", "60")
+            .stdin(Stdio::null());
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run syncbox")
+    }
+
+    fn events(&self) -> Vec<Value> {
+        fs::read_to_string(self.engine_log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
+    fn starts(&self) -> Vec<Value> {
+        self.events_of("start")
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "--- init stderr:\n{}\n--- engine log:\n{}",
+            fs::read_to_string(self.init_log_path()).unwrap_or_default(),
+            fs::read_to_string(self.engine_log_path()).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn folders_of(start: &Value) -> Vec<String> {
+    start["folders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// PID 1 of a new PID namespace (unshare; root).
+    Pid1,
+    /// A plain child of the test: init makes itself child subreaper.
+    Subreaper,
+}
+
+/// A running `syncbox init`.
+struct Init<'s> {
+    sandbox: &'s Sandbox,
+    /// unshare (Pid1) or init itself (Subreaper).
+    child: Child,
+    /// init's pid as this test sees it.
+    pid: i32,
+    exited: Option<i32>,
+}
+
+fn proc_stat(pid: i32) -> Option<(char, i32, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_owned();
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid, comm))
+}
+
+/// (pid, state, comm) of every process whose parent is `parent`.
+fn children_of(parent: i32) -> Vec<(i32, char, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some((state, ppid, comm)) = proc_stat(pid)
+            && ppid == parent
+        {
+            found.push((pid, state, comm));
+        }
+    }
+    found
+}
+
+impl<'s> Init<'s> {
+    fn start(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
+        let mut command = match mode {
+            Mode::Pid1 => {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc", "--"])
+                    .arg(syncbox_bin())
+                    .arg("init");
+                c
+            }
+            Mode::Subreaper => {
+                let mut c = Command::new(syncbox_bin());
+                c.arg("init");
+                c
+            }
+        };
+        sandbox.environment(&mut command);
+        for (var, value) in env {
+            command.env(var, value);
+        }
+        let log = fs::File::create(sandbox.init_log_path()).expect("init log");
+        command.stderr(log).stdout(Stdio::null());
+        let child = command.spawn().expect("start init");
+        let outer = child.id() as i32;
+        let mut init = Init {
+            sandbox,
+            child,
+            pid: outer,
+            exited: None,
+        };
+        if mode == Mode::Pid1 {
+            let mut inner = None;
+            wait_until(
+                "unshare forked init",
+                || {
+                    inner = children_of(outer).first().map(|c| c.0);
+                    inner.is_some() || init.child.try_wait().ok().flatten().is_some()
+                },
+                || sandbox.context(),
+            );
+            init.pid = inner.unwrap_or(outer);
+        }
+        init
+    }
+
+    /// Start init and wait until the engine has started once.
+    fn start_running(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
+        let mut init = Init::start(sandbox, mode, env);
+        init.wait_for_starts(1);
+        init
+    }
+
+    fn wait_for_starts(&mut self, count: usize) {
+        let sandbox = self.sandbox;
+        wait_until(
+            &format!("the engine started {count} time(s)"),
+            || sandbox.starts().len() >= count,
+            || sandbox.context(),
+        );
+    }
+
+    /// The start record of the engine init runs now. Init answers add/del
+    /// once it has spawned that engine; the stand-in logs its start a moment
+    /// later, so wait for that line.
+    fn current_start(&self) -> Value {
+        let pid = self.status()["engine"]["pid"].clone();
+        assert!(
+            pid.is_i64(),
+            "no engine running\n{}",
+            self.sandbox.context()
+        );
+        let mut found = None;
+        wait_until(
+            "the running engine logged its start",
+            || {
+                found = self.sandbox.starts().into_iter().find(|s| s["pid"] == pid);
+                found.is_some()
+            },
+            || self.sandbox.context(),
+        );
+        found.unwrap_or_default()
+    }
+
+    fn signal(&self, signal: i32) {
+        sys::send_signal(self.pid, signal).expect("signal init");
+    }
+
+    /// Wait for init to exit; its exit status (unshare passes it through).
+    fn wait_exit(&mut self) -> i32 {
+        if let Some(code) = self.exited {
+            return code;
+        }
+        let mut status = None;
+        let child = &mut self.child;
+        wait_until(
+            "init exited",
+            || {
+                status = child.try_wait().expect("try_wait");
+                status.is_some()
+            },
+            || self.sandbox.context(),
+        );
+        let code = status
+            .and_then(|s| s.code())
+            .expect("init exited with a status code");
+        self.exited = Some(code);
+        code
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.sandbox.init_log_path()).unwrap_or_default()
+    }
+
+    fn status(&self) -> Value {
+        let out = self.sandbox.run(&["status", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "status failed: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+}
+
+impl Drop for Init<'_> {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            // Killing init ends its PID namespace, or (subreaper) the engine
+            // through its parent-death signal.
+            let _ = sys::send_signal(self.pid, SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn add(sandbox: &Sandbox, ns: &str) {
+    let out = sandbox.run(&["add", ns]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "add {ns}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sandbox.context()
+    );
+}
+
+// ---------------------------------------------------------------- exit codes
+
+fn stop_status(on_term: &str, signal: i32) -> (i32, String) {
+    let sandbox = Sandbox::new("exit");
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("STAND_IN_ON_TERM", on_term)]);
+    init.signal(signal);
+    let code = init.wait_exit();
+    (code, init.stderr())
+}
+
+#[test]
+fn pid1_passes_the_engine_exit_status_through() {
+    if !root_available("pid1_passes_the_engine_exit_status_through") {
+        return;
+    }
+    for code in [0, 3, 255] {
+        let (status, log) = stop_status(&format!("exit:{code}"), SIGTERM);
+        assert_eq!(status, code, "engine exit {code}:\n{log}");
+        assert!(
+            log.contains(&format!("exit status {code}")),
+            "the exit is logged:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn pid1_reports_death_by_signal_as_128_plus_n() {
+    if !root_available("pid1_reports_death_by_signal_as_128_plus_n") {
+        return;
+    }
+    let (status, log) = stop_status("default", SIGTERM);
+    assert_eq!(status, 128 + SIGTERM, "{log}");
+    let (status, log) = stop_status("default", SIGINT);
+    assert_eq!(status, 128 + SIGINT, "{log}");
+}
+
+#[test]
+fn missing_engine_exits_127_and_names_the_path() {
+    if !root_available("missing_engine_exits_127_and_names_the_path") {
+        return;
+    }
+    let sandbox = Sandbox::new("missing");
+    let mut init = Init::start(
+        &sandbox,
+        Mode::Pid1,
+        &[("BTSYNC_BIN", "/nonexistent/btsync")],
+    );
+    assert_eq!(init.wait_exit(), 127);
+    assert!(
+        init.stderr().contains("/nonexistent/btsync"),
+        "{}",
+        init.stderr()
+    );
+
+    let sandbox = Sandbox::new("noexec");
+    let not_executable = sandbox.root.join("btsync");
+    fs::write(&not_executable, "not a program").expect("write");
+    let mut init = Init::start(
+        &sandbox,
+        Mode::Subreaper,
+        &[("BTSYNC_BIN", not_executable.to_str().expect("utf-8 path"))],
+    );
+    assert_eq!(init.wait_exit(), 126);
+    assert!(
+        init.stderr()
+            .contains(not_executable.to_str().unwrap_or("?"))
+    );
+}
+
+// ------------------------------------------------------------------- signals
+
+#[test]
+fn pid1_forwards_hup_usr1_int_and_term() {
+    if !root_available("pid1_forwards_hup_usr1_int_and_term") {
+        return;
+    }
+    let sandbox = Sandbox::new("signals");
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    let signalled = |name: &str| {
+        sandbox
+            .events_of("signal")
+            .iter()
+            .any(|e| e["signal"] == name)
+    };
+    for (signal, name) in [(SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1")] {
+        init.signal(signal);
+        wait_until(
+            &format!("the engine got {name}"),
+            || signalled(name),
+            || sandbox.context(),
+        );
+    }
+    // HUP and USR1 are passed on; they do not restart or stop the engine.
+    assert_eq!(sandbox.starts().len(), 1, "{}", sandbox.context());
+    init.signal(SIGINT);
+    assert_eq!(init.wait_exit(), 0);
+    assert!(signalled("SIGINT"), "{}", sandbox.context());
+    assert_eq!(sandbox.events_of("exit").len(), 1);
+
+    let sandbox = Sandbox::new("term");
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    assert!(
+        sandbox
+            .events_of("signal")
+            .iter()
+            .any(|e| e["signal"] == "SIGTERM")
+    );
+}
+
+// ------------------------------------------------------------------- reaping
+
+fn orphans_are_reaped(mode: Mode) {
+    let sandbox = Sandbox::new("orphans");
+    let release = sandbox.root.join("release-orphans");
+    let release_text = release.to_str().expect("utf-8 path").to_owned();
+    let mut init = Init::start_running(
+        &sandbox,
+        mode,
+        &[
+            ("STAND_IN_ORPHANS", "100"),
+            ("STAND_IN_ORPHANS_RELEASE", &release_text),
+        ],
+    );
+    let stand_in_children = || {
+        children_of(init.pid)
+            .iter()
+            .filter(|c| c.2 == "stand-in-btsync")
+            .count()
+    };
+    // The stand-in's orphan maker exits at once; its 100 children must be
+    // re-parented to init (PID 1 or the subreaper), not to the host's init.
+    wait_until(
+        "100 orphans were re-parented to init",
+        || stand_in_children() >= 101,
+        || sandbox.context(),
+    );
+    fs::write(&release, b"go").expect("release the orphans");
+    wait_until(
+        "every orphan was reaped",
+        || {
+            let children = children_of(init.pid);
+            children.len() == 1 && children.iter().all(|c| c.1 != 'Z')
+        },
+        || format!("{:?}\n{}", children_of(init.pid), sandbox.context()),
+    );
+    // The engine itself is untouched by all that reaping.
+    assert_eq!(sandbox.starts().len(), 1, "{}", sandbox.context());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn pid1_reaps_100_orphaned_grandchildren() {
+    if !root_available("pid1_reaps_100_orphaned_grandchildren") {
+        return;
+    }
+    orphans_are_reaped(Mode::Pid1);
+}
+
+#[test]
+fn subreaper_reaps_100_orphaned_grandchildren() {
+    orphans_are_reaped(Mode::Subreaper);
+}
+
+// ------------------------------------------------------------------ changes
+
+#[test]
+fn add_returns_once_the_engine_runs_with_the_namespace() {
+    if !root_available("add_returns_once_the_engine_runs_with_the_namespace") {
+        return;
+    }
+    let sandbox = Sandbox::new("add");
+    add(&sandbox, "alpha");
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    assert_eq!(folders_of(&sandbox.starts()[0]), ["alpha"]);
+
+    add(&sandbox, "beta");
+    // When add returns, the engine running is one started from a config
+    // that has beta (checked without waiting).
+    let config = fs::read_to_string(sandbox.config_path()).expect("config");
+    assert!(config.contains(sandbox.folder("beta").to_str().expect("utf-8")));
+    let status = init.status();
+    assert_eq!(
+        status["engine"]["folders"],
+        serde_json::json!(["alpha", "beta"])
+    );
+    let pid = status["engine"]["pid"].clone();
+    wait_until(
+        "the new engine logged its start",
+        || sandbox.starts().iter().any(|s| s["pid"] == pid),
+        || sandbox.context(),
+    );
+    let starts = sandbox.starts();
+    assert_eq!(starts.len(), 2, "{}", sandbox.context());
+    assert_eq!(folders_of(&starts[1]), ["alpha", "beta"]);
+    assert_eq!(starts[1]["pid"], pid);
+
+    // Adding what the engine already has restarts nothing.
+    add(&sandbox, "beta");
+    add(&sandbox, "alpha");
+    assert_eq!(sandbox.starts().len(), 2, "{}", sandbox.context());
+
+    // --no-wait returns at once; init still applies the change.
+    let out = sandbox.run(&["add", "--no-wait", "gamma"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    wait_until(
+        "the engine picked up gamma",
+        || {
+            sandbox
+                .starts()
+                .last()
+                .is_some_and(|s| folders_of(s).contains(&"gamma".to_owned()))
+        },
+        || sandbox.context(),
+    );
+    let status = init.status();
+    assert_eq!(status["restarts"], 2, "{status}");
+    assert_eq!(
+        status["engine"]["folders"],
+        serde_json::json!(["alpha", "beta", "gamma"])
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn burst_of_50_adds_costs_at_most_2_restarts() {
+    if !root_available("burst_of_50_adds_costs_at_most_2_restarts") {
+        return;
+    }
+    let sandbox = Sandbox::new("burst");
+    add(&sandbox, "seed");
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    let adds: Vec<(String, Child)> = (0..50)
+        .map(|i| {
+            let ns = format!("ns-{i:02}");
+            let child = sandbox
+                .command(&["add", &ns])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn add");
+            (ns, child)
+        })
+        .collect();
+    for (ns, child) in adds {
+        let out = child.wait_with_output().expect("wait add");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "add {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every add waited for an engine that has its namespace, so the engine
+    // running now lists all of them.
+    let last = folders_of(&init.current_start());
+    assert_eq!(last.len(), 51, "{}", sandbox.context());
+    let starts = sandbox.starts();
+    let restarts = starts.len() - 1;
+    assert!(
+        (1..=2).contains(&restarts),
+        "50 concurrent adds caused {restarts} restarts\n{}",
+        sandbox.context()
+    );
+    assert_eq!(init.status()["restarts"], restarts as u64);
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn add_works_from_another_pid_namespace() {
+    if !root_available("add_works_from_another_pid_namespace") {
+        return;
+    }
+    let sandbox = Sandbox::new("otherns");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--"])
+        .arg(syncbox_bin())
+        .args(["add", "remote"]);
+    sandbox.environment(&mut command);
+    let out = command.output().expect("run unshare");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(folders_of(&init.current_start()), ["remote"]);
+    assert_eq!(sandbox.starts().len(), 2, "{}", sandbox.context());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn stand_in_reports_files_that_vanish_under_it() {
+    // The del tests rely on this detector; show that it fires.
+    let sandbox = Sandbox::new("vanish");
+    add(&sandbox, "victim");
+    fs::write(sandbox.folder("victim").join("data.txt"), b"precious").expect("write");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    fs::remove_file(sandbox.folder("victim").join("data.txt")).expect("remove");
+    wait_until(
+        "the stand-in reported the deletion",
+        || !sandbox.events_of("vanished").is_empty(),
+        || sandbox.context(),
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
+    if !root_available("del_deletes_files_only_after_the_engine_dropped_the_folder") {
+        return;
+    }
+    let sandbox = Sandbox::new("del");
+    for ns in ["keep", "victim", "later"] {
+        add(&sandbox, ns);
+        fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
+    }
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    let out = sandbox.run(&["del", "victim"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("victim").exists());
+    assert_eq!(folders_of(&init.current_start()), ["keep", "later"]);
+    assert_eq!(sandbox.starts().len(), 2, "{}", sandbox.context());
+    // The engine that had the folder exited before the files went.
+    assert_eq!(sandbox.events_of("exit").len(), 1);
+
+    // --no-wait: init deletes the files itself once the engine let go.
+    let out = sandbox.run(&["del", "--no-wait", "later"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    wait_until(
+        "init deleted the files of 'later'",
+        || !sandbox.folder("later").exists(),
+        || sandbox.context(),
+    );
+    assert_eq!(folders_of(&init.current_start()), ["keep"]);
+
+    // --keep-data: unregistered, engine restarted, files stay.
+    let out = sandbox.run(&["del", "--keep-data", "keep"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(sandbox.folder("keep").join("data.txt").exists());
+    assert!(folders_of(&init.current_start()).is_empty());
+
+    // Never did an engine see a file of its folders disappear.
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn del_no_wait_of_a_namespace_the_engine_never_had() {
+    let sandbox = Sandbox::new("nowaitdel");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    // Added and deleted before the engine picked it up (or just after:
+    // either way exactly one party deletes the files, quietly).
+    assert_eq!(
+        sandbox.run(&["add", "--no-wait", "brief"]).status.code(),
+        Some(0)
+    );
+    let out = sandbox.run(&["del", "--no-wait", "brief"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!message.contains("added again"), "{message}");
+    wait_until(
+        "the folder of 'brief' is gone",
+        || !sandbox.folder("brief").exists(),
+        || sandbox.context(),
+    );
+    assert!(!init.stderr().contains("added again"), "{}", init.stderr());
+    assert_eq!(sandbox.run(&["has", "brief"]).status.code(), Some(1));
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn del_keeps_the_files_when_the_engine_does_not_let_go() {
+    let sandbox = Sandbox::new("stuck");
+    add(&sandbox, "victim");
+    fs::write(sandbox.folder("victim").join("data.txt"), b"precious").expect("write");
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Subreaper,
+        &[("STAND_IN_ON_TERM", "ignore"), ("BTSYNC_STOP_GRACE", "600")],
+    );
+    let out = sandbox
+        .command(&["del", "victim"])
+        .env("BTSYNC_APPLY_TIMEOUT", "1")
+        .output()
+        .expect("del");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("files were kept"), "{message}");
+    assert!(sandbox.folder("victim").join("data.txt").exists());
+    assert_eq!(sandbox.run(&["has", "victim"]).status.code(), Some(1));
+    assert!(sandbox.data().join(".btsync/deleting/victim").exists());
+
+    // init dies (SIGKILL): the engine goes with it, the socket is stale.
+    let engine = sandbox.starts()[0]["pid"].as_i64().expect("engine pid") as i32;
+    init.signal(SIGKILL);
+    let killed = init.child.wait().expect("wait init");
+    assert_eq!(killed.code(), None, "init was killed");
+    init.exited = Some(-1);
+    wait_until(
+        "the engine died with init",
+        || proc_stat(engine).is_none_or(|s| s.0 == 'Z'),
+        || sandbox.context(),
+    );
+    assert!(sandbox.folder("victim").join("data.txt").exists());
+    // A later del, with no init running, finishes the job.
+    let out = sandbox.run(&["del", "victim"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("victim").exists());
+    assert!(!sandbox.data().join(".btsync/deleting/victim").exists());
+}
+
+// ------------------------------------------------------------ crashes, stop
+
+#[test]
+fn crashing_engine_is_restarted_with_growing_delays() {
+    let sandbox = Sandbox::new("crash");
+    let mut init = Init::start(
+        &sandbox,
+        Mode::Subreaper,
+        &[("STAND_IN_EXIT_AT_START", "1")],
+    );
+    init.wait_for_starts(4);
+    let times: Vec<f64> = sandbox
+        .starts()
+        .iter()
+        .map(|s| s["t"].as_f64().expect("time"))
+        .collect();
+    // Backoff 1 s, 2 s, 4 s: sleeps last at least that long, so these lower
+    // bounds hold however loaded the machine is.
+    for (i, minimum) in [0.9, 1.9, 3.9].iter().enumerate() {
+        let gap = times[i + 1] - times[i];
+        assert!(
+            gap >= *minimum,
+            "start {} came {gap:.2}s after the previous",
+            i + 2
+        );
+    }
+    let status = init.status();
+    assert!(status["crashes"].as_u64() >= Some(3), "{status}");
+    assert_eq!(status["last_exit"]["status"], 1);
+    assert!(
+        init.stderr().contains("exited unexpectedly"),
+        "{}",
+        init.stderr()
+    );
+    // Stopping while the engine waits to be restarted is immediate.
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 1);
+}
+
+#[test]
+fn stop_waits_for_a_slow_engine_within_the_grace_period() {
+    let sandbox = Sandbox::new("graceful");
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Subreaper,
+        &[("STAND_IN_ON_TERM", "delay:1"), ("BTSYNC_STOP_GRACE", "30")],
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    assert_eq!(
+        sandbox.events_of("exit").len(),
+        1,
+        "the engine exited on its own\n{}",
+        sandbox.context()
+    );
+    assert!(!init.stderr().contains("sent KILL"), "{}", init.stderr());
+}
+
+#[test]
+fn pid1_stop_kills_an_engine_that_ignores_term_after_the_grace() {
+    if !root_available("pid1_stop_kills_an_engine_that_ignores_term_after_the_grace") {
+        return;
+    }
+    let sandbox = Sandbox::new("kill");
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Pid1,
+        &[("STAND_IN_ON_TERM", "ignore"), ("BTSYNC_STOP_GRACE", "1")],
+    );
+    let asked = Instant::now();
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 128 + SIGKILL);
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "KILL came before the grace ended"
+    );
+    assert!(init.stderr().contains("sent KILL"), "{}", init.stderr());
+    assert!(
+        sandbox.events_of("exit").is_empty(),
+        "the engine never exited by itself"
+    );
+}
+
+// ------------------------------------------------------------ config, owner
+
+#[test]
+fn config_comes_from_the_registry_and_the_environment() {
+    let sandbox = Sandbox::new("config");
+    let key = "ABCDEFGHIJKLMNOPQRSTUVWXYZ2345672";
+    let out = sandbox.run(&["add", "--token", key, "media"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    add(&sandbox, "gitlab");
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Subreaper,
+        &[
+            ("BTSYNC_DEVICE_NAME", "store-7"),
+            ("BTSYNC_LISTEN_PORT", "44444"),
+            ("BTSYNC_SEARCH_LAN", "false"),
+            ("BTSYNC_USE_SYNC_TRASH", "no"),
+            ("BTSYNC_KNOWN_HOSTS", "10.0.0.2:44444,node-b:44444"),
+        ],
+    );
+    let config_path = sandbox.config_path();
+    let mode = fs::metadata(&config_path)
+        .expect("config")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the config holds keys");
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(&config_path).expect("read")).expect("json");
+    let data = sandbox.data();
+    assert_eq!(config["device_name"], "store-7");
+    assert_eq!(config["listening_port"], 44444);
+    assert_eq!(config["use_upnp"], false);
+    assert_eq!(config["check_for_updates"], false);
+    assert!(config.get("webui").is_none());
+    assert_eq!(
+        config["storage_path"],
+        data.join(".btsync/storage").to_str().expect("utf-8")
+    );
+    let folders = config["shared_folders"].as_array().expect("folders");
+    assert_eq!(folders.len(), 2);
+    let media = folders
+        .iter()
+        .find(|f| f["dir"] == data.join("media").to_str().expect("utf-8"))
+        .expect("media folder");
+    assert_eq!(media["secret"], key);
+    for folder in folders {
+        assert_eq!(folder["search_lan"], false);
+        assert_eq!(folder["use_sync_trash"], false);
+        assert_eq!(folder["use_relay_server"], true);
+        assert_eq!(folder["use_tracker"], true);
+        assert_eq!(folder["use_dht"], false);
+        assert_eq!(
+            folder["known_hosts"],
+            serde_json::json!(["10.0.0.2:44444", "node-b:44444"])
+        );
+    }
+    // The stand-in accepted it as btsync would.
+    let start = &sandbox.starts()[0];
+    assert_eq!(start["device_name"], "store-7");
+    assert_eq!(start["listening_port"], 44444);
+    // Keys never reach init's log.
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    assert!(!init.stderr().contains(key), "{}", init.stderr());
+}
+
+#[test]
+fn malformed_variable_stops_init_before_the_engine_starts() {
+    for (var, value) in [
+        ("BTSYNC_LISTEN_PORT", "seventy"),
+        ("BTSYNC_KNOWN_HOSTS", "node-b"),
+        ("BTSYNC_UID", "btsync"),
+        ("BTSYNC_STOP_GRACE", "soon"),
+        ("BTSYNC_USE_DHT", "perhaps"),
+    ] {
+        let sandbox = Sandbox::new("badenv");
+        let mut init = Init::start(&sandbox, Mode::Subreaper, &[(var, value)]);
+        assert_eq!(init.wait_exit(), 2, "{var}={value}: {}", init.stderr());
+        assert!(init.stderr().contains(var), "{var}: {}", init.stderr());
+        assert_eq!(
+            init.stderr().lines().count(),
+            1,
+            "one line: {}",
+            init.stderr()
+        );
+        assert!(sandbox.events().is_empty(), "the engine must not start");
+        assert!(!sandbox.config_path().exists());
+    }
+    let sandbox = Sandbox::new("badtimeout");
+    let out = sandbox
+        .command(&["add", "alpha"])
+        .env("BTSYNC_APPLY_TIMEOUT", "forever")
+        .output()
+        .expect("add");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        !sandbox.folder("alpha").exists(),
+        "bad input changes nothing"
+    );
+}
+
+#[test]
+fn engine_runs_unprivileged_with_btsync_uid_and_gid() {
+    if !root_available("engine_runs_unprivileged_with_btsync_uid_and_gid") {
+        return;
+    }
+    let sandbox = Sandbox::new("uid");
+    add(&sandbox, "shared");
+    fs::write(sandbox.folder("shared").join("old.txt"), b"from root").expect("write");
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Pid1,
+        &[("BTSYNC_UID", "65534"), ("BTSYNC_GID", "65533")],
+    );
+    let start = &sandbox.starts()[0];
+    assert_eq!(start["uid"], 65534, "{}", sandbox.context());
+    assert_eq!(start["gid"], 65533);
+    assert_eq!(
+        start["folder_problems"],
+        serde_json::json!([]),
+        "the engine can write its folders"
+    );
+    for path in [
+        sandbox.folder("shared"),
+        sandbox.folder("shared").join("old.txt"),
+        sandbox.data().join(".btsync/storage"),
+        sandbox.config_path(),
+    ] {
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65533),
+            "{}",
+            path.display()
+        );
+    }
+    // A namespace added later is handed over too.
+    add(&sandbox, "later");
+    assert_eq!(
+        fs::metadata(sandbox.folder("later")).expect("stat").uid(),
+        65534
+    );
+    assert_eq!(
+        init.current_start()["folder_problems"],
+        serde_json::json!([])
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+// ------------------------------------------------------------ status, health
+
+#[test]
+fn status_and_health_report_init_and_the_engine() {
+    let sandbox = Sandbox::new("status");
+    assert_eq!(
+        sandbox.run(&["health"]).status.code(),
+        Some(1),
+        "no init yet"
+    );
+    assert_eq!(sandbox.run(&["status"]).status.code(), Some(1));
+    add(&sandbox, "alpha");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let out = sandbox.run(&["health"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "running");
+    assert_eq!(status["engine"]["pid"], sandbox.starts()[0]["pid"]);
+    assert_eq!(status["engine"]["folders"], serde_json::json!(["alpha"]));
+    assert_eq!(status["init"]["pid"], init.pid);
+    assert_eq!(status["init"]["subreaper"], true);
+    assert_eq!(status["restarts"], 0);
+    assert!(status["last_exit"].is_null());
+    let text = sandbox.run(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("running") && text.contains("alpha"), "{text}");
+
+    // A second init on the same data directory is refused.
+    let mut second = sandbox
+        .command(&["init"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("second init");
+    let mut refused = None;
+    wait_until(
+        "the second init gave up",
+        || {
+            refused = second.try_wait().expect("try_wait");
+            refused.is_some()
+        },
+        || sandbox.context(),
+    );
+    let second = second.wait_with_output().expect("second init output");
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another init"));
+
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    assert_eq!(
+        sandbox.run(&["health"]).status.code(),
+        Some(1),
+        "init is gone"
+    );
+}
