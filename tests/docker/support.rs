@@ -1,0 +1,495 @@
+//! Helpers for the docker tests: commands with deadlines, a cleanup scope that
+//! removes every container, network, image and directory a test creates (also
+//! when the test panics), image builds through rootfs/build-image, and views of
+//! an image's files and of the processes inside a container.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// Upper bound for any single docker command: a hang fails the test instead of CI.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+
+pub fn work_dir() -> PathBuf {
+    Path::new(REPO).join("target").join("docker-tests")
+}
+
+/// Run `cmd` with stdin closed; kill it and fail the test after `deadline`.
+pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} did not finish within {deadline:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    run_with_deadline(Command::new("docker").args(args), COMMAND_DEADLINE)
+}
+
+/// Run docker and return its stdout; fail the test, showing stderr, if it fails.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed ({}):\n{}{}",
+        args.join(" "),
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Fail loudly, never skip: these tests run in CI, where docker must be there.
+pub fn require_docker() {
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "these tests need a running docker engine (CI runs them as root via .ci/run): {}",
+            text(&out.stderr).trim()
+        ),
+        Err(e) => panic!("these tests need docker on PATH (CI runs them via .ci/run): {e}"),
+    }
+}
+
+/// Poll `check` every 100 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+static SCOPES: AtomicU32 = AtomicU32::new(0);
+
+/// Everything one test creates; dropped (even on panic) it removes all of it.
+pub struct Scope {
+    prefix: String,
+    dir: PathBuf,
+    containers: RefCell<Vec<String>>,
+    one_shots: std::cell::Cell<u32>,
+    networks: RefCell<Vec<String>>,
+    images: RefCell<Vec<String>>,
+}
+
+impl Scope {
+    pub fn new(test: &str) -> Scope {
+        require_docker();
+        let n = SCOPES.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("sbxt-{}-{n}-{test}", std::process::id());
+        let dir = work_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the test's work directory");
+        Scope {
+            prefix,
+            dir,
+            containers: RefCell::default(),
+            one_shots: std::cell::Cell::new(0),
+            networks: RefCell::default(),
+            images: RefCell::default(),
+        }
+    }
+
+    /// A name unique to this test run: `sbxt-PID-N-TEST-what`.
+    pub fn unique(&self, what: &str) -> String {
+        format!("{}-{what}", self.prefix)
+    }
+
+    pub fn container(&self, what: &str) -> String {
+        let name = self.unique(what);
+        self.containers.borrow_mut().push(name.clone());
+        name
+    }
+
+    /// `docker run --rm` a one-shot container of `image` with no network,
+    /// named and registered like every other (a hung client must not leave an
+    /// anonymous container behind).
+    pub fn run_once(
+        &self,
+        options: &[&str],
+        image: &str,
+        entrypoint: &str,
+        args: &[&str],
+    ) -> Output {
+        let n = self.one_shots.get();
+        self.one_shots.set(n + 1);
+        let name = self.container(&format!("once{n}"));
+        let mut all = vec!["run", "--rm", "--name", &name, "--network", "none"];
+        all.extend_from_slice(options);
+        all.extend_from_slice(&["--entrypoint", entrypoint, image]);
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    pub fn network(&self, what: &str) -> String {
+        let name = self.unique(what);
+        docker_ok(&["network", "create", "--internal", &name]);
+        self.networks.borrow_mut().push(name.clone());
+        name
+    }
+
+    /// An image tag that this scope removes at the end.
+    pub fn image_tag(&self, what: &str) -> String {
+        let tag = format!("{}:test", self.unique(what));
+        self.images.borrow_mut().push(tag.clone());
+        tag
+    }
+
+    /// A fresh directory under this test's work directory.
+    pub fn dir(&self, what: &str) -> PathBuf {
+        let dir = self.dir.join(what);
+        fs::create_dir_all(&dir).expect("create a test directory");
+        dir
+    }
+
+    /// Build the image with rootfs/build-image and `btsync` as /bin/btsync.
+    pub fn build_image(&self, what: &str, btsync: &Path) -> String {
+        let out = self.try_build_image(what, btsync, &[]);
+        assert!(
+            out.status.success(),
+            "rootfs/build-image failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        let tag = text(&out.stdout).trim().to_owned();
+        assert_eq!(tag, format!("{}:test", self.unique(what)));
+        tag
+    }
+
+    pub fn try_build_image(&self, what: &str, btsync: &Path, env: &[(&str, &str)]) -> Output {
+        let tag = self.image_tag(what);
+        let context = self.dir.join(format!("context-{what}"));
+        let mut cmd = Command::new(Path::new(REPO).join("rootfs/build-image"));
+        cmd.arg("--tag")
+            .arg(&tag)
+            .arg("--context")
+            .arg(&context)
+            .arg(btsync)
+            // cargo test points LD_LIBRARY_PATH at Rust's own libraries; a user
+            // running the script has no such thing.
+            .env_remove("LD_LIBRARY_PATH")
+            .envs(env.iter().copied());
+        run_with_deadline(&mut cmd, Duration::from_secs(900))
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        for name in self.containers.borrow().iter() {
+            let _ = docker(&["rm", "-f", "-v", name]);
+        }
+        for name in self.networks.borrow().iter() {
+            let _ = docker(&["network", "rm", name]);
+        }
+        for tag in self.images.borrow().iter() {
+            let _ = docker(&["rmi", "-f", tag]);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Build tests/docker/probe.rs with rustc; `flags` choose how it links.
+/// Built once per kind and test process; tests running in parallel share it.
+pub fn probe(kind: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(binary) = built.get(kind) {
+        return binary.clone();
+    }
+    let out_dir = work_dir().join("probes");
+    fs::create_dir_all(&out_dir).expect("create the probe directory");
+    let binary = out_dir.join(format!("probe-{kind}-{}", std::process::id()));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let mut cmd = Command::new(rustc);
+    cmd.args(["--edition", "2024", "-O", "-o"])
+        .arg(&binary)
+        .args(flags)
+        .arg(Path::new(REPO).join("tests/docker/probe.rs"));
+    let out = run_with_deadline(&mut cmd, Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "rustc {kind} probe failed: {}",
+        text(&out.stderr)
+    );
+    built.insert(kind.to_owned(), binary.clone());
+    binary
+}
+
+/// The stand-in engine (tests/stand_in_engine.rs), which `cargo test` builds as
+/// the example `stand-in-btsync`: an ordinary dynamically linked binary.
+pub fn stand_in_engine() -> PathBuf {
+    let deps = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = deps
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/PROFILE/deps");
+    let engine = profile_dir.join("examples").join("stand-in-btsync");
+    assert!(
+        engine.is_file(),
+        "{} is missing: cargo test builds it from tests/stand_in_engine.rs",
+        engine.display()
+    );
+    engine
+}
+
+/// What `ldd` says `binary` loads: the loader and every library, as absolute
+/// paths. Empty for a static binary.
+pub fn ldd_paths(binary: &Path) -> Vec<String> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .env("LC_ALL", "C")
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run ldd");
+    let listing = text(&out.stdout) + &text(&out.stderr);
+    if listing.contains("not a dynamic executable") || listing.contains("statically linked") {
+        return Vec::new();
+    }
+    assert!(out.status.success(), "ldd {}: {listing}", binary.display());
+    listing
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=> ") {
+                Some((_, resolved)) => resolved,
+                None => line,
+            };
+            let path = path.split(" (").next().unwrap_or(path);
+            path.starts_with('/').then(|| path.to_owned())
+        })
+        .collect()
+}
+
+/// One entry of a tar listing: its kind and mode (`drwxrwxrwt`, `lrwxrwxrwx`,
+/// ...), owner, and the link target for a symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub mode: String,
+    pub owner: String,
+    pub link: Option<String>,
+}
+
+/// Every path of `image` as `docker export` shows it, minus the files docker
+/// itself puts into every container (found by exporting an empty scratch
+/// image the same way, so no list of docker's own files is assumed here).
+pub fn image_files(scope: &Scope, image: &str) -> BTreeMap<String, Entry> {
+    let reference_dir = scope.dir("reference-context");
+    fs::write(reference_dir.join("marker"), "").expect("write the marker");
+    fs::write(
+        reference_dir.join("Dockerfile"),
+        "FROM scratch\nCOPY marker /marker\nENTRYPOINT [\"/marker\"]\n",
+    )
+    .expect("write the reference Dockerfile");
+    let reference = scope.image_tag("reference");
+    let build = run_with_deadline(
+        Command::new("docker")
+            .args([
+                "build",
+                "--no-cache",
+                "--network",
+                "none",
+                "-q",
+                "-t",
+                &reference,
+            ])
+            .arg(&reference_dir)
+            .env("DOCKER_BUILDKIT", "0"),
+        COMMAND_DEADLINE,
+    );
+    assert!(
+        build.status.success(),
+        "reference build: {}",
+        text(&build.stderr)
+    );
+    let docker_own = exported(scope, &reference, "reference");
+    let mut files = exported(scope, image, "image");
+    for (path, _) in docker_own.iter().filter(|(path, _)| *path != "marker") {
+        if let Some(entry) = files.get(path)
+            && !entry.mode.starts_with('d')
+        {
+            files.remove(path);
+        }
+    }
+    // Directories docker creates (dev/, proc/, sys/, ...) go unless the image
+    // has something in them.
+    for (path, entry) in &docker_own {
+        if entry.mode.starts_with('d')
+            && !files
+                .keys()
+                .any(|p| p.starts_with(path.as_str()) && p != path && !docker_own.contains_key(p))
+        {
+            files.remove(path);
+        }
+    }
+    files
+}
+
+fn exported(scope: &Scope, image: &str, what: &str) -> BTreeMap<String, Entry> {
+    let container = scope.container(&format!("export-{what}"));
+    docker_ok(&["create", "--name", &container, image]);
+    let tarball = scope.dir("exports").join(format!("{what}.tar"));
+    docker_ok(&["export", "-o", &tarball.to_string_lossy(), &container]);
+    docker_ok(&["rm", "-v", &container]);
+    let out = run_with_deadline(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&tarball),
+        COMMAND_DEADLINE,
+    );
+    assert!(out.status.success(), "tar -tvf: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|line| {
+            // mode uid/gid size date time name[ -> target]
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let rest = fields.get(5..).unwrap_or_default().join(" ");
+            let (name, link) = match rest.split_once(" -> ") {
+                Some((name, target)) => (name.to_owned(), Some(target.to_owned())),
+                None => (rest, None),
+            };
+            let name = name
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_owned();
+            let entry = Entry {
+                mode: fields.first().copied().unwrap_or_default().to_owned(),
+                owner: fields.get(1).copied().unwrap_or_default().to_owned(),
+                link,
+            };
+            (name, entry)
+        })
+        .collect()
+}
+
+/// The applet names the image's syncbox installs, from the binary itself.
+pub fn applets(scope: &Scope, image: &str) -> BTreeSet<String> {
+    let out = scope.run_once(&[], image, "/bin/syncbox", &["--list"]);
+    assert!(
+        out.status.success(),
+        "syncbox --list: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Host pid and uid of every process in `container` whose command is `program`.
+pub fn processes(container: &str, program: &str) -> Vec<(u32, u32)> {
+    let out = docker(&["top", container, "-eo", "pid,uid,args"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    text(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let uid = fields.next()?.parse().ok()?;
+            (fields.next()? == program).then_some((pid, uid))
+        })
+        .collect()
+}
+
+/// The one running engine's host pid; waits for it to be there.
+pub fn engine_pid(container: &str) -> u32 {
+    wait_for(
+        &format!("exactly one /bin/btsync in {container}"),
+        Duration::from_secs(30),
+        || match processes(container, "/bin/btsync").as_slice() {
+            [(pid, _)] => Some(*pid),
+            _ => None,
+        },
+    )
+}
+
+/// The config the engine with host pid `pid` runs with, read through /proc
+/// (the tests run as root): its `--config FILE` argument, parsed.
+pub fn engine_config(pid: u32) -> Option<serde_json::Value> {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let file = args.iter().skip_while(|a| *a != "--config").nth(1)?;
+    let bytes = fs::read(format!("/proc/{pid}/root{file}")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `dir` of every shared folder in an engine config.
+pub fn config_dirs(config: &serde_json::Value) -> Vec<String> {
+    config["shared_folders"]
+        .as_array()
+        .map(|folders| {
+            folders
+                .iter()
+                .filter_map(|f| f["dir"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pid a process has inside its container (the last NSpid field), from
+/// its pid on the host.
+pub fn pid_in_container(host_pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{host_pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
