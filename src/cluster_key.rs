@@ -7,7 +7,13 @@
 //! ```text
 //! key(NS) = 'A' + base32(HMAC-SHA256(key = cluster key bytes minus one final '\n',
 //!                                    message = "syncbox/namespace/v1/" + NS)[0..20])
+//! registry key = 'A' + base32(HMAC-SHA256(same key, "syncbox/registry/v1")[0..20])
+//! cluster id   = hex(HMAC-SHA256(same key, "syncbox/cluster-id/v1")[0..8])
 //! ```
+//!
+//! The three messages never collide (only namespace messages end in a
+//! name after a '/'), and HMAC outputs under different messages reveal
+//! nothing about each other or the key: the cluster id can be public.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -36,6 +42,12 @@ pub const MIN_CLUSTER_KEY_CHARS: usize = 16;
 const MAX_CLUSTER_KEY_FILE: u64 = 64 * 1024;
 /// Versioned so that a future recipe can never collide with this one.
 const NAMESPACE_LABEL: &str = "syncbox/namespace/v1/";
+/// The label of the cluster registry folder's key (cluster mode).
+const REGISTRY_LABEL: &str = "syncbox/registry/v1";
+/// The label of the public cluster id written into registry records.
+const CLUSTER_ID_LABEL: &str = "syncbox/cluster-id/v1";
+/// Bytes of the cluster id (16 hex digits).
+const CLUSTER_ID_BYTES: usize = 8;
 
 /// The cluster key's bytes. `Debug` is redacted: it is the master secret
 /// of every namespace it derives.
@@ -112,14 +124,41 @@ impl ClusterKey {
     /// The read-write key of namespace `ns`: the same on every node that
     /// holds this cluster key, different for every name.
     pub fn namespace_key(&self, ns: &Name) -> Key {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.bytes).expect("HMAC accepts keys of any length");
-        mac.update(NAMESPACE_LABEL.as_bytes());
-        mac.update(ns.as_str().as_bytes());
-        let digest = mac.finalize().into_bytes();
+        self.derive_key(&[NAMESPACE_LABEL.as_bytes(), ns.as_str().as_bytes()])
+    }
+
+    /// The read-write key of the cluster registry folder that every node's
+    /// engine syncs in cluster mode.
+    pub fn registry_key(&self) -> Key {
+        self.derive_key(&[REGISTRY_LABEL.as_bytes()])
+    }
+
+    /// A public fingerprint of the cluster key (16 lower-case hex digits),
+    /// written into every registry record so that a record copied from
+    /// another cluster is recognised and ignored. It reveals nothing about
+    /// the key.
+    pub fn cluster_id(&self) -> String {
+        let digest = self.mac(&[CLUSTER_ID_LABEL.as_bytes()]);
+        digest[..CLUSTER_ID_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn derive_key(&self, message: &[&[u8]]) -> Key {
+        let digest = self.mac(message);
         let mut material = [0u8; PAYLOAD_LEN];
         material.copy_from_slice(&digest[..PAYLOAD_LEN]);
         Key::read_write_from(&material)
+    }
+
+    fn mac(&self, message: &[&[u8]]) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.bytes).expect("HMAC accepts keys of any length");
+        for part in message {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -190,6 +229,27 @@ mod tests {
             derive(b"correct horse battery staple\n\n", "gitlab"),
             STAPLE_TWO_NEWLINES_GITLAB
         );
+    }
+
+    #[test]
+    fn registry_key_and_cluster_id_match_the_published_vectors() {
+        // Computed with Python's hmac, hashlib and base64 modules (see README).
+        let staple = ClusterKey::from_bytes(STAPLE.to_vec()).unwrap();
+        assert_eq!(
+            staple.registry_key().expose(),
+            "AYYVRHAIW65KJOFMV7MHTSBKGNHGQM2ZL"
+        );
+        assert_eq!(staple.cluster_id(), "925124d2a45407c2");
+        let hex16 = ClusterKey::from_bytes(b"0123456789abcdef\n".to_vec()).unwrap();
+        assert_eq!(
+            hex16.registry_key().expose(),
+            "AF7UKIB43RGPR27VVLOPURDGSNSLCWXBP"
+        );
+        assert_eq!(hex16.cluster_id(), "29197a090f0bd0c4");
+        // The registry is never a namespace's folder, whatever its name.
+        for ns in ["registry", "v1", "cluster-id"] {
+            assert_ne!(derive(STAPLE, ns), staple.registry_key().expose());
+        }
     }
 
     #[test]
