@@ -1,4 +1,5 @@
 use argh::FromArgs;
+use syncbox::cluster::Cluster;
 use syncbox::dispatch::{Invocation, parse_args, report};
 use syncbox::engine_config::Settings;
 use syncbox::layout::Layout;
@@ -8,7 +9,9 @@ use syncbox::supervisor;
 /// and the BTSYNC_* variables, run the engine ($BTSYNC_BIN, default
 /// /bin/btsync) and supervise it: forward signals, reap orphans, restart it
 /// when namespaces change or it crashes. Exits with the engine's status when
-/// stopped (TERM/INT).
+/// stopped (TERM/INT). With a cluster key (BTSYNC_CLUSTER_KEY_FILE or
+/// BTSYNC_CLUSTER_KEY) it also syncs the cluster registry and applies the
+/// namespaces declared there (add --cluster / del --cluster).
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {}
@@ -20,7 +23,8 @@ pub fn run(inv: &Invocation) -> u8 {
     };
     let started = Layout::from_env().and_then(|layout| {
         let settings = Settings::from_env()?;
-        supervisor::run(settings, layout)
+        let cluster = Cluster::from_env(&layout)?;
+        supervisor::run(settings, layout, cluster)
     });
     match started {
         Ok(code) => code,

@@ -8,7 +8,8 @@ use syncbox::registry::Registry;
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
-    /// print a JSON array of {name, container_path, host_path, access, key_origin}; never keys
+    /// print a JSON array of {name, container_path, host_path, access, key_origin,
+    /// declared}; never keys
     #[argh(switch)]
     json: bool,
 }
@@ -45,6 +46,7 @@ fn render(as_json: bool) -> syncbox::Result<String> {
                 "host_path": layout.host_folder(&entry.name).map(|p| p.display().to_string()),
                 "access": entry.key.access().as_str(),
                 "key_origin": entry.origin.as_str(),
+                "declared": if entry.from_cluster { "cluster" } else { "local" },
             })
         })
         .collect();

@@ -5,7 +5,9 @@ use syncbox::dispatch::{Invocation, emit, parse_args, report};
 use syncbox::layout::Layout;
 
 /// Show what init is doing: the engine's pid, uptime, restart count,
-/// folders and last exit. Exits 1 when no init runs on the data directory.
+/// folders and last exit, and in cluster mode the registry's declarations,
+/// tombstones, ignored files and last reconcile. Exits 1 when no init runs
+/// on the data directory.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
@@ -83,6 +85,74 @@ fn render(status: &Value) -> String {
             last["description"].as_str().unwrap_or("?"),
             seconds(&last["seconds_ago"])
         ));
+    }
+    let cluster = &status["cluster"];
+    if cluster.is_object() {
+        let names = |list: &Value| -> Vec<String> {
+            list.as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| {
+                            let by = r["device_name"].as_str().unwrap_or("?");
+                            format!("{} ({by})", r["name"].as_str().unwrap_or("?"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let declared = names(&cluster["declared"]);
+        let removed = names(&cluster["removed"]);
+        text.push_str(&format!(
+            "cluster:  id {}, device {}, registry {}, read {} ago\n",
+            cluster["cluster_id"].as_str().unwrap_or("?"),
+            cluster["device"].as_str().unwrap_or("?"),
+            cluster["registry"].as_str().unwrap_or("?"),
+            seconds(&cluster["last_scan_seconds_ago"])
+        ));
+        text.push_str(&format!(
+            "declared: {} {}\n",
+            declared.len(),
+            declared.join(" ")
+        ));
+        text.push_str(&format!(
+            "removed:  {} {}\n",
+            removed.len(),
+            removed.join(" ")
+        ));
+        if let Some(ignored) = cluster["ignored"].as_array().filter(|a| !a.is_empty()) {
+            text.push_str(&format!("ignored:  {} file(s)", ignored.len()));
+            for item in ignored.iter().take(5) {
+                text.push_str(&format!(
+                    "; {} ({})",
+                    item["file"].as_str().unwrap_or("?"),
+                    item["reason"].as_str().unwrap_or("?")
+                ));
+            }
+            text.push('\n');
+        }
+        let last = &cluster["last_reconcile"];
+        if last.is_null() {
+            text.push_str("last reconcile: no changes yet\n");
+        } else {
+            let changes: Vec<&str> = last["changes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "last reconcile: {} ago: {}\n",
+                seconds(&last["seconds_ago"]),
+                changes.join(", ")
+            ));
+        }
+        if let Some(failures) = cluster["failures"].as_array().filter(|a| !a.is_empty()) {
+            for failure in failures {
+                text.push_str(&format!(
+                    "not added: {}: {}\n",
+                    failure["name"].as_str().unwrap_or("?"),
+                    failure["problem"].as_str().unwrap_or("?")
+                ));
+            }
+        }
     }
     text
 }

@@ -8,16 +8,23 @@
 //! wins by time). A removal is always an explicit tombstone: a namespace
 //! that has no record is simply unknown, never removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io;
-use std::path::Path;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::cluster_key::{CLUSTER_KEY_FILE_VAR, ClusterKey};
 use crate::error::{Error, Result};
-use crate::keys::Access;
+use crate::fsutil;
+use crate::keys::{Access, Key};
+use crate::layout::Layout;
 use crate::name::Name;
+use crate::read_only::read_only_key;
+use crate::registry::{ClusterUnregistered, Entry, Registry, RegistryLock};
 
 /// Version of the record format; other versions are ignored, not guessed at.
 pub const FORMAT: u64 = 1;
@@ -29,8 +36,9 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 24 * 60 * 60 * 1000;
 pub enum Intent {
     /// Every node should hold the namespace, with this access.
     Declared(Access),
-    /// Every node should drop the namespace.
-    Removed,
+    /// Every node should drop the namespace: move its folder into the
+    /// cluster trash, or delete it with `purge`.
+    Removed { purge: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +62,9 @@ impl Record {
     pub fn to_json(&self, cluster_id: &str) -> String {
         let (state, access) = match self.intent {
             Intent::Declared(access) => ("declared", Some(access.as_str())),
-            Intent::Removed => ("removed", None),
+            Intent::Removed { .. } => ("removed", None),
         };
-        let mut text = json!({
+        let mut value = json!({
             "v": FORMAT,
             "cluster": cluster_id,
             "name": self.name.as_str(),
@@ -65,8 +73,12 @@ impl Record {
             "at": self.at_ms,
             "device": self.device,
             "device_name": self.device_name,
-        })
-        .to_string();
+        });
+        if let Intent::Removed { purge: true } = self.intent {
+            // Only tombstones that delete carry the field.
+            value["purge"] = json!(true);
+        }
+        let mut text = value.to_string();
         text.push('\n');
         text
     }
@@ -99,7 +111,9 @@ impl Record {
         let intent = match (field("state"), field("access")) {
             (Some("declared"), Some("read-write")) => Intent::Declared(Access::ReadWrite),
             (Some("declared"), Some("read-only")) => Intent::Declared(Access::ReadOnly),
-            (Some("removed"), _) => Intent::Removed,
+            (Some("removed"), _) => Intent::Removed {
+                purge: value.get("purge").and_then(Value::as_bool) == Some(true),
+            },
             _ => return Err("unknown state or access".into()),
         };
         let at_ms = value.get("at").and_then(Value::as_u64).ok_or("no time")?;
@@ -127,7 +141,7 @@ impl Record {
     fn precedence(&self) -> (u64, u8, &str) {
         let rank = match self.intent {
             Intent::Declared(_) => 1,
-            Intent::Removed => 0,
+            Intent::Removed { .. } => 0,
         };
         (self.at_ms, rank, &self.device)
     }
@@ -138,6 +152,28 @@ pub fn is_device_id(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Record files are a few hundred bytes; anything bigger is not ours.
+const MAX_RECORD_BYTES: u64 = 4096;
+
+/// Read a record file that was a small regular file a moment ago; checked
+/// again on the open file (it may have been swapped for a device or a
+/// symlink to one meanwhile) and never read past the limit.
+fn read_small_file(path: &Path) -> std::result::Result<String, String> {
+    let file = fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    match file.metadata() {
+        Ok(meta) if meta.is_file() && meta.len() <= MAX_RECORD_BYTES => {}
+        _ => return Err("not a small regular file".into()),
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err("not a small regular file".into());
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
 /// What a scan of the registry folder found.
@@ -164,9 +200,10 @@ pub fn scan(dir: &Path, cluster_id: &str, now_ms: u64) -> Result<Scan> {
             continue;
         }
         let parsed = match item.metadata() {
-            Ok(meta) if meta.is_file() && meta.len() <= 4096 => fs::read_to_string(item.path())
-                .map_err(|e| format!("unreadable: {e}"))
-                .and_then(|text| Record::parse(&file_name, &text, cluster_id, now_ms)),
+            Ok(meta) if meta.is_file() && meta.len() <= MAX_RECORD_BYTES => {
+                read_small_file(&item.path())
+                    .and_then(|text| Record::parse(&file_name, &text, cluster_id, now_ms))
+            }
             Ok(_) => Err("not a small regular file".into()),
             Err(e) => Err(format!("unreadable: {e}")),
         };
@@ -205,7 +242,7 @@ pub struct Local {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Add { name: Name, access: Access },
-    Remove { name: Name },
+    Remove { name: Name, purge: bool },
 }
 
 /// The local changes that bring this node in line with the cluster.
@@ -218,13 +255,369 @@ pub fn reconcile(winners: &BTreeMap<Name, &Record>, local: &[Local]) -> Vec<Acti
                 name: name.clone(),
                 access,
             }),
-            (Intent::Removed, Some(l)) if l.from_cluster => {
-                actions.push(Action::Remove { name: name.clone() })
+            (Intent::Removed { purge }, Some(l)) if l.from_cluster => {
+                actions.push(Action::Remove {
+                    name: name.clone(),
+                    purge,
+                })
             }
             _ => {}
         }
     }
     actions
+}
+
+// ------------------------------------------------------------ cluster mode
+
+/// A node's view of cluster mode: the cluster key, the public cluster id
+/// and where the registry folder is.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    key: ClusterKey,
+    id: String,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    pub fn new(key: ClusterKey, layout: &Layout) -> Cluster {
+        Cluster {
+            id: key.cluster_id(),
+            key,
+            dir: layout.cluster_registry_dir(),
+        }
+    }
+
+    /// Cluster mode is on when a cluster key is set (see `cluster_key`).
+    pub fn from_env(layout: &Layout) -> Result<Option<Cluster>> {
+        Ok(ClusterKey::from_env()?.map(|key| Cluster::new(key, layout)))
+    }
+
+    /// Like [`Cluster::from_env`], for the cluster options of `add`/`del`.
+    pub fn required(layout: &Layout, option: &str) -> Result<Cluster> {
+        Cluster::from_env(layout)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "{option} needs the cluster key: set {CLUSTER_KEY_FILE_VAR} (or \
+                 BTSYNC_CLUSTER_KEY) to the same key on every node"
+            ))
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key of the registry folder itself.
+    pub fn registry_key(&self) -> Key {
+        self.key.registry_key()
+    }
+
+    /// The key every node registers a declared namespace with.
+    pub fn namespace_key(&self, ns: &Name, access: Access) -> Result<Key> {
+        let key = self.key.namespace_key(ns);
+        match access {
+            // A -> B is computed offline; it never asks the engine.
+            Access::ReadOnly => read_only_key(&key),
+            Access::ReadWrite | Access::Encrypted => Ok(key),
+        }
+    }
+
+    pub fn scan(&self) -> Result<Scan> {
+        scan(&self.dir, &self.id, now_ms())
+    }
+
+    /// The newest record of `ns`, if any.
+    pub fn winner(&self, ns: &Name) -> Result<Option<Record>> {
+        let found = self.scan()?;
+        Ok(merge(&found.records).get(ns).map(|r| (*r).clone()))
+    }
+
+    /// Make the registry folder if it is missing. A symbolic link to a
+    /// directory (or a mount) is accepted as it is: that is how a registry
+    /// shared by other means is plugged in.
+    pub fn ensure_dir(&self) -> Result<()> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(Error::FolderOccupied {
+                path: self.dir.clone(),
+                problem: "exists but is not a directory (it should be the cluster registry)",
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fsutil::ensure_private_dir(&self.dir),
+            Err(e) => Err(Error::io(
+                format!("cannot inspect {}", self.dir.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Write this node's record for `ns`, dated so that it supersedes every
+    /// record this node can see (a clock behind another node's must not make
+    /// a new intent lose to an old one). The caller holds the lock.
+    fn write_record(
+        &self,
+        lock: &RegistryLock,
+        registry: &Registry,
+        ns: &Name,
+        intent: Intent,
+        device_name: &str,
+    ) -> Result<Record> {
+        self.ensure_dir()?;
+        let device = device_id(registry.layout(), lock)?;
+        let newest_seen = self.winner(ns)?.map_or(0, |r| r.at_ms.saturating_add(1));
+        let record = Record {
+            name: ns.clone(),
+            intent,
+            at_ms: now_ms().max(newest_seen),
+            device,
+            device_name: device_name.chars().take(64).collect(),
+        };
+        let path = self.dir.join(record.file_name());
+        // Readable by an engine that runs as another user, never secret.
+        fsutil::write_atomic(&path, record.to_json(&self.id).as_bytes(), 0o644)?;
+        if let Ok(folder) = fs::metadata(&self.dir) {
+            // Best effort: give it to the registry folder's owner (the
+            // engine's user), as the engine's own files are.
+            let _ = std::os::unix::fs::lchown(&path, Some(folder.uid()), Some(folder.gid()));
+        }
+        Ok(record)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// This node's device id, made from the OS random source on first use and
+/// kept in `.btsync/device-id`. The caller holds the registry lock.
+pub fn device_id(layout: &Layout, _lock: &RegistryLock) -> Result<String> {
+    let path = layout.device_id_file();
+    if let Some(id) = read_device_id(layout) {
+        return Ok(id);
+    }
+    let mut bytes = [0u8; 8];
+    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut bytes)
+        .map_err(|e| Error::io("cannot generate a device id", io::Error::other(e)))?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    fsutil::write_atomic(&path, format!("{id}\n").as_bytes(), 0o600)?;
+    Ok(id)
+}
+
+/// The device id, if this node has one already.
+pub fn read_device_id(layout: &Layout) -> Option<String> {
+    let text = fs::read_to_string(layout.device_id_file()).ok()?;
+    let id = text.trim_end();
+    is_device_id(id).then(|| id.to_owned())
+}
+
+/// `add --cluster`: register `ns` here (marked as from the cluster) and
+/// declare it for every node. Nothing is declared when the local add fails
+/// (e.g. `ns` is registered here with another key).
+pub fn declare(
+    registry: &Registry,
+    cluster: &Cluster,
+    ns: &Name,
+    access: Access,
+    device_name: &str,
+) -> Result<Record> {
+    let key = cluster.namespace_key(ns, access)?;
+    let lock = registry.lock()?;
+    registry.add_for_cluster(&lock, ns, key, true)?;
+    cluster.write_record(&lock, registry, ns, Intent::Declared(access), device_name)
+}
+
+/// `del --cluster`: write a tombstone for every node and take `ns` out of
+/// this node's registry if it came from the cluster. Both happen under one
+/// lock, so init's reconcile never handles the same removal a second time.
+pub fn tombstone(
+    registry: &Registry,
+    cluster: &Cluster,
+    ns: &Name,
+    purge: bool,
+    device_name: &str,
+) -> Result<ClusterUnregistered> {
+    let lock = registry.lock()?;
+    cluster.write_record(&lock, registry, ns, Intent::Removed { purge }, device_name)?;
+    registry.unregister_for_cluster(&lock, ns)
+}
+
+/// Would a local `del` of the registered `entry` be undone by the next
+/// reconcile? True when the registry declares it, or when it came from the
+/// cluster and the registry has no record of it yet (not synced yet). A
+/// namespace that is not registered here has nothing to refuse.
+pub fn refuses_local_del(cluster: &Cluster, entry: Option<&Entry>, ns: &Name) -> Result<bool> {
+    if entry.is_none() {
+        return Ok(false);
+    }
+    Ok(match cluster.winner(ns)?.map(|r| r.intent) {
+        Some(Intent::Declared(_)) => true,
+        Some(Intent::Removed { .. }) => false,
+        None => entry.is_some_and(|e| e.from_cluster),
+    })
+}
+
+/// The device name records carry: `BTSYNC_DEVICE_NAME`, else the host name.
+pub fn device_name_from_env() -> String {
+    std::env::var("BTSYNC_DEVICE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty() && !n.chars().any(char::is_control))
+        .or_else(|| crate::sys::hostname().ok())
+        .unwrap_or_default()
+}
+
+/// Look again at least this often even when nothing seems to have changed
+/// (a record dated slightly in the future becomes valid; a failed add is
+/// retried).
+const FULL_RESCAN: Duration = Duration::from_secs(60);
+/// At most this many ignored files are remembered for the log.
+const MAX_LOGGED_IGNORED: usize = 1000;
+
+/// What init keeps between polls of the registry folder: a cheap signature
+/// (names, sizes, inode numbers, change times) so that an unchanged folder
+/// costs a directory listing and nothing else.
+#[derive(Debug)]
+pub struct Watch {
+    pub cluster: Cluster,
+    signature: Option<Vec<FileStamp>>,
+    last_full: Option<Instant>,
+    /// When the registry was last looked at, and the winners last found.
+    pub last_scan: Option<SystemTime>,
+    pub winners: Vec<Record>,
+    pub ignored: Vec<(String, String)>,
+    logged_ignored: BTreeSet<(String, String)>,
+}
+
+impl Watch {
+    pub fn new(cluster: Cluster) -> Watch {
+        Watch {
+            cluster,
+            signature: None,
+            last_full: None,
+            last_scan: None,
+            winners: Vec::new(),
+            ignored: Vec::new(),
+            logged_ignored: BTreeSet::new(),
+        }
+    }
+
+    /// Read the registry if it (or the local registry in `watched_too`)
+    /// changed since the last look, or a minute has passed. Returns the
+    /// winners and the files newly ignored (to log once).
+    pub fn poll(&mut self, now: Instant, watched_too: &[PathBuf]) -> Result<Option<Found>> {
+        let mut signature = listing_signature(self.cluster.dir());
+        for dir in watched_too {
+            signature.extend(listing_signature(dir));
+        }
+        let due = self
+            .last_full
+            .is_none_or(|at| now.duration_since(at) >= FULL_RESCAN);
+        self.last_scan = Some(SystemTime::now());
+        if !due && self.signature.as_ref() == Some(&signature) {
+            return Ok(None);
+        }
+        let found = self.cluster.scan()?;
+        self.signature = Some(signature);
+        self.last_full = Some(now);
+        let winners: BTreeMap<Name, Record> = merge(&found.records)
+            .into_iter()
+            .map(|(name, record)| (name, record.clone()))
+            .collect();
+        self.winners = winners.values().cloned().collect();
+        let fresh: Vec<(String, String)> = found
+            .ignored
+            .iter()
+            .filter(|item| !self.logged_ignored.contains(*item))
+            .cloned()
+            .collect();
+        if self.logged_ignored.len() < MAX_LOGGED_IGNORED {
+            self.logged_ignored.extend(fresh.iter().cloned());
+        }
+        self.ignored = found.ignored;
+        Ok(Some((winners, fresh)))
+    }
+
+    /// The registry's state for `status`: declarations, tombstones and
+    /// ignored files (names and reasons only; keys never appear).
+    pub fn status_json(&self) -> Value {
+        let now = SystemTime::now();
+        let describe = |r: &Record| {
+            json!({
+                "name": r.name.as_str(),
+                "access": match r.intent {
+                    Intent::Declared(access) => Some(access.as_str()),
+                    Intent::Removed { .. } => None,
+                },
+                "purge": matches!(r.intent, Intent::Removed { purge: true }),
+                "at_ms": r.at_ms,
+                "device": r.device,
+                "device_name": r.device_name,
+            })
+        };
+        let declared: Vec<Value> = self
+            .winners
+            .iter()
+            .filter(|r| matches!(r.intent, Intent::Declared(_)))
+            .map(describe)
+            .collect();
+        let removed: Vec<Value> = self
+            .winners
+            .iter()
+            .filter(|r| matches!(r.intent, Intent::Removed { .. }))
+            .map(describe)
+            .collect();
+        let ignored: Vec<Value> = self
+            .ignored
+            .iter()
+            .map(|(file, reason)| json!({"file": file, "reason": reason}))
+            .collect();
+        json!({
+            "registry": self.cluster.dir().display().to_string(),
+            "cluster_id": self.cluster.id(),
+            "declared": declared,
+            "removed": removed,
+            "ignored": ignored,
+            "last_scan_seconds_ago": self.last_scan.map(|at| {
+                now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0)
+            }),
+        })
+    }
+}
+
+/// (name, size, inode, mtime s, mtime ns) of one directory entry.
+type FileStamp = (String, u64, u64, i64, i64);
+
+/// What a poll found when something changed: the winning record of every
+/// namespace, and the files ignored that were not logged before.
+pub type Found = (BTreeMap<Name, Record>, Vec<(String, String)>);
+
+/// The stamp of every entry of `dir`, sorted.
+fn listing_signature(dir: &Path) -> Vec<FileStamp> {
+    let mut items: Vec<_> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|item| {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                return None;
+            }
+            let meta = item.metadata().ok()?;
+            Some((
+                name,
+                meta.len(),
+                meta.ino(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            ))
+        })
+        .collect();
+    items.sort();
+    items
 }
 
 #[cfg(test)]
@@ -253,7 +646,7 @@ mod tests {
         for intent in [
             Intent::Declared(Access::ReadWrite),
             Intent::Declared(Access::ReadOnly),
-            Intent::Removed,
+            Intent::Removed { purge: false },
         ] {
             let r = record("gitlab", intent, NOW, "a");
             assert_eq!(round_trip(&r), Ok(r));
@@ -290,12 +683,15 @@ mod tests {
     #[test]
     fn newest_record_wins_and_ties_favour_keeping_data() {
         let declared = record("ns", Intent::Declared(Access::ReadWrite), 10, "a");
-        let removed_later = record("ns", Intent::Removed, 11, "b");
+        let removed_later = record("ns", Intent::Removed { purge: false }, 11, "b");
         let declared_again = record("ns", Intent::Declared(Access::ReadOnly), 12, "a");
-        let removed_same_ms = record("ns", Intent::Removed, 12, "f");
+        let removed_same_ms = record("ns", Intent::Removed { purge: false }, 12, "f");
 
         let all = [declared.clone(), removed_later.clone()];
-        assert_eq!(merge(&all)[&declared.name].intent, Intent::Removed);
+        assert_eq!(
+            merge(&all)[&declared.name].intent,
+            Intent::Removed { purge: false }
+        );
         let all = [
             removed_later.clone(),
             declared_again.clone(),
@@ -323,9 +719,9 @@ mod tests {
         let records = [
             record("new", Intent::Declared(Access::ReadWrite), 1, "a"),
             record("held", Intent::Declared(Access::ReadWrite), 1, "a"),
-            record("gone", Intent::Removed, 1, "a"),
-            record("mine", Intent::Removed, 1, "a"),
-            record("never-held", Intent::Removed, 1, "a"),
+            record("gone", Intent::Removed { purge: false }, 1, "a"),
+            record("mine", Intent::Removed { purge: false }, 1, "a"),
+            record("never-held", Intent::Removed { purge: false }, 1, "a"),
         ];
         let local = [
             Local {
@@ -350,7 +746,8 @@ mod tests {
             actions,
             vec![
                 Action::Remove {
-                    name: Name::parse("gone").unwrap()
+                    name: Name::parse("gone").unwrap(),
+                    purge: false
                 },
                 Action::Add {
                     name: Name::parse("new").unwrap(),

@@ -8,13 +8,14 @@
 //! Protocol: one request line, one reply line.
 //! ```text
 //! add NS wait|nowait            -> ok | queued | error MESSAGE
-//! del NS wait|nowait|purge      -> ok | queued | error MESSAGE
+//! del NS wait|nowait|purge|trash -> ok | queued | error MESSAGE
 //! status                        -> one line of JSON
 //! ```
 //! `wait` replies once the running engine reflects the registry's state of
 //! NS (for `del`: once no engine that knows NS is running). `purge` is
 //! `del --no-wait`: init replies at once and deletes the folder itself when
-//! the engine has let go of it. Requests carry names only, never keys.
+//! the engine has let go of it; `trash` (`del --cluster --no-wait`) moves it
+//! into the cluster trash instead. Requests carry names only, never keys.
 //!
 //! No socket, or a socket nobody listens on (init was killed), means no init
 //! runs: the applets then work on the registry alone. The engine cannot
@@ -102,27 +103,37 @@ pub fn announce_add(layout: &Layout, ns: &Name, waiting: Waiting) -> Result<Appl
     })
 }
 
+/// What becomes of a removed namespace's folder once the engine let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposal {
+    /// Deleted (`del`, `del --cluster --purge`).
+    Delete,
+    /// Moved into the cluster trash (`del --cluster`).
+    Trash,
+}
+
 /// Tell a running init that `ns` was unregistered (call after
-/// `Registry::unregister`). With `delete_files` and `Waiting::No`, init
-/// deletes the folder itself once the engine has let go of it; with
-/// waiting, the caller deletes it when this returns `Done` or `NoInit`.
+/// `Registry::unregister`). With `files` and `Waiting::No`, init deletes
+/// or trashes the folder itself once the engine has let go of it; with
+/// waiting, the caller does it when this returns `Done` or `NoInit`.
 pub fn announce_del(
     layout: &Layout,
     ns: &Name,
     waiting: Waiting,
-    delete_files: bool,
+    files: Option<Disposal>,
 ) -> Result<Applied> {
-    let mode = match (waiting, delete_files) {
+    let mode = match (waiting, files) {
         (Waiting::Upto(_), _) => "wait",
-        (Waiting::No, true) => "purge",
-        (Waiting::No, false) => "nowait",
+        (Waiting::No, Some(Disposal::Delete)) => "purge",
+        (Waiting::No, Some(Disposal::Trash)) => "trash",
+        (Waiting::No, None) => "nowait",
     };
     let reply = request(layout, &format!("del {ns} {mode}"), waiting)?;
     interpret(reply, || {
         format!(
             "{ns} is unregistered, but the running engine has not let go of it within {}; \
              its files were kept (deleting them now would delete them on every peer). \
-             Run 'del {ns}' again to finish",
+             Run the same 'del' again to finish",
             show_timeout(waiting)
         )
     })
@@ -244,6 +255,8 @@ pub enum Mode {
     NoWait,
     /// `del --no-wait`: init deletes the files once the engine let go.
     Purge,
+    /// `del --cluster --no-wait`: init moves them into the cluster trash.
+    Trash,
 }
 
 /// A request read from a client, to be answered with [`Request::reply`].
@@ -269,6 +282,7 @@ pub fn parse_ask(line: &str) -> std::result::Result<Ask, String> {
                 (_, "wait") => Mode::Wait,
                 (_, "nowait") => Mode::NoWait,
                 ("del", "purge") => Mode::Purge,
+                ("del", "trash") => Mode::Trash,
                 _ => return Err(format!("unknown mode {mode:?}")),
             };
             Ok(Ask::Apply {
@@ -408,6 +422,15 @@ mod tests {
             })
         );
         assert!(parse_ask("add x purge").is_err());
+        assert!(parse_ask("add x trash").is_err());
+        assert_eq!(
+            parse_ask("del x trash"),
+            Ok(Ask::Apply {
+                ns: Name::parse("x").expect("name"),
+                added: false,
+                mode: Mode::Trash
+            })
+        );
         assert!(parse_ask("add ../etc wait").is_err());
         assert!(parse_ask("reboot").is_err());
     }

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::keys::Key;
 use crate::layout::Layout;
 use crate::registry::Entry;
 
@@ -30,10 +32,12 @@ pub const KNOWN_HOSTS_VAR: &str = "BTSYNC_KNOWN_HOSTS";
 pub const STOP_GRACE_VAR: &str = "BTSYNC_STOP_GRACE";
 pub const UID_VAR: &str = "BTSYNC_UID";
 pub const GID_VAR: &str = "BTSYNC_GID";
+pub const TRASH_DAYS_VAR: &str = "BTSYNC_TRASH_DAYS";
 
 pub const DEFAULT_BIN: &str = "/bin/btsync";
 pub const DEFAULT_LISTEN_PORT: u16 = 55555;
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(8);
+pub const DEFAULT_TRASH_DAYS: u64 = 7;
 
 /// How the engine finds peers and keeps deleted files, the same for every folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,8 @@ pub struct Settings {
     pub folders: FolderOptions,
     pub stop_grace: Duration,
     pub owner: Option<Owner>,
+    /// How long folders removed by a cluster tombstone stay in the trash.
+    pub trash_kept: Duration,
 }
 
 impl Settings {
@@ -132,6 +138,10 @@ impl Settings {
             }
             (None, None) => None,
         };
+        let trash_kept = match get(TRASH_DAYS_VAR) {
+            Some(text) => parse_days(TRASH_DAYS_VAR, &text)?,
+            None => Duration::from_secs(DEFAULT_TRASH_DAYS * 86400),
+        };
         Ok(Settings {
             engine_bin,
             device_name,
@@ -139,6 +149,7 @@ impl Settings {
             folders,
             stop_grace,
             owner,
+            trash_kept,
         })
     }
 }
@@ -192,6 +203,23 @@ pub fn parse_seconds(var: &'static str, text: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Days as a decimal number (`7`, `0.5`), at most 100 years.
+fn parse_days(var: &'static str, text: &str) -> Result<Duration> {
+    let bad = || Error::Env {
+        var,
+        problem: format!("{text:?} is not a number of days between 0 and 36500 (e.g. 7 or 0.5)"),
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let days: f64 = trimmed.parse().map_err(|_| bad())?;
+    if !(0.0..=36500.0).contains(&days) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(days * 86400.0))
+}
+
 /// `host:port,host:port`; IPv6 literals in brackets: `[fd00::1]:55555`.
 fn parse_known_hosts(text: &str) -> Result<Vec<String>> {
     let mut hosts = Vec::new();
@@ -238,23 +266,34 @@ pub fn storage_path(layout: &Layout) -> PathBuf {
 }
 
 /// The config as JSON text. It holds every key: write it with mode 0600 only.
-pub fn render(settings: &Settings, layout: &Layout, entries: &[Entry]) -> String {
+/// In cluster mode `registry_key` is the cluster registry folder's key: that
+/// folder is synced like a namespace, but it is not one.
+pub fn render(
+    settings: &Settings,
+    layout: &Layout,
+    entries: &[Entry],
+    registry_key: Option<&Key>,
+) -> String {
     let options = &settings.folders;
-    let folders: Vec<Value> = entries
-        .iter()
-        .map(|entry| {
-            json!({
-                "dir": layout.folder(&entry.name).display().to_string(),
-                "secret": entry.key.expose(),
-                "use_relay_server": options.use_relay_server,
-                "use_tracker": options.use_tracker,
-                "use_dht": options.use_dht,
-                "search_lan": options.search_lan,
-                "use_sync_trash": options.use_sync_trash,
-                "known_hosts": options.known_hosts,
-            })
+    let folder = |dir: PathBuf, key: &Key| {
+        json!({
+            "dir": dir.display().to_string(),
+            "secret": key.expose(),
+            "use_relay_server": options.use_relay_server,
+            "use_tracker": options.use_tracker,
+            "use_dht": options.use_dht,
+            "search_lan": options.search_lan,
+            "use_sync_trash": options.use_sync_trash,
+            "known_hosts": options.known_hosts,
         })
+    };
+    let mut folders: Vec<Value> = entries
+        .iter()
+        .map(|entry| folder(layout.folder(&entry.name), &entry.key))
         .collect();
+    if let Some(key) = registry_key {
+        folders.push(folder(layout.cluster_registry_dir(), key));
+    }
     let config = json!({
         "device_name": settings.device_name,
         "listening_port": settings.listening_port,
@@ -268,18 +307,30 @@ pub fn render(settings: &Settings, layout: &Layout, entries: &[Entry]) -> String
     text
 }
 
-/// Make the engine's storage, hand it and the namespace folders to the
-/// engine's owner, and write the config (0600, owned by the engine).
-pub fn prepare(settings: &Settings, layout: &Layout, entries: &[Entry]) -> Result<PathBuf> {
+/// Make the engine's storage (and the cluster registry folder), hand them
+/// and the namespace folders to the engine's owner, and write the config
+/// (0600, owned by the engine).
+pub fn prepare(
+    settings: &Settings,
+    layout: &Layout,
+    entries: &[Entry],
+    cluster: Option<&Cluster>,
+) -> Result<PathBuf> {
     let storage = storage_path(layout);
     fsutil::ensure_private_dir(&layout.state_dir())?;
     fsutil::ensure_private_dir(&storage)?;
+    if let Some(cluster) = cluster {
+        cluster.ensure_dir()?;
+    }
     if let Some(owner) = settings.owner {
         // The engine must traverse .btsync/ to reach its config and storage;
         // it stays 0700, owned by the engine user. The registry inside
         // (namespaces/, 0700 root) is never opened by the engine.
         chown_one(&layout.state_dir(), owner)?;
         chown_tree_if_foreign(&storage, owner)?;
+        if let Some(cluster) = cluster {
+            chown_tree_if_foreign(cluster.dir(), owner)?;
+        }
         for entry in entries {
             let folder = layout.folder(&entry.name);
             if folder.is_dir() {
@@ -288,7 +339,9 @@ pub fn prepare(settings: &Settings, layout: &Layout, entries: &[Entry]) -> Resul
         }
     }
     let path = config_path(layout);
-    fsutil::write_atomic(&path, render(settings, layout, entries).as_bytes(), 0o600)?;
+    let registry_key = cluster.map(Cluster::registry_key);
+    let config = render(settings, layout, entries, registry_key.as_ref());
+    fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
     if let Some(owner) = settings.owner {
         chown_one(&path, owner)?;
     }
@@ -455,8 +508,10 @@ mod tests {
             key,
             origin: Origin::Given,
             added: 0,
+            from_cluster: false,
         }];
-        let config: Value = serde_json::from_str(&render(&s, &layout, &entries)).expect("json");
+        let config: Value =
+            serde_json::from_str(&render(&s, &layout, &entries, None)).expect("json");
         assert_eq!(config["storage_path"], "/data/.btsync/storage");
         assert_eq!(config["listening_port"], 55555);
         assert_eq!(config["use_upnp"], false);
@@ -468,5 +523,30 @@ mod tests {
         assert_eq!(folder["known_hosts"][0], "10.0.0.2:55555");
         assert_eq!(folder["use_dht"], false);
         assert_eq!(config["shared_folders"].as_array().map(Vec::len), Some(1));
+
+        // Cluster mode: the registry folder is one more shared folder.
+        let registry = Key::parse("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB").expect("key");
+        let config: Value =
+            serde_json::from_str(&render(&s, &layout, &entries, Some(&registry))).expect("json");
+        let folders = config["shared_folders"].as_array().expect("folders");
+        assert_eq!(folders.len(), 2);
+        assert_eq!(folders[1]["dir"], "/data/.btsync/cluster");
+        assert_eq!(folders[1]["secret"], "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+        assert_eq!(folders[1]["known_hosts"][0], "10.0.0.2:55555");
+    }
+
+    #[test]
+    fn trash_days_default_to_seven_and_take_decimals() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.trash_kept, Duration::from_secs(7 * 86400));
+        let s = settings(&[("BTSYNC_TRASH_DAYS", "0.5")]).expect("valid");
+        assert_eq!(s.trash_kept, Duration::from_secs(43200));
+        for bad in ["-1", "7d", "36501", "1e3"] {
+            assert_eq!(
+                env_error_var(settings(&[("BTSYNC_TRASH_DAYS", bad)])),
+                "BTSYNC_TRASH_DAYS",
+                "{bad}"
+            );
+        }
     }
 }

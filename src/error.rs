@@ -40,6 +40,8 @@ pub enum Error {
     ReadOnlyUnavailable { bin: PathBuf, problem: String },
     /// A cluster key is set, but `NS` is registered with another key.
     ClusterKeyConflict(String),
+    /// A local `del` of a namespace the cluster declares.
+    ClusterDeclared(String),
     /// A system call failed; `doing` says what syncbox was trying to do.
     Io { doing: String, source: io::Error },
 }
@@ -111,6 +113,12 @@ impl fmt::Display for Error {
                  derives, so this node will not sync {ns} with the cluster; nothing changed \
                  (see 'list --json' for where its key came from; 'del {ns}' first to switch \
                  it to the cluster's key)"
+            ),
+            Error::ClusterDeclared(ns) => write!(
+                f,
+                "{ns}: declared cluster-wide ('add --cluster'), so this node would add it \
+                 back within seconds; nothing changed. Use 'del --cluster {ns}' to remove it \
+                 from every node (each moves its copy to the cluster trash)"
             ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
         }

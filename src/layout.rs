@@ -6,6 +6,9 @@
 //!              lock                    serialises writers of the registry
 //!              namespaces/NS           registry entry: JSON with the key, mode 0600
 //!              deleting/NS             a `del` in progress (the entry, moved aside)
+//!              cluster/                the cluster registry folder (cluster mode; synced)
+//!              cluster-trash/NS@SECS   folders removed by a cluster tombstone
+//!              device-id               this node's id in cluster records
 //! ```
 
 use std::env;
@@ -63,6 +66,22 @@ impl Layout {
 
     pub fn deleting_entry(&self, ns: &Name) -> PathBuf {
         self.deleting_dir().join(ns.as_str())
+    }
+
+    /// The cluster registry folder: declarations and tombstones that every
+    /// node's engine syncs (cluster mode only). Never a namespace.
+    pub fn cluster_registry_dir(&self) -> PathBuf {
+        self.state_dir().join("cluster")
+    }
+
+    /// Folders removed by a cluster tombstone, kept `BTSYNC_TRASH_DAYS`.
+    pub fn cluster_trash_dir(&self) -> PathBuf {
+        self.state_dir().join("cluster-trash")
+    }
+
+    /// This node's device id (16 hex digits) for cluster records.
+    pub fn device_id_file(&self) -> PathBuf {
+        self.state_dir().join("device-id")
     }
 
     /// The namespace's folder as seen inside the container.

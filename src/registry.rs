@@ -65,6 +65,10 @@ pub struct Entry {
     pub origin: Origin,
     /// Seconds since the epoch when the namespace was registered.
     pub added: u64,
+    /// Registered because of a cluster declaration (`add --cluster` here or
+    /// on another node): only such entries are removed by a cluster
+    /// tombstone, and a local `del` of them is refused.
+    pub from_cluster: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,9 +95,31 @@ pub enum Removal {
     NoFolder,
     /// The namespace was registered again meanwhile; its files stay.
     Readded,
+    /// Nothing was pending: another party (init, or another `del`) has
+    /// already dealt with the files.
+    NotPending,
+    /// The folder was moved into the cluster trash, to this path.
+    Trashed(PathBuf),
     /// Something other than a directory stands at the folder's path; it was
     /// left alone.
     NotADirectory(PathBuf),
+}
+
+/// What taking a namespace out for a cluster tombstone found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterUnregistered {
+    /// Parked: its files wait for [`Registry::trash_files`] or
+    /// [`Registry::remove_files`] once the engine let go.
+    Parked,
+    /// Registered on this node by a local `add`, not from the cluster: kept.
+    LocalOnly,
+    /// Not registered here.
+    NotRegistered,
+}
+
+/// Held while the registry is written; see [`Registry::lock`].
+pub struct RegistryLock {
+    _lock: FileLock,
 }
 
 pub struct Registry {
@@ -160,7 +186,40 @@ impl Registry {
     /// [`Registry::add`] with a key whose origin the caller knows, e.g. one
     /// derived from the cluster key. `None` generates a key.
     pub fn add_from(&self, ns: &Name, key: Option<(Key, Origin)>) -> Result<AddOutcome> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
+        self.add_locked(&lock, ns, key, false)
+    }
+
+    /// Register `ns` because the cluster declares it (the entry is marked
+    /// `from_cluster`; an entry with the same key that a local `add` made is
+    /// marked too when `claim_local`). The caller holds the lock.
+    pub fn add_for_cluster(
+        &self,
+        lock: &RegistryLock,
+        ns: &Name,
+        key: Key,
+        claim_local: bool,
+    ) -> Result<AddOutcome> {
+        let outcome = self.add_locked(lock, ns, Some((key, Origin::Cluster)), true)?;
+        if outcome == AddOutcome::AlreadyPresent && claim_local {
+            let entry_path = self.layout.entry(ns);
+            if let Some(mut existing) = read_entry(&entry_path, ns)?
+                && !existing.from_cluster
+            {
+                existing.from_cluster = true;
+                fsutil::write_atomic(&entry_path, entry_json(&existing).as_bytes(), 0o600)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn add_locked(
+        &self,
+        _lock: &RegistryLock,
+        ns: &Name,
+        key: Option<(Key, Origin)>,
+        from_cluster: bool,
+    ) -> Result<AddOutcome> {
         let entry_path = self.layout.entry(ns);
         if let Some(existing) = read_entry(&entry_path, ns)? {
             match key {
@@ -199,6 +258,7 @@ impl Registry {
             key,
             origin,
             added: now(),
+            from_cluster,
         };
         let created = self.ensure_folder(ns)?;
         crash_point("add: folder ready");
@@ -250,21 +310,76 @@ impl Registry {
         }
     }
 
+    /// Take `ns` out of the registry for a cluster tombstone: only an entry
+    /// that came from the cluster is parked (a local one stays). An entry
+    /// already parked by an unfinished cluster removal counts as parked, so
+    /// a repeated `del --cluster` finishes it. The caller holds the lock.
+    pub fn unregister_for_cluster(
+        &self,
+        _lock: &RegistryLock,
+        ns: &Name,
+    ) -> Result<ClusterUnregistered> {
+        let entry_path = self.layout.entry(ns);
+        let parked = self.layout.deleting_entry(ns);
+        if let Some(entry) = read_entry(&entry_path, ns)? {
+            if !entry.from_cluster {
+                return Ok(ClusterUnregistered::LocalOnly);
+            }
+            rename_durably(&entry_path, &parked)?;
+            return Ok(ClusterUnregistered::Parked);
+        }
+        match read_entry(&parked, ns) {
+            Ok(Some(entry)) if entry.from_cluster => Ok(ClusterUnregistered::Parked),
+            _ => Ok(ClusterUnregistered::NotRegistered),
+        }
+    }
+
+    /// Names whose entries are parked by an unfinished cluster removal.
+    pub fn parked_cluster_removals(&self) -> Result<Vec<Name>> {
+        let mut names = Vec::new();
+        let Ok(listing) = fs::read_dir(self.layout.deleting_dir()) else {
+            return Ok(names);
+        };
+        for item in listing.flatten() {
+            let Some(name) = item.file_name().to_str().and_then(|s| Name::parse(s).ok()) else {
+                continue;
+            };
+            if let Ok(Some(entry)) = read_entry(&item.path(), &name)
+                && entry.from_cluster
+                && !exists(&self.layout.entry(&name))?
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Second half of `del`: delete the folder of a namespace that
     /// [`Registry::unregister`] parked, unless it was added again meanwhile.
     pub fn remove_files(&self, ns: &Name) -> Result<Removal> {
         let trash_dir = self.trash_dir();
-        let removal = self.move_folder_to_trash(ns, &trash_dir);
+        let removal = self.move_folder_to_trash(ns, &trash_dir, true);
         sweep_trash(&trash_dir);
         removal
     }
 
-    fn move_folder_to_trash(&self, ns: &Name, trash_dir: &Path) -> Result<Removal> {
+    /// Like [`Registry::remove_files`], but the folder is kept in the
+    /// cluster trash (`.btsync/cluster-trash/NS@SECONDS`) for init to purge
+    /// after `BTSYNC_TRASH_DAYS`.
+    pub fn trash_files(&self, ns: &Name) -> Result<Removal> {
+        self.move_folder_to_trash(ns, &self.layout.cluster_trash_dir(), false)
+    }
+
+    fn move_folder_to_trash(&self, ns: &Name, trash_dir: &Path, delete: bool) -> Result<Removal> {
         let doomed = {
             let _lock = self.lock()?;
             let parked = self.layout.deleting_entry(ns);
-            if exists(&self.layout.entry(ns))? || !exists(&parked)? {
+            if exists(&self.layout.entry(ns))? {
                 return Ok(Removal::Readded);
+            }
+            if !exists(&parked)? {
+                return Ok(Removal::NotPending);
             }
             let folder = self.layout.folder(ns);
             let outcome = match fs::symlink_metadata(&folder) {
@@ -273,13 +388,18 @@ impl Registry {
                 Ok(meta) if !meta.is_dir() => Err(Removal::NotADirectory(folder.clone())),
                 Ok(_) => {
                     fsutil::ensure_private_dir(trash_dir)?;
-                    let doomed = trash_dir.join(format!("{}.{}", ns, std::process::id()));
+                    let doomed = if delete {
+                        trash_dir.join(format!("{}.{}", ns, std::process::id()))
+                    } else {
+                        kept_trash_path(trash_dir, ns)
+                    };
                     rename_durably(&folder, &doomed)?;
                     Ok(doomed)
                 }
             };
             remove_durably(&parked)?;
             match outcome {
+                Ok(doomed) if !delete => return Ok(Removal::Trashed(doomed)),
                 Ok(doomed) => doomed,
                 Err(removal) => return Ok(removal),
             }
@@ -351,7 +471,9 @@ impl Registry {
     }
 
     /// Create the state directories (0700) and take the writers' lock.
-    fn lock(&self) -> Result<FileLock> {
+    /// Every writer holds it; the `*_locked`/`*_for_cluster` methods take it
+    /// as a parameter so that one caller can make several changes at once.
+    pub fn lock(&self) -> Result<RegistryLock> {
         let root = self.layout.data_root();
         match fs::metadata(root) {
             Ok(meta) if meta.is_dir() => {}
@@ -374,11 +496,54 @@ impl Registry {
             fsutil::ensure_private_dir(&dir)?;
             fsutil::sweep_temp_files(&dir)?;
         }
-        Ok(lock)
+        Ok(RegistryLock { _lock: lock })
     }
 }
 
-fn now() -> u64 {
+/// `.btsync/cluster-trash/NS@SECONDS` (`-N` appended when that exists).
+fn kept_trash_path(trash_dir: &Path, ns: &Name) -> PathBuf {
+    let stamp = now();
+    let first = trash_dir.join(format!("{ns}@{stamp}"));
+    if fs::symlink_metadata(&first).is_err() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| trash_dir.join(format!("{ns}@{stamp}-{n}")))
+        .find(|p| fs::symlink_metadata(p).is_err())
+        .unwrap_or(first)
+}
+
+/// When an item of the cluster trash was put there (seconds since the
+/// epoch), from its name; `None` for anything syncbox did not name.
+pub fn trashed_at(file_name: &str) -> Option<u64> {
+    let (ns, stamp) = file_name.split_once('@')?;
+    Name::parse(ns).ok()?;
+    let seconds = stamp.split_once('-').map_or(stamp, |(s, _)| s);
+    if seconds.is_empty() || !seconds.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    seconds.parse().ok()
+}
+
+/// Delete the items of the cluster trash put there before `cutoff`
+/// (seconds since the epoch). Returns the names deleted; items it did not
+/// name are never touched.
+pub fn purge_trash(trash_dir: &Path, cutoff: u64) -> Vec<String> {
+    let mut purged = Vec::new();
+    let Ok(listing) = fs::read_dir(trash_dir) else {
+        return purged;
+    };
+    for item in listing.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        if trashed_at(&name).is_some_and(|at| at < cutoff) && remove_tree(&item.path()).is_ok() {
+            purged.push(name);
+        }
+    }
+    purged.sort();
+    purged
+}
+
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -453,6 +618,7 @@ fn entry_json(entry: &Entry) -> String {
         "secret": entry.key.expose(),
         "origin": entry.origin.as_str(),
         "added": entry.added,
+        "from_cluster": entry.from_cluster,
     });
     let mut text = value.to_string();
     text.push('\n');
@@ -484,10 +650,16 @@ fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
         .and_then(Origin::parse)
         .ok_or_else(|| corrupt("unknown key origin"))?;
     let added = value.get("added").and_then(Value::as_u64).unwrap_or(0);
+    // Entries written before cluster mode existed have no such field.
+    let from_cluster = value
+        .get("from_cluster")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(Some(Entry {
         name: ns.clone(),
         key,
         origin,
         added,
+        from_cluster,
     }))
 }

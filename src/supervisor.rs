@@ -19,6 +19,11 @@
 //!   read the registry after.
 //! - crashes: an unexpected exit restarts the engine after an exponential
 //!   backoff that resets once the engine has run for a healthy period.
+//! - cluster mode: the registry folder is polled every `CLUSTER_POLL`; its
+//!   declarations and tombstones are applied to the local registry and then
+//!   to the engine exactly like an `add --no-wait` / `del --no-wait` (same
+//!   restart coalescing; files leave only after the engine let go).
+//!   Folders in the cluster trash are purged after `BTSYNC_TRASH_DAYS`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -26,20 +31,23 @@ use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use signal_hook::consts::signal::*;
 use signal_hook::iterator::Signals;
 
-use crate::control::{self, Ask, Mode, Request};
+use crate::cluster::{self, Action, Cluster, Local, Watch};
+use crate::control::{self, Ask, Disposal, Mode, Request};
 use crate::engine_config::{self, Settings};
 use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::{Registry, Removal};
+use crate::registry::{self, ClusterUnregistered, Registry, Removal};
 use crate::sys::{self, ExitStatus, Pid};
 
 /// Signals passed on to the engine unchanged.
@@ -62,6 +70,11 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// Wake up at least this often, in case a SIGCHLD was somehow missed.
 const IDLE_WAKEUP: Duration = Duration::from_secs(5);
+/// How often the cluster registry folder is looked at (a directory listing
+/// when nothing changed).
+pub const CLUSTER_POLL: Duration = Duration::from_secs(1);
+/// How often the cluster trash is checked for folders past their time.
+const TRASH_SWEEP: Duration = Duration::from_secs(60);
 
 enum Event {
     Signal(i32),
@@ -133,8 +146,9 @@ struct Waiter {
     generation: u64,
     needs: Needs,
     client: Option<Request>,
-    /// `del --no-wait`: delete this namespace's files once released.
-    purge: Option<Name>,
+    /// `del --no-wait` or a cluster tombstone: delete or trash this
+    /// namespace's files once released.
+    purge: Option<(Name, Disposal)>,
 }
 
 struct PendingRestart {
@@ -165,6 +179,15 @@ struct Supervisor {
     crashes: u64,
     last_exit: Option<ExitRecord>,
     exit_code: Option<u8>,
+    /// Cluster mode: the registry folder being watched.
+    cluster: Option<Watch>,
+    next_poll: Instant,
+    /// The last changes a reconcile made, for `status`.
+    last_reconcile: Option<(SystemTime, Vec<String>)>,
+    /// Declared namespaces that could not be added, with why (logged once).
+    cluster_failures: BTreeMap<Name, String>,
+    next_trash_sweep: Instant,
+    trash_sweeping: Arc<AtomicBool>,
 }
 
 /// One line on stderr per event: `docker logs` is the user's view of init.
@@ -184,8 +207,9 @@ struct StartFailure {
     message: String,
 }
 
-/// Run init until it is stopped; returns its exit status.
-pub fn run(settings: Settings, layout: Layout) -> Result<u8> {
+/// Run init until it is stopped; returns its exit status. `cluster` turns
+/// cluster mode on.
+pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Result<u8> {
     // Handlers first: PID 1 drops every signal it has no handler for, and a
     // signal arriving before the engine exists must not be lost.
     let mut handled: Vec<i32> = FORWARDED.to_vec();
@@ -236,12 +260,22 @@ pub fn run(settings: Settings, layout: Layout) -> Result<u8> {
         crashes: 0,
         last_exit: None,
         exit_code: None,
+        cluster: cluster.map(Watch::new),
+        next_poll: now,
+        last_reconcile: None,
+        cluster_failures: BTreeMap::new(),
+        next_trash_sweep: now,
+        trash_sweeping: Arc::new(AtomicBool::new(false)),
     };
     if subreaper {
         log!(
             "running as pid {} (not PID 1): registered as child subreaper",
             std::process::id()
         );
+    }
+    supervisor.sweep_trash(now);
+    if supervisor.cluster.is_some() {
+        supervisor.start_cluster_mode(now)?;
     }
     if let Err(failure) = supervisor.start_engine() {
         log!("{}", failure.message);
@@ -404,7 +438,11 @@ impl Supervisor {
                 Needs::Released
             },
             client: None,
-            purge: (mode == Mode::Purge).then(|| ns.clone()),
+            purge: match mode {
+                Mode::Purge => Some((ns.clone(), Disposal::Delete)),
+                Mode::Trash => Some((ns.clone(), Disposal::Trash)),
+                Mode::Wait | Mode::NoWait => None,
+            },
         };
         if let Engine::Up(engine) = &self.engine {
             if engine.folders.get(&ns) == wanted.as_ref() {
@@ -424,7 +462,7 @@ impl Supervisor {
                 client: Some(request),
                 ..waiter
             }),
-            Mode::NoWait | Mode::Purge => {
+            Mode::NoWait | Mode::Purge | Mode::Trash => {
                 request.reply("queued");
                 if waiter.purge.is_some() {
                     self.waiters.push(waiter);
@@ -447,23 +485,35 @@ impl Supervisor {
         if let Some(client) = client.or(waiter.client) {
             client.reply("ok");
         }
-        if let Some(ns) = waiter.purge {
-            self.purge(ns);
+        if let Some((ns, disposal)) = waiter.purge {
+            self.purge(ns, disposal);
         }
     }
 
-    /// `del --no-wait`: delete the folder now that no engine can see it.
-    /// Deleting a big tree takes a while, so it runs beside the loop.
-    fn purge(&self, ns: Name) {
+    /// `del --no-wait` or a tombstone: delete (or trash) the folder now that
+    /// no engine can see it. Deleting a big tree takes a while, so it runs
+    /// beside the loop.
+    fn purge(&self, ns: Name, disposal: Disposal) {
         let registry = Registry::new(self.registry.layout().clone());
-        std::thread::spawn(move || match registry.remove_files(&ns) {
-            Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
-            Ok(Removal::NoFolder) => log!("{ns}: no folder left to delete"),
-            Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
-            Ok(Removal::NotADirectory(path)) => {
-                log!("{ns}: {} is not a directory; left in place", path.display())
+        std::thread::spawn(move || {
+            let outcome = match disposal {
+                Disposal::Delete => registry.remove_files(&ns),
+                Disposal::Trash => registry.trash_files(&ns),
+            };
+            match outcome {
+                Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
+                Ok(Removal::Trashed(path)) => log!(
+                    "{ns}: files moved to {} after the engine let go",
+                    path.display()
+                ),
+                Ok(Removal::NoFolder) => log!("{ns}: no folder left to remove"),
+                Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
+                Ok(Removal::NotPending) => {}
+                Ok(Removal::NotADirectory(path)) => {
+                    log!("{ns}: {} is not a directory; left in place", path.display())
+                }
+                Err(e) => log!("{ns}: cannot remove its files: {e}; run 'del {ns}' to retry"),
             }
-            Err(e) => log!("{ns}: cannot remove its files: {e}; run 'del {ns}' to retry"),
         });
     }
 
@@ -510,10 +560,23 @@ impl Supervisor {
             _ => None,
         };
         let restart = self.pending.as_ref().map(|p| p.due);
-        engine.into_iter().chain(restart).min()
+        let poll = self.cluster.as_ref().map(|_| self.next_poll);
+        engine
+            .into_iter()
+            .chain(restart)
+            .chain(poll)
+            .chain(Some(self.next_trash_sweep))
+            .min()
     }
 
     fn on_timers(&mut self, now: Instant) {
+        if self.cluster.is_some() && now >= self.next_poll {
+            self.next_poll = now + CLUSTER_POLL;
+            self.reconcile_cluster(now);
+        }
+        if now >= self.next_trash_sweep {
+            self.sweep_trash(now);
+        }
         if let Engine::Stopping {
             engine,
             deadline,
@@ -673,12 +736,14 @@ impl Supervisor {
             code: 1,
             message: format!("cannot start the engine: {e}"),
         })?;
-        let config = engine_config::prepare(&self.settings, &layout, &entries).map_err(|e| {
-            StartFailure {
-                code: 1,
-                message: format!("cannot start the engine: {e}"),
-            }
-        })?;
+        let cluster = self.cluster.as_ref().map(|watch| &watch.cluster);
+        let config =
+            engine_config::prepare(&self.settings, &layout, &entries, cluster).map_err(|e| {
+                StartFailure {
+                    code: 1,
+                    message: format!("cannot start the engine: {e}"),
+                }
+            })?;
         let bin = &self.settings.engine_bin;
         let mut command = Command::new(bin);
         command
@@ -709,9 +774,14 @@ impl Supervisor {
         drop(child);
         self.starts += 1;
         log!(
-            "engine started: pid {pid}, {} folder{}",
+            "engine started: pid {pid}, {} folder{}{}",
             entries.len(),
-            if entries.len() == 1 { "" } else { "s" }
+            if entries.len() == 1 { "" } else { "s" },
+            if cluster.is_some() {
+                " and the cluster registry"
+            } else {
+                ""
+            }
         );
         self.engine = Engine::Up(Running {
             pid,
@@ -729,6 +799,226 @@ impl Supervisor {
             return false;
         };
         matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// Before the first engine start in cluster mode: give this node its
+    /// device id, finish cluster removals a previous init left half done
+    /// (no engine runs now, so the folders may go), and apply the registry
+    /// so the engine starts with every declared namespace.
+    fn start_cluster_mode(&mut self, now: Instant) -> Result<()> {
+        let layout = self.registry.layout().clone();
+        let device = {
+            let lock = self.registry.lock()?;
+            cluster::device_id(&layout, &lock)?
+        };
+        if let Some(watch) = &self.cluster {
+            watch.cluster.ensure_dir()?;
+            log!(
+                "cluster mode: registry {} (cluster id {}), this device {device}",
+                watch.cluster.dir().display(),
+                watch.cluster.id()
+            );
+        }
+        for ns in self.registry.parked_cluster_removals()? {
+            log!("{ns}: finishing a cluster removal an earlier init left unfinished");
+            self.purge(ns, Disposal::Trash);
+        }
+        self.next_poll = now + CLUSTER_POLL;
+        self.reconcile_cluster(now);
+        Ok(())
+    }
+
+    /// Look at the registry folder and apply what changed: declared
+    /// namespaces are added, tombstoned ones that came from the cluster are
+    /// removed. Nothing else is ever removed.
+    fn reconcile_cluster(&mut self, now: Instant) {
+        let layout = self.registry.layout().clone();
+        let Some(watch) = &mut self.cluster else {
+            return;
+        };
+        let watched_too = [layout.namespaces_dir(), layout.deleting_dir()];
+        let (winners, fresh_ignored) = match watch.poll(now, &watched_too) {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(e) => {
+                log!("cluster: cannot read the registry: {e}");
+                return;
+            }
+        };
+        for (file, reason) in &fresh_ignored {
+            log!("cluster: ignored registry file {file:?}: {reason}");
+        }
+        let local: Vec<Local> = match self.registry.entries() {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|e| Local {
+                    name: e.name,
+                    from_cluster: e.from_cluster,
+                })
+                .collect(),
+            Err(e) => {
+                log!("cluster: cannot read the local registry: {e}");
+                return;
+            }
+        };
+        let borrowed: BTreeMap<Name, &cluster::Record> =
+            winners.iter().map(|(n, r)| (n.clone(), r)).collect();
+        let actions = cluster::reconcile(&borrowed, &local);
+        let mut done = Vec::new();
+        for action in actions {
+            if let Some(change) = self.apply_cluster_action(action, &winners, now) {
+                done.push(change);
+            }
+        }
+        if !done.is_empty() {
+            self.last_reconcile = Some((SystemTime::now(), done));
+        }
+    }
+
+    /// Apply one reconcile action; a description of the change if one was made.
+    fn apply_cluster_action(
+        &mut self,
+        action: Action,
+        winners: &BTreeMap<Name, cluster::Record>,
+        now: Instant,
+    ) -> Option<String> {
+        let watch = self.cluster.as_ref()?;
+        let by = |ns: &Name| {
+            winners.get(ns).map_or_else(String::new, |r| {
+                format!(" by {} ({})", r.device_name, r.device)
+            })
+        };
+        match action {
+            Action::Add { name, access } => {
+                let added = watch.cluster.namespace_key(&name, access).and_then(|key| {
+                    let lock = self.registry.lock()?;
+                    self.registry.add_for_cluster(&lock, &name, key, false)
+                });
+                match added {
+                    Ok(_) => {
+                        self.cluster_failures.remove(&name);
+                        log!(
+                            "cluster: {name} declared{} ({}): added",
+                            by(&name),
+                            access.as_str()
+                        );
+                        self.engine_should_reflect(&name, now, None);
+                        Some(format!("added {name}"))
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        if self.cluster_failures.get(&name) != Some(&message) {
+                            log!("cluster: {name} is declared but cannot be added here: {message}");
+                            self.cluster_failures.insert(name, message);
+                        }
+                        None
+                    }
+                }
+            }
+            Action::Remove { name, purge } => {
+                let parked = self
+                    .registry
+                    .lock()
+                    .and_then(|lock| self.registry.unregister_for_cluster(&lock, &name));
+                match parked {
+                    Ok(ClusterUnregistered::Parked) => {
+                        let disposal = if purge {
+                            Disposal::Delete
+                        } else {
+                            Disposal::Trash
+                        };
+                        log!(
+                            "cluster: {name} removed{}: unregistered; its files {} once the engine let go",
+                            by(&name),
+                            if purge {
+                                "are deleted"
+                            } else {
+                                "go to the cluster trash"
+                            }
+                        );
+                        self.engine_should_reflect(&name, now, Some(disposal));
+                        Some(format!("removed {name}"))
+                    }
+                    Ok(ClusterUnregistered::LocalOnly | ClusterUnregistered::NotRegistered) => None,
+                    Err(e) => {
+                        log!("cluster: {name} is removed but cannot be unregistered here: {e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The registry changed for `ns` (not through a client): bring the
+    /// engine in line the way an `add --no-wait`/`del --no-wait` does.
+    fn engine_should_reflect(&mut self, ns: &Name, now: Instant, files: Option<Disposal>) {
+        let wanted = self.registry.get(ns).ok().flatten().map(|e| e.key);
+        self.generation += 1;
+        let waiter = Waiter {
+            generation: self.generation,
+            needs: if wanted.is_some() {
+                Needs::Running
+            } else {
+                Needs::Released
+            },
+            client: None,
+            purge: files.map(|disposal| (ns.clone(), disposal)),
+        };
+        if let Engine::Up(engine) = &self.engine {
+            if engine.folders.get(ns) == wanted.as_ref() {
+                // The running engine never had it: the files may go now.
+                self.complete(waiter, None);
+                return;
+            }
+            self.schedule_restart(now, ns.clone());
+        }
+        if waiter.purge.is_some() {
+            self.waiters.push(waiter);
+        }
+    }
+
+    /// Delete cluster-trash folders older than `BTSYNC_TRASH_DAYS`, on a
+    /// thread of its own (trees may be big); one sweep at a time.
+    fn sweep_trash(&mut self, now: Instant) {
+        self.next_trash_sweep = now + TRASH_SWEEP;
+        let trash = self.registry.layout().cluster_trash_dir();
+        if !trash.is_dir() || self.trash_sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let kept = self.settings.trash_kept;
+        let busy = Arc::clone(&self.trash_sweeping);
+        std::thread::spawn(move || {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let cutoff = now.saturating_sub(kept.as_secs());
+            for name in registry::purge_trash(&trash, cutoff) {
+                log!("cluster trash: purged {name} (kept its BTSYNC_TRASH_DAYS)");
+            }
+            busy.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn cluster_status(&self) -> Value {
+        let Some(watch) = &self.cluster else {
+            return Value::Null;
+        };
+        let mut status = watch.status_json();
+        let now = SystemTime::now();
+        status["device"] = json!(cluster::read_device_id(self.registry.layout()));
+        status["last_reconcile"] = match &self.last_reconcile {
+            Some((at, changes)) => json!({
+                "seconds_ago": now.duration_since(*at).map_or(0, |d| d.as_secs()),
+                "changes": changes,
+            }),
+            None => Value::Null,
+        };
+        status["failures"] = self
+            .cluster_failures
+            .iter()
+            .map(|(ns, why)| json!({"name": ns.as_str(), "problem": why}))
+            .collect();
+        status
     }
 
     fn status_json(&self) -> Value {
@@ -764,6 +1054,7 @@ impl Supervisor {
             "restarts": self.restarts,
             "crashes": self.crashes,
             "changes_pending": self.pending.is_some(),
+            "cluster": self.cluster_status(),
             "last_exit": self.last_exit.as_ref().map(|e| json!({
                 "status": e.status.code(),
                 "description": e.status.to_string(),
