@@ -1,0 +1,760 @@
+//! Cluster mode, end to end, with several nodes on one machine: each node
+//! has its own data directory, its own `syncbox init` (a plain child that
+//! makes itself subreaper; no root needed) and its own stand-in engine
+//! (`tests/support/stand_in_engine.rs`). Their registry folders
+//! (`.btsync/cluster`) are symbolic links to one shared directory: a
+//! perfectly replicating engine, so these tests show what syncbox does with
+//! the registry, not how fast a real engine replicates it.
+//!
+//! The stand-in reports `vanished` when a file of a folder it syncs
+//! disappears while it runs; every removal test checks that it never did.
+//! Deadlines are generous and only stop a hung test; propagation times are
+//! printed (run with --nocapture), never asserted.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+const CLUSTER_KEY: &str = "correct horse battery staple";
+/// The cluster id of CLUSTER_KEY (README test vector).
+const CLUSTER_ID: &str = "925124d2a45407c2";
+/// Only stops a hung test; a loaded 2-core machine stays far below it.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// For "every node holds it": the issue asks for 3 s; waiting up to this
+/// long keeps a loaded machine from failing the test, and the time it took
+/// is printed.
+const PROPAGATION_DEADLINE: Duration = Duration::from_secs(15);
+
+fn syncbox_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_syncbox"))
+}
+
+fn stand_in_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("examples/stand-in-btsync");
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole suite with `cargo test` (it builds the examples)",
+        path.display()
+    );
+    path
+}
+
+fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {limit:?} waiting until {what}\n{}",
+                context()
+            );
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory for one test, removed at the end: the shared registry and
+/// one subdirectory per node.
+struct Cluster {
+    root: PathBuf,
+}
+
+impl Cluster {
+    fn new(label: &str) -> Cluster {
+        let root = std::env::temp_dir().join(format!(
+            "sbx-cluster-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("registry")).expect("create the shared registry");
+        Cluster { root }
+    }
+
+    fn registry(&self) -> PathBuf {
+        self.root.join("registry")
+    }
+
+    /// A node whose `.btsync/cluster` is the shared registry.
+    fn node(&self, name: &str) -> Node {
+        let node = self.lonely_node(name);
+        fs::create_dir_all(node.data().join(".btsync")).expect("create .btsync");
+        symlink(self.registry(), node.data().join(".btsync/cluster")).expect("link the registry");
+        node
+    }
+
+    /// A node with a registry folder of its own (empty, not shared).
+    fn lonely_node(&self, name: &str) -> Node {
+        let root = self.root.join(name);
+        fs::create_dir_all(root.join("data")).expect("create the node's data root");
+        fs::write(root.join("engine.log"), b"").expect("create the engine log");
+        Node {
+            name: name.to_owned(),
+            root,
+            init: None,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+struct Node {
+    name: String,
+    root: PathBuf,
+    init: Option<Child>,
+}
+
+impl Node {
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn folder(&self, ns: &str) -> PathBuf {
+        self.data().join(ns)
+    }
+
+    fn environment(&self, command: &mut Command) {
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BTSYNC_DATA", self.data())
+            .env("BTSYNC_BIN", stand_in_bin())
+            .env("STAND_IN_LOG", self.root.join("engine.log"))
+            .env("BTSYNC_APPLY_TIMEOUT", "60")
+            .env("BTSYNC_CLUSTER_KEY", CLUSTER_KEY)
+            .env("BTSYNC_DEVICE_NAME", &self.name)
+            .stdin(Stdio::null());
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(syncbox_bin());
+        command.args(args);
+        self.environment(&mut command);
+        command.output().expect("run syncbox")
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {args:?}: {}\n{}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr),
+            self.context()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start_init(&mut self, env: &[(&str, &str)]) {
+        let mut command = Command::new(syncbox_bin());
+        command.arg("init");
+        self.environment(&mut command);
+        command.envs(env.iter().copied());
+        let log = fs::File::create(self.root.join("init.log")).expect("init log");
+        command.stderr(log).stdout(Stdio::null());
+        self.init = Some(command.spawn().expect("start init"));
+        // Running, and past its start (signal handlers installed): a TERM
+        // that came earlier would kill it rather than stop it.
+        wait_until(
+            &format!("{}: the engine runs", self.name),
+            DEADLINE,
+            || {
+                self.status().is_some_and(|s| {
+                    s["engine"]["state"] == "running"
+                        && self
+                            .events_of("start")
+                            .iter()
+                            .any(|e| e["pid"] == s["engine"]["pid"])
+                })
+            },
+            || self.context(),
+        );
+    }
+
+    fn status(&self) -> Option<Value> {
+        let out = self.run(&["status", "--json"]);
+        if out.status.code() != Some(0) {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn has(&self, ns: &str) -> bool {
+        self.run(&["has", ns]).status.code() == Some(0)
+    }
+
+    /// The namespaces the running engine syncs (not while it restarts).
+    fn engine_folders(&self) -> Option<Vec<String>> {
+        let status = self.status()?;
+        if status["engine"]["state"] != "running" {
+            return None;
+        }
+        serde_json::from_value(status["engine"]["folders"].clone()).ok()
+    }
+
+    /// Registered, and the running engine syncs it.
+    fn holds(&self, ns: &str) -> bool {
+        self.has(ns)
+            && self
+                .engine_folders()
+                .is_some_and(|f| f.iter().any(|n| n == ns))
+    }
+
+    /// Not registered, and a running engine that does not sync it.
+    fn dropped(&self, ns: &str) -> bool {
+        !self.has(ns)
+            && self
+                .engine_folders()
+                .is_some_and(|f| f.iter().all(|n| n != ns))
+    }
+
+    fn events_of(&self, kind: &str) -> Vec<Value> {
+        fs::read_to_string(self.root.join("engine.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
+    fn init_log(&self) -> String {
+        fs::read_to_string(self.root.join("init.log")).unwrap_or_default()
+    }
+
+    /// Items of the cluster trash that hold `ns`.
+    fn trash_of(&self, ns: &str) -> Vec<PathBuf> {
+        let mut items: Vec<PathBuf> = fs::read_dir(self.data().join(".btsync/cluster-trash"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|i| {
+                i.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&format!("{ns}@")))
+            })
+            .map(|i| i.path())
+            .collect();
+        items.sort();
+        items
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "--- {} init stderr:\n{}\n--- engine log:\n{}",
+            self.name,
+            self.init_log(),
+            fs::read_to_string(self.root.join("engine.log")).unwrap_or_default()
+        )
+    }
+
+    fn assert_nothing_vanished(&self) {
+        assert_eq!(
+            self.events_of("vanished"),
+            Vec::<Value>::new(),
+            "an engine saw files disappear\n{}",
+            self.context()
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.init.take() {
+            let pid = child.id() as i32;
+            syncbox::sys::send_signal(pid, 15).expect("TERM init");
+            let status = child.wait().expect("wait for init");
+            assert_eq!(status.code(), Some(0), "{}", self.context());
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.init.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn context_of(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.context())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Wait until every node satisfies `check`; the time each took from `since`.
+fn wait_all(
+    what: &str,
+    nodes: &[&Node],
+    since: Instant,
+    check: impl Fn(&Node) -> bool,
+) -> Vec<Duration> {
+    nodes
+        .iter()
+        .map(|node| {
+            wait_until(
+                &format!("{}: {what}", node.name),
+                PROPAGATION_DEADLINE,
+                || check(node),
+                || context_of(nodes),
+            );
+            since.elapsed()
+        })
+        .collect()
+}
+
+fn record(registry: &Path, file: &str) -> Value {
+    let text = fs::read_to_string(registry.join(file)).expect("record file");
+    serde_json::from_str(&text).expect("record JSON")
+}
+
+fn device_of(node: &Node) -> String {
+    fs::read_to_string(node.data().join(".btsync/device-id"))
+        .expect("device id")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn declaration_reaches_every_node_and_a_tombstone_trashes_after_the_engine_let_go() {
+    let cluster = Cluster::new("declare");
+    let mut nodes: Vec<Node> = (1..=3).map(|i| cluster.node(&format!("node{i}"))).collect();
+    for node in &mut nodes {
+        node.start_init(&[]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+
+    let declared_at = Instant::now();
+    nodes[0].run_ok(&["add", "--cluster", "gitlab"]);
+    // add returns once node 1's own engine runs with it.
+    assert!(nodes[0].holds("gitlab"), "{}", nodes[0].context());
+    let took = wait_all("holds gitlab", &all[1..], declared_at, |n| {
+        n.holds("gitlab")
+    });
+    eprintln!("declare on node1 -> node2, node3 hold gitlab after {took:?}");
+
+    // Same key everywhere, registered as coming from the cluster.
+    let key = nodes[0].run_ok(&["secret", "gitlab"]);
+    for node in &nodes {
+        assert_eq!(node.run_ok(&["secret", "gitlab"]), key, "{}", node.name);
+        let list: Value = serde_json::from_str(&node.run_ok(&["list", "--json"])).expect("list");
+        assert_eq!(list[0]["name"], "gitlab");
+        assert_eq!(list[0]["declared"], "cluster", "{}: {list}", node.name);
+        assert_eq!(list[0]["key_origin"], "cluster");
+        fs::write(node.folder("gitlab").join("data.txt"), &node.name).expect("write");
+    }
+    let status = nodes[1].status().expect("status");
+    assert_eq!(status["cluster"]["cluster_id"], CLUSTER_ID);
+    assert_eq!(
+        status["cluster"]["declared"][0]["name"], "gitlab",
+        "{status}"
+    );
+    assert_eq!(status["cluster"]["declared"][0]["device_name"], "node1");
+    assert_eq!(
+        status["cluster"]["last_reconcile"]["changes"],
+        json!(["added gitlab"]),
+        "{status}"
+    );
+
+    // A local del would be undone at once: refused, nothing changes.
+    let out = nodes[1].run(&["del", "gitlab"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("del --cluster gitlab"), "{message}");
+    assert!(nodes[1].holds("gitlab"));
+
+    // Removed from another node than the one that declared it.
+    let removed_at = Instant::now();
+    nodes[2].run_ok(&["del", "--cluster", "gitlab"]);
+    let took = wait_all("dropped gitlab", &all, removed_at, |n| {
+        n.dropped("gitlab") && n.trash_of("gitlab").len() == 1
+    });
+    eprintln!("del --cluster on node3 -> every node dropped gitlab after {took:?}");
+    for node in &nodes {
+        assert!(!node.folder("gitlab").exists(), "{}", node.name);
+        let trashed = &node.trash_of("gitlab")[0];
+        assert_eq!(
+            fs::read_to_string(trashed.join("data.txt")).expect("trashed file"),
+            node.name,
+            "the trash keeps {}'s own copy",
+            node.name
+        );
+        // The engine that synced gitlab was stopped before its files moved.
+        node.assert_nothing_vanished();
+    }
+    let status = nodes[0].status().expect("status");
+    assert_eq!(
+        status["cluster"]["removed"][0]["name"], "gitlab",
+        "{status}"
+    );
+    assert_eq!(status["cluster"]["removed"][0]["device_name"], "node3");
+    assert_eq!(status["cluster"]["declared"], json!([]));
+    for node in &mut nodes {
+        node.stop();
+    }
+}
+
+#[test]
+fn redeclaring_after_a_tombstone_works_and_purge_deletes_everywhere() {
+    let cluster = Cluster::new("redeclare");
+    let mut nodes: Vec<Node> = (1..=2).map(|i| cluster.node(&format!("node{i}"))).collect();
+    for node in &mut nodes {
+        node.start_init(&[]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    nodes[0].run_ok(&["add", "--cluster", "wiki"]);
+    wait_all("holds wiki", &all, Instant::now(), |n| n.holds("wiki"));
+    for node in &nodes {
+        fs::write(node.folder("wiki").join("old.txt"), "old").expect("write");
+    }
+    nodes[1].run_ok(&["del", "--cluster", "wiki"]);
+    wait_all("trashed wiki", &all, Instant::now(), |n| {
+        n.dropped("wiki") && n.trash_of("wiki").len() == 1
+    });
+
+    // Declared again: every node holds it again, starting from an empty
+    // folder (the old copies stay in the trash).
+    let again = Instant::now();
+    nodes[1].run_ok(&["add", "--cluster", "wiki"]);
+    let took = wait_all("holds wiki again", &all, again, |n| n.holds("wiki"));
+    eprintln!("re-declare -> both nodes hold wiki after {took:?}");
+    let device = device_of(&nodes[1]);
+    let mine = record(&cluster.registry(), &format!("wiki@{device}.json"));
+    assert_eq!(mine["state"], "declared", "{mine}");
+    for node in &nodes {
+        assert!(
+            !node.folder("wiki").join("old.txt").exists(),
+            "{}",
+            node.name
+        );
+        assert_eq!(node.trash_of("wiki").len(), 1, "{}", node.name);
+        fs::write(node.folder("wiki").join("new.txt"), "new").expect("write");
+    }
+
+    // --purge: every node deletes its copy; nothing new in the trash.
+    nodes[0].run_ok(&["del", "--cluster", "--purge", "wiki"]);
+    wait_all("deleted wiki", &all, Instant::now(), |n| {
+        n.dropped("wiki") && !n.folder("wiki").exists()
+    });
+    for node in &nodes {
+        assert_eq!(node.trash_of("wiki").len(), 1, "{}", node.name);
+        node.assert_nothing_vanished();
+    }
+    let device = device_of(&nodes[0]);
+    let tombstone = record(&cluster.registry(), &format!("wiki@{device}.json"));
+    assert_eq!(tombstone["state"], "removed");
+    assert_eq!(tombstone["purge"], true);
+    for node in &mut nodes {
+        node.stop();
+    }
+}
+
+#[test]
+fn a_fresh_node_with_an_empty_registry_deletes_nothing() {
+    let cluster = Cluster::new("fresh");
+    let mut node = cluster.lonely_node("fresh");
+    // Registered before: one local namespace, one from an earlier cluster
+    // declaration whose record this node's registry no longer has (a new
+    // registry folder that has not synced yet).
+    node.run_ok(&["add", "local"]);
+    node.run_ok(&["add", "--cluster", "declared"]);
+    for item in fs::read_dir(node.data().join(".btsync/cluster")).expect("registry") {
+        fs::remove_file(item.expect("entry").path()).expect("empty the registry");
+    }
+    for ns in ["local", "declared"] {
+        fs::write(node.folder(ns).join("data.txt"), ns).expect("write");
+    }
+    node.start_init(&[]);
+    // Let init look at the empty registry several times.
+    let started = Instant::now();
+    wait_until(
+        "init polled the registry for 4 s",
+        DEADLINE,
+        || {
+            started.elapsed() > Duration::from_secs(4)
+                && node
+                    .status()
+                    .is_some_and(|s| s["cluster"]["last_scan_seconds_ago"].is_u64())
+        },
+        || node.context(),
+    );
+    for ns in ["local", "declared"] {
+        assert!(node.holds(ns), "{ns}\n{}", node.context());
+        assert_eq!(
+            fs::read_to_string(node.folder(ns).join("data.txt")).expect("file"),
+            ns
+        );
+    }
+    assert!(node.trash_of("local").is_empty() && node.trash_of("declared").is_empty());
+    assert_eq!(node.events_of("start").len(), 1, "{}", node.context());
+    node.assert_nothing_vanished();
+    // The cluster registry is synced, but it is not a namespace.
+    assert_eq!(node.run_ok(&["list"]), "declared local\n");
+    let config = fs::read_to_string(node.data().join(".btsync/btsync.conf")).expect("config");
+    assert!(config.contains(".btsync/cluster\""), "{config}");
+
+    // A tombstone only removes what came from the cluster: a namespace
+    // this node added locally stays.
+    let other = cluster.lonely_node("other");
+    fs::create_dir_all(other.data().join(".btsync")).expect("mkdir");
+    symlink(
+        node.data().join(".btsync/cluster"),
+        other.data().join(".btsync/cluster"),
+    )
+    .expect("share the registry");
+    other.run_ok(&["del", "--cluster", "local"]);
+    other.run_ok(&["del", "--cluster", "declared"]);
+    let removed = Instant::now();
+    wait_until(
+        "the declared namespace was trashed",
+        PROPAGATION_DEADLINE,
+        || node.dropped("declared") && node.trash_of("declared").len() == 1,
+        || node.context(),
+    );
+    eprintln!("tombstone -> dropped after {:?}", removed.elapsed());
+    assert!(node.holds("local"), "{}", node.context());
+    assert!(node.folder("local").join("data.txt").exists());
+    node.assert_nothing_vanished();
+    node.stop();
+}
+
+#[test]
+fn garbage_in_the_registry_is_logged_once_and_ignored() {
+    let cluster = Cluster::new("garbage");
+    let mut node = cluster.node("node1");
+    node.start_init(&[]);
+    let registry = cluster.registry();
+    let device = "aaaaaaaaaaaaaaaa";
+    let good = |name: &str, at: u64, cluster_id: &str| {
+        json!({
+            "v": 1, "cluster": cluster_id, "name": name, "state": "declared",
+            "access": "read-write", "at": at, "device": device, "device_name": "evil",
+        })
+        .to_string()
+    };
+    let now_ms = now_secs() * 1000;
+    let garbage: Vec<(String, String)> = vec![
+        ("junk.json".into(), "{".into()),
+        ("binary@aaaaaaaaaaaaaaaa.json".into(), "\u{0}\u{1}".into()),
+        (
+            format!("foreign@{device}.json"),
+            good("foreign", now_ms, "ffffffffffffffff"),
+        ),
+        (
+            format!("future@{device}.json"),
+            good("future", now_ms + 3 * 86_400_000, CLUSTER_ID),
+        ),
+        (
+            format!("mismatch@{device}.json"),
+            good("other-name", now_ms, CLUSTER_ID),
+        ),
+        (
+            format!("escape@{device}.json"),
+            good("..", now_ms, CLUSTER_ID).replace("\"..\"", "\"../etc\""),
+        ),
+        (format!("huge@{device}.json"), "x".repeat(100_000)),
+    ];
+    for (file, body) in &garbage {
+        fs::write(registry.join(file), body).expect("write garbage");
+    }
+    symlink("/dev/zero", registry.join(format!("zero@{device}.json"))).expect("symlink");
+    fs::create_dir(registry.join(format!("dir@{device}.json"))).expect("mkdir");
+    let fifo = registry.join(format!("fifo@{device}.json"));
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let expected = garbage.len() + 3;
+
+    wait_until(
+        "status lists every ignored file",
+        DEADLINE,
+        || {
+            node.status()
+                .is_some_and(|s| s["cluster"]["ignored"].as_array().map(Vec::len) == Some(expected))
+        },
+        || node.context(),
+    );
+    // Several more polls: still up, nothing added, each file logged once.
+    sleep(Duration::from_secs(3));
+    let status = node.status().expect("init still answers");
+    assert_eq!(status["engine"]["state"], "running");
+    assert_eq!(status["cluster"]["declared"], json!([]), "{status}");
+    assert_eq!(node.run_ok(&["list"]), "");
+    let log = node.init_log();
+    for file in [
+        "junk.json",
+        "huge@aaaaaaaaaaaaaaaa.json",
+        "fifo@aaaaaaaaaaaaaaaa.json",
+        "escape@aaaaaaaaaaaaaaaa.json",
+    ] {
+        assert_eq!(
+            log.matches(&format!("ignored registry file \"{file}\""))
+                .count(),
+            1,
+            "{file}\n{log}"
+        );
+    }
+    assert!(log.contains("another cluster"), "{log}");
+    assert!(log.contains("no valid namespace name"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    // A real declaration next to the garbage still works.
+    let other = cluster.node("node2");
+    other.run_ok(&["add", "--cluster", "real"]);
+    wait_until(
+        "the real declaration was applied",
+        PROPAGATION_DEADLINE,
+        || node.holds("real"),
+        || node.context(),
+    );
+    assert_eq!(node.run_ok(&["list"]), "real\n");
+    node.stop();
+}
+
+#[test]
+fn cluster_applets_without_init() {
+    let cluster = Cluster::new("applets");
+    let node = cluster.node("solo");
+    let code = |args: &[&str]| node.run(args).status.code();
+
+    // Bad usage changes nothing (exit 2).
+    let mut no_key = Command::new(syncbox_bin());
+    no_key.args(["add", "--cluster", "x"]);
+    node.environment(&mut no_key);
+    no_key.env_remove("BTSYNC_CLUSTER_KEY");
+    let out = no_key.output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BTSYNC_CLUSTER_KEY_FILE"));
+    assert_eq!(
+        code(&[
+            "add",
+            "--cluster",
+            "--token=AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA",
+            "x"
+        ]),
+        Some(2)
+    );
+    assert_eq!(code(&["del", "--purge", "x"]), Some(2));
+    assert_eq!(code(&["del", "--cluster", "--keep-data", "x"]), Some(2));
+    assert_eq!(
+        fs::read_dir(cluster.registry()).expect("registry").count(),
+        0
+    );
+    assert!(!node.has("x"));
+
+    // add --cluster: registered here, and a declaration record.
+    node.run_ok(&["add", "--cluster", "gitlab"]);
+    assert!(node.has("gitlab"));
+    let device = device_of(&node);
+    let file = format!("gitlab@{device}.json");
+    let declared = record(&cluster.registry(), &file);
+    assert_eq!(declared["v"], 1);
+    assert_eq!(declared["cluster"], CLUSTER_ID);
+    assert_eq!(declared["name"], "gitlab");
+    assert_eq!(declared["state"], "declared");
+    assert_eq!(declared["access"], "read-write");
+    assert_eq!(declared["device"], device.as_str());
+    assert_eq!(declared["device_name"], "solo");
+    let mode = fs::metadata(cluster.registry().join(&file))
+        .expect("record")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "records hold no secret");
+    let text = fs::read_to_string(cluster.registry().join(&file)).expect("record");
+    let key = node.run_ok(&["secret", "gitlab"]);
+    assert!(!text.contains(key.trim()), "a record never holds a key");
+
+    // Local del refused; a local namespace still goes with a plain del.
+    let out = node.run(&["del", "gitlab"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(node.has("gitlab"));
+    node.run_ok(&["add", "mine"]);
+    node.run_ok(&["del", "mine"]);
+    assert!(!node.has("mine"));
+
+    // del --cluster: tombstone, and with no init the copy goes to the trash at once.
+    fs::write(node.folder("gitlab").join("data.txt"), "kept").expect("write");
+    node.run_ok(&["del", "--cluster", "gitlab"]);
+    assert!(!node.has("gitlab"));
+    let removed = record(&cluster.registry(), &file);
+    assert_eq!(removed["state"], "removed");
+    assert!(removed["at"].as_u64() > declared["at"].as_u64());
+    assert!(removed.get("purge").is_none(), "{removed}");
+    let trash = node.trash_of("gitlab");
+    assert_eq!(trash.len(), 1);
+    assert_eq!(
+        fs::read_to_string(trash[0].join("data.txt")).expect("trashed"),
+        "kept"
+    );
+    // A local del of a namespace the cluster removed is allowed again.
+    node.run_ok(&["add", "gitlab"]);
+    node.run_ok(&["del", "gitlab"]);
+
+    // Read-only declaration: the B form of the derived key.
+    node.run_ok(&["add", "--cluster", "--read-only", "mirror"]);
+    let list: Value = serde_json::from_str(&node.run_ok(&["list", "--json"])).expect("list");
+    assert_eq!(list[0]["access"], "read-only", "{list}");
+    let mirror = record(&cluster.registry(), &format!("mirror@{device}.json"));
+    assert_eq!(mirror["access"], "read-only");
+    node.run_ok(&["del", "--cluster", "--purge", "mirror"]);
+    assert!(!node.folder("mirror").exists());
+    assert!(node.trash_of("mirror").is_empty());
+}
+
+#[test]
+fn init_purges_cluster_trash_older_than_btsync_trash_days() {
+    let cluster = Cluster::new("trash");
+    let mut node = cluster.node("node1");
+    let trash = node.data().join(".btsync/cluster-trash");
+    let now = now_secs();
+    let items = [
+        format!("ancient@{}", now - 86_400),
+        format!("recent@{}", now - 3600),
+        "not-ours".to_owned(),
+    ];
+    for item in &items {
+        fs::create_dir_all(trash.join(item).join("sub")).expect("mkdir");
+        fs::write(trash.join(item).join("sub/file"), "x").expect("write");
+    }
+    // Half a day: the one-day-old item goes, the one-hour-old one stays.
+    node.start_init(&[("BTSYNC_TRASH_DAYS", "0.5")]);
+    wait_until(
+        "init purged the day-old trash",
+        DEADLINE,
+        || !trash.join(&items[0]).exists(),
+        || node.context(),
+    );
+    assert!(trash.join(&items[1]).join("sub/file").exists());
+    assert!(trash.join(&items[2]).join("sub/file").exists());
+    assert!(node.init_log().contains(&format!("purged {}", items[0])));
+    node.stop();
+}
