@@ -688,6 +688,148 @@ fn three_nodes_on_a_private_network_share_the_key_and_known_hosts() {
     }
 }
 
+/// The folders in a config other than the cluster registry, and the
+/// registry's key (if it is there).
+fn namespaces_and_registry_key(config: &serde_json::Value) -> (Vec<String>, Option<String>) {
+    let mut registry_key = None;
+    let mut dirs = Vec::new();
+    for folder in config["shared_folders"].as_array().into_iter().flatten() {
+        let dir = folder["dir"].as_str().unwrap_or_default().to_owned();
+        if dir == "/data/.btsync/cluster" {
+            registry_key = folder["secret"].as_str().map(str::to_owned);
+        } else {
+            dirs.push(dir);
+        }
+    }
+    (dirs, registry_key)
+}
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
+    let scope = Scope::new("clustermode");
+    let (engine, stand_in) = engine_under_test();
+    let image = scope.build_image("clustermode", &engine);
+    let network = scope.network("net");
+    // The registry folder of every node is this one host directory: it
+    // stands in for the engine replicating it between the nodes.
+    let shared = scope.dir("registry");
+    let secrets = scope.dir("secrets");
+    fs::write(
+        secrets.join("cluster.key"),
+        "correct horse battery staple\n",
+    )
+    .expect("key file");
+    let registry_mount = format!("{}:/data/.btsync/cluster", shared.display());
+    let key_mount = format!("{}:/run/secrets:ro", secrets.display());
+    let names: Vec<String> = (0..3).map(|i| scope.unique(&format!("node{i}"))).collect();
+    let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
+    let known_hosts_env = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::start(
+                &scope,
+                &image,
+                &format!("node{i}"),
+                &network,
+                &[
+                    "-v",
+                    &registry_mount,
+                    "-v",
+                    &key_mount,
+                    "-e",
+                    "BTSYNC_CLUSTER_KEY_FILE=/run/secrets/cluster.key",
+                    "-e",
+                    &known_hosts_env,
+                    "-e",
+                    "BTSYNC_SEARCH_LAN=false",
+                ],
+            )
+        })
+        .collect();
+    // Every engine syncs the registry, with one key, before anything is declared.
+    for node in &nodes {
+        let (_, config) = node.engine_config();
+        let (dirs, registry_key) = namespaces_and_registry_key(&config);
+        assert!(dirs.is_empty(), "{}: {config}", node.name);
+        assert_eq!(
+            registry_key.as_deref(),
+            Some("AYYVRHAIW65KJOFMV7MHTSBKGNHGQM2ZL"),
+            "{}: the registry key derived from the cluster key (README vector)",
+            node.name
+        );
+    }
+
+    let declared = Instant::now();
+    nodes[0].exec_ok(&["ctl", "add", "--cluster", "gitlab"]);
+    let mut took = Vec::new();
+    for node in &nodes[1..] {
+        wait_for(
+            &format!("{} to sync gitlab", node.name),
+            Duration::from_secs(30),
+            || {
+                let config = engine_config(engine_pid(&node.name))?;
+                let (dirs, _) = namespaces_and_registry_key(&config);
+                (dirs == ["/data/gitlab"]).then_some(())
+            },
+        );
+        took.push(declared.elapsed());
+    }
+    println!("docker: declare on node0 -> node1, node2 engines sync gitlab after {took:?}");
+    let key = nodes[0].exec_ok(&["secret", "gitlab"]);
+    for node in &nodes {
+        assert_eq!(node.exec_ok(&["secret", "gitlab"]), key, "{}", node.name);
+        fs::write(node.data.join("gitlab/data.txt"), &node.name).expect("write");
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&nodes[2].exec_ok(&["ctl", "list", "--json"])).expect("list");
+    assert_eq!(listed[0]["declared"], "cluster", "{listed}");
+
+    // A local del is refused; del --cluster on another node removes it everywhere.
+    let refused = nodes[1].exec(&["ctl", "del", "gitlab"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("del --cluster"));
+    let removed = Instant::now();
+    nodes[2].exec_ok(&["ctl", "del", "--cluster", "gitlab"]);
+    for node in &nodes {
+        let trash = node.data.join(".btsync/cluster-trash");
+        let trashed = wait_for(
+            &format!("{} to trash gitlab", node.name),
+            Duration::from_secs(30),
+            || {
+                let config = engine_config(engine_pid(&node.name))?;
+                let (dirs, _) = namespaces_and_registry_key(&config);
+                if !dirs.is_empty() || node.data.join("gitlab").exists() {
+                    return None;
+                }
+                fs::read_dir(&trash)
+                    .ok()?
+                    .flatten()
+                    .next()
+                    .map(|i| i.path())
+            },
+        );
+        assert_eq!(
+            fs::read_to_string(trashed.join("data.txt")).expect("the trashed copy"),
+            node.name
+        );
+        if stand_in {
+            let events = stand_in_events(&node.data);
+            assert_eq!(events_named(&events, "vanished").count(), 0, "{events:?}");
+        }
+    }
+    println!(
+        "docker: del --cluster on node2 -> every node trashed gitlab after {:?}",
+        removed.elapsed()
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&nodes[0].exec_ok(&["status", "--json"])).expect("status");
+    assert_eq!(
+        status["cluster"]["removed"][0]["name"], "gitlab",
+        "{status}"
+    );
+}
+
 #[test]
 #[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
 fn real_btsync_two_nodes_sync_a_file() {
