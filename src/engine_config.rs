@@ -329,7 +329,11 @@ pub fn prepare(
         chown_one(&layout.state_dir(), owner)?;
         chown_tree_if_foreign(&storage, owner)?;
         if let Some(cluster) = cluster {
-            chown_tree_if_foreign(cluster.dir(), owner)?;
+            // The registry may be a symbolic link to a shared directory:
+            // the engine needs the directory itself.
+            let registry = fs::canonicalize(cluster.dir())
+                .map_err(|e| Error::io(format!("cannot resolve {}", cluster.dir().display()), e))?;
+            chown_tree_if_foreign(&registry, owner)?;
         }
         for entry in entries {
             let folder = layout.folder(&entry.name);

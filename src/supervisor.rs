@@ -832,6 +832,16 @@ impl Supervisor {
     /// namespaces are added, tombstoned ones that came from the cluster are
     /// removed. Nothing else is ever removed.
     fn reconcile_cluster(&mut self, now: Instant) {
+        if matches!(
+            self.engine,
+            Engine::Stopping {
+                then: AfterStop::Exit,
+                ..
+            }
+        ) {
+            // Stopping for good: the next init start applies the registry.
+            return;
+        }
         let layout = self.registry.layout().clone();
         let Some(watch) = &mut self.cluster else {
             return;
