@@ -81,10 +81,15 @@ export BTSYNC_DATA="$work/many"
 seq -f "ns%05g" 1 "$many" | xargs -P 4 -n 50 sh -c 'for n; do "$0" "$n"; done' "$work/bin/add"
 count=$("$work/bin/list" | wc -w)
 [ "$count" -eq "$many" ] || { echo "expected $many namespaces, list shows $count" >&2; exit 1; }
+# The 1-namespace figure again, right beside it: machine load drifts
+# during a run, and these two are compared with each other.
 has_many=$(mean "$work/bin/has ns00001")
+has_one_again=$(BTSYNC_DATA="$work/data" mean "$work/bin/has gitlab")
 list_many=$(mean "$work/bin/list")
-row "\`has NS\` with $many namespaces" "$(ms "$has_many")" "with 1 namespace: $(ms "$has_one")" "$(ratio "$has_many" "$has_one")" "~1.0"
-row "\`list\` with $many namespaces" "$(ms "$list_many")" "busybox \`test -d\`: $(ms "$test_d")" "$(ratio "$list_many" "$test_d")" "< 10 ms"
+# busybox ls reads and sorts the same directory of registry entries.
+ls_many=$(mean "busybox ls $work/many/.btsync/namespaces")
+row "\`has NS\` with $many namespaces" "$(ms "$has_many")" "with 1 namespace: $(ms "$has_one_again")" "$(ratio "$has_many" "$has_one_again")" "~1.0"
+row "\`list\` with $many namespaces" "$(ms "$list_many")" "busybox \`ls\` of the $many registry entries: $(ms "$ls_many")" "$(ratio "$list_many" "$ls_many")" "< 10 ms"
 
 # 4. init: add -> engine restarted with the folder, and a burst of 50 adds.
 export BTSYNC_DATA="$work/init" BTSYNC_BIN="$engine" STAND_IN_LOG="$work/engine.log"
