@@ -505,12 +505,15 @@ fn crash_looping_engine_leaves_init_up_backing_off_and_nearly_idle_for_30s() {
         );
         sleep(Duration::from_millis(500));
     }
-    let cpu = cpu_seconds(init.pid) - cpu_at_start;
+    let cpu_total = cpu_seconds(init.pid);
+    let cpu = cpu_total - cpu_at_start;
     let starts = sandbox.starts().len();
     let status = init.status();
     eprintln!(
-        "crash loop: init used {cpu:.3} s CPU over {:.1} s; {starts} engine starts, {} crashes",
+        "crash loop: init used {cpu:.3} s CPU over {:.1} s ({cpu_total:.3} s since it started; \
+         /proc counts in {} ms ticks); {starts} engine starts, {} crashes",
         started.elapsed().as_secs_f64(),
+        1000 / clock_ticks(),
         status["crashes"]
     );
     // Backoff 1, 2, 4, 8, 16 s: about 5 starts in 30 s; a hot loop would be
