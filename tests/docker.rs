@@ -830,6 +830,94 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
     );
 }
 
+/// The README's published vector for the cluster key derivation: the file
+/// holds these bytes (the final newline is not part of the key).
+const CLUSTER_KEY_FILE_TEXT: &str = "correct horse battery staple\n";
+const CLUSTER_GITLAB_KEY: &str = "A3YU7QPZZJIDMMZDEH3YWCZEY75J3OZHB";
+const CLUSTER_GITLAB_READ_ONLY_KEY: &str = "BZH73GNW4OKONMZFB24CISS6M5BERFYWO";
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the_b_key() {
+    let scope = Scope::new("clusterkey");
+    let (engine, _) = engine_under_test();
+    let image = scope.build_image("clusterkey", &engine);
+    let key_file = scope.dir("secrets").join("cluster.key");
+    fs::write(&key_file, CLUSTER_KEY_FILE_TEXT).expect("write the cluster key file");
+    let mount = format!("{}:/run/secrets/cluster.key:ro", key_file.display());
+    let options = [
+        "-v",
+        &mount,
+        "-e",
+        "BTSYNC_CLUSTER_KEY_FILE=/run/secrets/cluster.key",
+    ];
+    let nodes: Vec<Node> = (0..4)
+        .map(|i| Node::start(&scope, &image, &format!("node{i}"), "none", &options))
+        .collect();
+    let (writers, reader) = nodes.split_at(3);
+    let reader = &reader[0];
+
+    let holds = |node: &Node, key: &str, access: &str| {
+        let printed = node.exec_ok(&["ctl", "secret", "gitlab"]);
+        assert_eq!(printed.trim(), key, "ctl secret gitlab on {}", node.name);
+        let (_, config) = node.engine_config();
+        // With a cluster key the engine also syncs the cluster registry
+        // folder; the namespaces are the other folders.
+        let (dirs, registry_key) = namespaces_and_registry_key(&config);
+        assert_eq!(dirs, ["/data/gitlab"], "{}: {config}", node.name);
+        assert!(registry_key.is_some(), "{}: no registry folder", node.name);
+        let gitlab = config["shared_folders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["dir"] == "/data/gitlab")
+            .expect("gitlab folder");
+        assert!(
+            gitlab["secret"] == key,
+            "{}: the engine runs gitlab with another key",
+            node.name
+        );
+        let listed: serde_json::Value =
+            serde_json::from_str(&node.exec_ok(&["ctl", "list", "--json"])).expect("list --json");
+        assert_eq!(
+            listed[0]["key_origin"], "cluster",
+            "{}: {listed}",
+            node.name
+        );
+        assert_eq!(listed[0]["access"], access, "{}: {listed}", node.name);
+        assert!(
+            !listed.to_string().contains(key),
+            "list --json shows the key"
+        );
+    };
+    for node in writers {
+        node.exec_ok(&["ctl", "add", "gitlab"]);
+    }
+    for node in writers {
+        holds(node, CLUSTER_GITLAB_KEY, "read-write");
+    }
+    assert_eq!(
+        writers[0]
+            .exec_ok(&["ctl", "secret", "--read-only", "gitlab"])
+            .trim(),
+        CLUSTER_GITLAB_READ_ONLY_KEY
+    );
+
+    reader.exec_ok(&["ctl", "add", "--read-only", "gitlab"]);
+    holds(reader, CLUSTER_GITLAB_READ_ONLY_KEY, "read-only");
+    // The read-write key was never stored on the read-only node.
+    let entry = fs::read_to_string(reader.data.join(".btsync/namespaces/gitlab"))
+        .expect("the registry entry");
+    assert!(!entry.contains(CLUSTER_GITLAB_KEY), "{}", reader.name);
+    for node in &nodes {
+        assert!(
+            !node.logs().contains("correct horse"),
+            "the cluster key is in {}'s log",
+            node.name
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
 fn real_btsync_two_nodes_sync_a_file() {

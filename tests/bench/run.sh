@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # syncbox benchmark: prints a table of figures, each beside an anchor
 # measured in the same run on the same machine. Not a test: it asserts
-# nothing about speed; it reports.
+# nothing about speed or size; it reports.
 #
-#   tests/bench/run.sh           full run (10,000 namespaces)
-#   tests/bench/run.sh --quick   short run for CI (fewer runs, 2,000 namespaces)
+#   tests/bench/run.sh           full run (10,000 namespaces, the image built with docker)
+#   tests/bench/run.sh --quick   short run for CI (fewer runs, 2,000 namespaces,
+#                                image bytes from the staged build context, no docker)
+#
+# Everything syncbox-side runs the shipped binary: static musl, release.
+# init supervises the stand-in engine (tests/support/stand_in_engine.rs), so
+# the init figures are init's own overhead plus its 250 ms quiet period; a
+# real btsync adds its own stop and start time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
-if $quick; then runs=200; many=2000; else runs=1000; many=10000; fi
+if $quick; then runs=200; many=2000; adds=5; else runs=1000; many=10000; adds=20; fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need hyperfine || ! need busybox || [ ! -x /usr/bin/tini-static ]; then
+if ! need hyperfine || ! need busybox || [ ! -x /usr/bin/tini-static ] || [ ! -x /usr/bin/tini ]; then
   echo "installing benchmark anchors (hyperfine, busybox-static, tini) with apt-get" >&2
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine busybox-static tini >/dev/null
@@ -21,10 +27,19 @@ fi
 target=x86_64-unknown-linux-musl
 rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
 cargo build --quiet --release --locked --target "$target"
+cargo build --quiet --locked --example stand-in-btsync
 syncbox="$PWD/target/$target/release/syncbox"
+engine="$PWD/target/debug/examples/stand-in-btsync"
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d /tmp/syncbox-bench.XXXXXX)
+pids=()
+image=
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  [ -z "$image" ] || docker rmi -f "$image" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 mkdir -p "$work/bin" "$work/data" "$work/many"
 "$syncbox" --install "$work/bin"
 export BTSYNC_DATA="$work/data"
@@ -35,9 +50,12 @@ mean() {
     --export-json "$work/h.json" "$@" >/dev/null 2>&1
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["mean"])' "$work/h.json"
 }
-ms() { python3 -c "print(f'{float(\"$1\")*1000:.3f} ms')"; }
-kb() { python3 -c "print(f'{int(\"$1\")/1024:.0f} KiB')"; }
-ratio() { python3 -c "print(f'{float(\"$1\")/float(\"$2\"):.2f}')"; }
+py() { python3 -c "import sys; a = sys.argv[1:]; print($1)" "${@:2}"; }
+ms() { py 'f"{float(a[0])*1000:.3f} ms"' "$1"; }
+kib() { py 'f"{int(a[0])/1024:,.0f} KiB"' "$1"; }
+ratio() { py 'f"{float(a[0])/float(a[1]):.2f}"' "$1" "$2"; }
+now() { date +%s.%N; }
+rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
@@ -50,25 +68,104 @@ row "\`has NS\` exec to exit" "$(ms "$has_one")" "busybox \`test -d\`: $(ms "$te
 
 # 2. Size of the static binary with every applet.
 size=$(stat -c %s "$syncbox")
-tini=$(stat -c %s /usr/bin/tini-static)
+tini_static=$(stat -c %s /usr/bin/tini-static)
 printf 'fn main() { println!("hello"); }\n' > "$work/hello.rs"
 rustc --edition 2021 --target "$target" -C opt-level=s -C panic=abort -C strip=symbols \
   -o "$work/hello" "$work/hello.rs"
 hello=$(stat -c %s "$work/hello")
-row "static binary size" "$(kb "$size")" "tini-static: $(kb "$tini")" "$(ratio "$size" "$tini")" "<= 1.0"
-row "static binary size" "$(kb "$size")" "musl hello-world: $(kb "$hello")" "$(ratio "$size" "$hello")" "-"
+row "static binary size" "$(kib "$size")" "tini-static: $(kib "$tini_static")" "$(ratio "$size" "$tini_static")" "<= 1.0"
+row "static binary size" "$(kib "$size")" "musl hello-world: $(kib "$hello")" "$(ratio "$size" "$hello")" "-"
 
 # 3. has and list with many namespaces.
 export BTSYNC_DATA="$work/many"
 seq -f "ns%05g" 1 "$many" | xargs -P 4 -n 50 sh -c 'for n; do "$0" "$n"; done' "$work/bin/add"
 count=$("$work/bin/list" | wc -w)
 [ "$count" -eq "$many" ] || { echo "expected $many namespaces, list shows $count" >&2; exit 1; }
+# The 1-namespace figure again, right beside it: machine load drifts
+# during a run, and these two are compared with each other.
 has_many=$(mean "$work/bin/has ns00001")
+has_one_again=$(BTSYNC_DATA="$work/data" mean "$work/bin/has gitlab")
 list_many=$(mean "$work/bin/list")
-row "\`has NS\` with $many namespaces" "$(ms "$has_many")" "with 1 namespace: $(ms "$has_one")" "$(ratio "$has_many" "$has_one")" "~1.0"
-row "\`list\` with $many namespaces" "$(ms "$list_many")" "busybox \`test -d\`: $(ms "$test_d")" "$(ratio "$list_many" "$test_d")" "< 10 ms"
+# busybox ls reads and sorts the same directory of registry entries.
+ls_many=$(mean "busybox ls $work/many/.btsync/namespaces")
+row "\`has NS\` with $many namespaces" "$(ms "$has_many")" "with 1 namespace: $(ms "$has_one_again")" "$(ratio "$has_many" "$has_one_again")" "~1.0"
+row "\`list\` with $many namespaces" "$(ms "$list_many")" "busybox \`ls\` of the $many registry entries: $(ms "$ls_many")" "$(ratio "$list_many" "$ls_many")" "< 10 ms"
 
-echo "syncbox benchmark ($($quick && echo quick || echo full) run) on $(nproc) cores, $(uname -srm), $(date -u +%Y-%m-%d)"
+# 4. init: add -> engine restarted with the folder, and a burst of 50 adds.
+export BTSYNC_DATA="$work/init" BTSYNC_BIN="$engine" STAND_IN_LOG="$work/engine.log"
+mkdir "$BTSYNC_DATA"
+# The anchor: the same add with no init running (registry and folder only).
+add_alone=$(mean --prepare "$work/bin/del --no-wait solo" "$work/bin/add solo")
+"$work/bin/del" --no-wait solo 2>/dev/null
+starts() { if [ -f "$STAND_IN_LOG" ]; then grep -c '"event":"start"' "$STAND_IN_LOG" || true; else echo 0; fi; }
+wait_starts() { # until the engine logged at least $1 starts (60 s at most)
+  for _ in $(seq 3000); do [ "$(starts)" -ge "$1" ] && return 0; sleep 0.02; done
+  echo "the engine did not start" >&2; exit 1
+}
+"$syncbox" add seed
+"$syncbox" init 2>"$work/init.log" &
+init_pid=$!
+pids+=("$init_pid")
+wait_starts 1
+init_rss=$(rss_kib "$init_pid" VmRSS)
+
+latencies=()
+for i in $(seq 1 "$adds"); do
+  t0=$(now); "$work/bin/add" "single-$i"; t1=$(now)
+  latencies+=("$(py 'float(a[1]) - float(a[0])' "$t0" "$t1")")
+done
+read -r add_mean add_max < <(py 'f"{sum(map(float, a))/len(a)} {max(map(float, a))}"' "${latencies[@]}")
+row "\`add NS\` -> engine restarted with NS (mean of $adds; max $(ms "$add_max"))" "$(ms "$add_mean")" \
+  "\`add\` with no init: $(ms "$add_alone")" "$(ratio "$add_mean" "$add_alone")" "< 1 s"
+
+before=$(starts)
+adders=()
+for i in $(seq -w 1 50); do "$work/bin/add" "burst-$i" & adders+=($!); done
+failed=0
+for pid in "${adders[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+[ "$failed" -eq 0 ] || { echo "$failed of the 50 concurrent adds failed" >&2; exit 1; }
+# init answers once it spawned the engine; the stand-in logs its start a moment later.
+engine_pid=$("$syncbox" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["engine"]["pid"])')
+for _ in $(seq 3000); do grep -q "\"pid\":$engine_pid[,}]" "$STAND_IN_LOG" && break; sleep 0.02; done
+burst=$(( $(starts) - before ))
+row "engine restarts for 50 concurrent \`add\`s" "$burst" "one per add, unbatched: 50" "$(ratio "$burst" 50)" "<= 2"
+init_hwm=$(rss_kib "$init_pid" VmHWM)
+kill -TERM "$init_pid"; wait "$init_pid" || true
+pids=()
+
+# 5. Memory: init vs tini supervising the same engine with the same config.
+cp "$BTSYNC_DATA/.btsync/btsync.conf" "$work/tini.conf"
+before=$(starts)
+/usr/bin/tini -s -- "$engine" --nodaemon --config "$work/tini.conf" 2>/dev/null &
+tini_pid=$!
+pids+=("$tini_pid")
+wait_starts $((before + 1))
+tini_rss=$(rss_kib "$tini_pid" VmRSS)
+kill -TERM "$tini_pid"; wait "$tini_pid" || true
+pids=()
+row "init resident memory, supervising (VmRSS)" "$(kib $((init_rss * 1024)))" "tini: $(kib $((tini_rss * 1024)))" "$(ratio "$init_rss" "$tini_rss")" "-"
+row "init peak resident memory after $((adds + 50)) adds (VmHWM)" "$(kib $((init_hwm * 1024)))" "tini: $(kib $((tini_rss * 1024)))" "$(ratio "$init_hwm" "$tini_rss")" "-"
+
+# 6. Image bytes beyond btsync and its libraries (the stand-in engine and the
+#    glibc loader and libraries it needs stand for btsync's).
+context="$work/context"
+if $quick; then
+  rootfs/build-image --context-only --syncbox "$syncbox" --context "$context" "$engine" 2>"$work/build.log" >/dev/null
+  engine_bytes=$(sed -n 's/.*btsync and its [0-9]* loader\/library files: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
+  staged=$(find "$context/rootfs" -type f,l -printf '%s\n' | awk '{ s += $1 } END { print s }')
+  extra=$((staged - engine_bytes)); how="staged context, files and links"
+else
+  image="syncbox-bench-$$:latest"
+  rootfs/build-image --tag "$image" --syncbox "$syncbox" --context "$context" "$engine" 2>"$work/build.log" >/dev/null
+  engine_bytes=$(sed -n 's/.*btsync and its [0-9]* loader\/library files: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
+  extra=$(sed -n 's/.*without btsync and its libraries: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
+  how="docker image size"
+fi
+libraries=$((engine_bytes - $(stat -c %s "$engine")))
+row "image bytes beyond btsync and its libraries ($how)" "$(kib "$extra") ($extra bytes)" \
+  "the loader and libraries btsync needs: $(kib "$libraries")" "$(ratio "$extra" "$libraries")" "< 1 MiB"
+
+echo "syncbox benchmark ($($quick && echo quick || echo full) run) on $(nproc) cores, $(uname -srm), $(date -u +%Y-%m-%d), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| figure | syncbox | anchor (same run) | ratio | goal |"
 echo "|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

@@ -1,0 +1,385 @@
+//! The harness for tests that run `syncbox init` against the stand-in engine
+//! (`tests/support/stand_in_engine.rs`, the cargo example `stand-in-btsync`):
+//! a private data directory per test, init as a real PID 1 (`unshare`, root)
+//! or as a child subreaper, and views of the stand-in's log and of /proc.
+//! Shared by tests/init.rs and tests/stress.rs; each uses part of it.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use syncbox::sys;
+
+pub const SIGHUP: i32 = 1;
+pub const SIGINT: i32 = 2;
+pub const SIGKILL: i32 = 9;
+pub const SIGUSR1: i32 = 10;
+pub const SIGTERM: i32 = 15;
+
+/// Long enough to never fire on a loaded 2-core machine; only stops hangs.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn syncbox_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_syncbox"))
+}
+
+pub fn stand_in_bin() -> PathBuf {
+    // target/debug/deps/init-HASH -> target/debug/examples/stand-in-btsync
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("examples/stand-in-btsync");
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole suite with `cargo test` (it builds the examples)",
+        path.display()
+    );
+    path
+}
+
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}
+
+/// true: go on. false: the caller returns (only when skipping was asked for).
+pub fn root_available(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("SYNCBOX_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("{test}: SKIPPED: needs root (SYNCBOX_SKIP_ROOT_TESTS=1)");
+        return false;
+    }
+    panic!(
+        "{test} needs root (unshare --pid); CI runs as root. Set SYNCBOX_SKIP_ROOT_TESTS=1 to skip"
+    );
+}
+
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting until {what}\n{}", context());
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A data directory, the engine's log and init's stderr, removed at the end.
+pub struct Sandbox {
+    pub root: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new(label: &str) -> Sandbox {
+        let root = std::env::temp_dir().join(format!(
+            "sbx-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("data")).expect("create sandbox");
+        // Traversable by an unprivileged engine (BTSYNC_UID tests).
+        for dir in [root.clone(), root.join("data")] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let engine_log = root.join("engine.log");
+        fs::write(&engine_log, b"").expect("create engine log");
+        fs::set_permissions(&engine_log, fs::Permissions::from_mode(0o666)).expect("chmod");
+        Sandbox { root }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    pub fn folder(&self, ns: &str) -> PathBuf {
+        self.data().join(ns)
+    }
+
+    pub fn engine_log_path(&self) -> PathBuf {
+        self.root.join("engine.log")
+    }
+
+    pub fn init_log_path(&self) -> PathBuf {
+        self.root.join("init.log")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.data().join(".btsync/btsync.conf")
+    }
+
+    /// `syncbox APPLET ARGS` with a clean environment pointing at this sandbox.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(syncbox_bin());
+        command.args(args);
+        self.environment(&mut command);
+        command
+    }
+
+    pub fn environment(&self, command: &mut Command) {
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BTSYNC_DATA", self.data())
+            .env("BTSYNC_BIN", stand_in_bin())
+            .env("STAND_IN_LOG", self.engine_log_path())
+            .env("BTSYNC_APPLY_TIMEOUT", "60")
+            .stdin(Stdio::null());
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run syncbox")
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        fs::read_to_string(self.engine_log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
+    pub fn starts(&self) -> Vec<Value> {
+        self.events_of("start")
+    }
+
+    pub fn context(&self) -> String {
+        format!(
+            "--- init stderr:\n{}\n--- engine log:\n{}",
+            fs::read_to_string(self.init_log_path()).unwrap_or_default(),
+            fs::read_to_string(self.engine_log_path()).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+pub fn folders_of(start: &Value) -> Vec<String> {
+    start["folders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// PID 1 of a new PID namespace (unshare; root).
+    Pid1,
+    /// A plain child of the test: init makes itself child subreaper.
+    Subreaper,
+}
+
+/// A running `syncbox init`.
+pub struct Init<'s> {
+    sandbox: &'s Sandbox,
+    /// unshare (Pid1) or init itself (Subreaper).
+    pub child: Child,
+    /// init's pid as this test sees it.
+    pub pid: i32,
+    pub exited: Option<i32>,
+}
+
+pub fn proc_stat(pid: i32) -> Option<(char, i32, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_owned();
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid, comm))
+}
+
+/// (pid, state, comm) of every process whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<(i32, char, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some((state, ppid, comm)) = proc_stat(pid)
+            && ppid == parent
+        {
+            found.push((pid, state, comm));
+        }
+    }
+    found
+}
+
+impl<'s> Init<'s> {
+    pub fn start(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
+        let mut command = match mode {
+            Mode::Pid1 => {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc", "--"])
+                    .arg(syncbox_bin())
+                    .arg("init");
+                c
+            }
+            Mode::Subreaper => {
+                let mut c = Command::new(syncbox_bin());
+                c.arg("init");
+                c
+            }
+        };
+        sandbox.environment(&mut command);
+        for (var, value) in env {
+            command.env(var, value);
+        }
+        let log = fs::File::create(sandbox.init_log_path()).expect("init log");
+        command.stderr(log).stdout(Stdio::null());
+        let child = command.spawn().expect("start init");
+        let outer = child.id() as i32;
+        let mut init = Init {
+            sandbox,
+            child,
+            pid: outer,
+            exited: None,
+        };
+        if mode == Mode::Pid1 {
+            let mut inner = None;
+            wait_until(
+                "unshare forked init",
+                || {
+                    inner = children_of(outer).first().map(|c| c.0);
+                    inner.is_some() || init.child.try_wait().ok().flatten().is_some()
+                },
+                || sandbox.context(),
+            );
+            init.pid = inner.unwrap_or(outer);
+        }
+        init
+    }
+
+    /// Start init and wait until the engine has started once.
+    pub fn start_running(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
+        let mut init = Init::start(sandbox, mode, env);
+        init.wait_for_starts(1);
+        init
+    }
+
+    pub fn wait_for_starts(&mut self, count: usize) {
+        let sandbox = self.sandbox;
+        wait_until(
+            &format!("the engine started {count} time(s)"),
+            || sandbox.starts().len() >= count,
+            || sandbox.context(),
+        );
+    }
+
+    /// The start record of the engine init runs now. Init answers add/del
+    /// once it has spawned that engine; the stand-in logs its start a moment
+    /// later, so wait for that line.
+    pub fn current_start(&self) -> Value {
+        let pid = self.status()["engine"]["pid"].clone();
+        assert!(
+            pid.is_i64(),
+            "no engine running\n{}",
+            self.sandbox.context()
+        );
+        let mut found = None;
+        wait_until(
+            "the running engine logged its start",
+            || {
+                found = self.sandbox.starts().into_iter().find(|s| s["pid"] == pid);
+                found.is_some()
+            },
+            || self.sandbox.context(),
+        );
+        found.unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        sys::send_signal(self.pid, signal).expect("signal init");
+    }
+
+    /// Wait for init to exit; its exit status (unshare passes it through).
+    pub fn wait_exit(&mut self) -> i32 {
+        if let Some(code) = self.exited {
+            return code;
+        }
+        let mut status = None;
+        let child = &mut self.child;
+        wait_until(
+            "init exited",
+            || {
+                status = child.try_wait().expect("try_wait");
+                status.is_some()
+            },
+            || self.sandbox.context(),
+        );
+        let code = status
+            .and_then(|s| s.code())
+            .expect("init exited with a status code");
+        self.exited = Some(code);
+        code
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.sandbox.init_log_path()).unwrap_or_default()
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.sandbox.run(&["status", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "status failed: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+}
+
+impl Drop for Init<'_> {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            // Killing init ends its PID namespace, or (subreaper) the engine
+            // through its parent-death signal.
+            let _ = sys::send_signal(self.pid, SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn add(sandbox: &Sandbox, ns: &str) {
+    let out = sandbox.run(&["add", ns]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "add {ns}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sandbox.context()
+    );
+}
