@@ -428,7 +428,7 @@ fn environment_errors_are_clear() {
     assert!(run.stderr.contains("BTSYNC_DATA"), "{run:?}");
 
     let missing = sb.root.join("no-such-dir");
-    let sb = sb.with_env("BTSYNC_DATA", &missing.display().to_string());
+    let sb = sb.with_env("BTSYNC_DATA", &missing);
     let run = sb.run("add", &["gitlab"]);
     run.code(1).one_line_error();
     assert!(run.stderr.contains("data root"), "{run:?}");

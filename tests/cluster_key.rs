@@ -2,9 +2,9 @@
 //! (one per simulated node). Vectors come from an independent Python
 //! implementation (README, "Cluster key").
 
-mod keys_support;
+mod common;
 
-use keys_support::{Node, TempDir};
+use common::{Sandbox, TempDir};
 
 const STAPLE: &str = "correct horse battery staple";
 const STAPLE_GITLAB: &str = "A3YU7QPZZJIDMMZDEH3YWCZEY75J3OZHB";
@@ -16,16 +16,19 @@ const PUBLISHED_A: &str = "AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA";
 fn nodes_sharing_a_cluster_key_file_agree_on_every_namespace_key() {
     let secrets = TempDir::new("cluster-secrets");
     let key_file = secrets.write("cluster.key", format!("{STAPLE}\n").as_bytes());
-    let nodes = [Node::new("one"), Node::new("two")];
+    let nodes = [Sandbox::labelled("one"), Sandbox::labelled("two")];
     for node in &nodes {
         let node = node.with_env("BTSYNC_CLUSTER_KEY_FILE", &key_file);
-        node.ok(&["add", "gitlab"]);
-        node.ok(&["add", "star-trek"]);
+        node.syncbox_ok(&["add", "gitlab"]);
+        node.syncbox_ok(&["add", "star-trek"]);
     }
     for node in &nodes {
-        assert_eq!(node.ok(&["secret", "gitlab"]), format!("{STAPLE_GITLAB}\n"));
         assert_eq!(
-            node.ok(&["secret", "star-trek"]),
+            node.syncbox_ok(&["secret", "gitlab"]),
+            format!("{STAPLE_GITLAB}\n")
+        );
+        assert_eq!(
+            node.syncbox_ok(&["secret", "star-trek"]),
             format!("{STAPLE_STAR_TREK}\n")
         );
     }
@@ -35,32 +38,32 @@ fn nodes_sharing_a_cluster_key_file_agree_on_every_namespace_key() {
 fn the_variable_and_the_file_give_the_same_keys() {
     let secrets = TempDir::new("cluster-secrets");
     let key_file = secrets.write("cluster.key", format!("{STAPLE}\n").as_bytes());
-    let from_file = Node::new("file");
-    let from_var = Node::new("var");
+    let from_file = Sandbox::labelled("file");
+    let from_var = Sandbox::labelled("var");
     from_file
         .with_env("BTSYNC_CLUSTER_KEY_FILE", &key_file)
-        .ok(&["add", "gitlab"]);
+        .syncbox_ok(&["add", "gitlab"]);
     from_var
         .with_env("BTSYNC_CLUSTER_KEY", STAPLE)
-        .ok(&["add", "gitlab"]);
+        .syncbox_ok(&["add", "gitlab"]);
     assert_eq!(
-        from_file.ok(&["secret", "gitlab"]),
-        from_var.ok(&["secret", "gitlab"])
+        from_file.syncbox_ok(&["secret", "gitlab"]),
+        from_var.syncbox_ok(&["secret", "gitlab"])
     );
 }
 
 #[test]
 fn a_different_cluster_key_gives_different_keys() {
-    let first = Node::new("first");
-    let second = Node::new("second");
+    let first = Sandbox::labelled("first");
+    let second = Sandbox::labelled("second");
     first
         .with_env("BTSYNC_CLUSTER_KEY", STAPLE)
-        .ok(&["add", "gitlab"]);
+        .syncbox_ok(&["add", "gitlab"]);
     second
         .with_env("BTSYNC_CLUSTER_KEY", "correct horse battery stapler")
-        .ok(&["add", "gitlab"]);
-    let first_key = first.ok(&["secret", "gitlab"]);
-    let second_key = second.ok(&["secret", "gitlab"]);
+        .syncbox_ok(&["add", "gitlab"]);
+    let first_key = first.syncbox_ok(&["secret", "gitlab"]);
+    let second_key = second.syncbox_ok(&["secret", "gitlab"]);
     assert_eq!(first_key, format!("{STAPLE_GITLAB}\n"));
     assert_ne!(first_key, second_key);
     assert!(
@@ -73,23 +76,26 @@ fn a_different_cluster_key_gives_different_keys() {
 fn the_file_wins_over_the_variable() {
     let secrets = TempDir::new("cluster-secrets");
     let key_file = secrets.write("cluster.key", STAPLE.as_bytes());
-    let node = Node::new("both");
+    let node = Sandbox::labelled("both");
     node.with_env("BTSYNC_CLUSTER_KEY_FILE", &key_file)
         .with_env("BTSYNC_CLUSTER_KEY", "some other cluster key entirely")
-        .ok(&["add", "gitlab"]);
-    assert_eq!(node.ok(&["secret", "gitlab"]), format!("{STAPLE_GITLAB}\n"));
+        .syncbox_ok(&["add", "gitlab"]);
+    assert_eq!(
+        node.syncbox_ok(&["secret", "gitlab"]),
+        format!("{STAPLE_GITLAB}\n")
+    );
 }
 
 #[test]
 fn list_json_says_where_each_key_came_from() {
-    let node = Node::new("origins");
-    node.ok(&["add", "random"]);
-    node.ok(&["add", &format!("--token={PUBLISHED_A}"), "given"]);
+    let node = Sandbox::labelled("origins");
+    node.syncbox_ok(&["add", "random"]);
+    node.syncbox_ok(&["add", &format!("--token={PUBLISHED_A}"), "given"]);
     let clustered = node.with_env("BTSYNC_CLUSTER_KEY", STAPLE);
-    clustered.ok(&["add", "gitlab"]);
-    clustered.ok(&["add", "--read-only", "mirror"]);
+    clustered.syncbox_ok(&["add", "gitlab"]);
+    clustered.syncbox_ok(&["add", "--read-only", "mirror"]);
     let listing: serde_json::Value =
-        serde_json::from_str(&node.ok(&["list", "--json"])).expect("list --json is JSON");
+        serde_json::from_str(&node.syncbox_ok(&["list", "--json"])).expect("list --json is JSON");
     let origin_and_access = |name: &str| {
         let item = listing
             .as_array()
@@ -121,60 +127,66 @@ fn list_json_says_where_each_key_came_from() {
 
 #[test]
 fn an_explicit_token_wins_over_the_cluster_key() {
-    let node = Node::new("explicit");
+    let node = Sandbox::labelled("explicit");
     let clustered = node.with_env("BTSYNC_CLUSTER_KEY", STAPLE);
-    clustered.ok(&["add", &format!("--token={PUBLISHED_A}"), "gitlab"]);
-    assert_eq!(node.ok(&["secret", "gitlab"]), format!("{PUBLISHED_A}\n"));
+    clustered.syncbox_ok(&["add", &format!("--token={PUBLISHED_A}"), "gitlab"]);
+    assert_eq!(
+        node.syncbox_ok(&["secret", "gitlab"]),
+        format!("{PUBLISHED_A}\n")
+    );
     // A later add without a token derives the cluster's key, which differs:
     // that is reported as a cluster conflict and the explicit key stays.
-    let refused = clustered.run(&["add", "gitlab"]);
+    let refused = clustered.syncbox(&["add", "gitlab"]);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("cluster key"), "{refused:?}");
-    assert_eq!(node.ok(&["secret", "gitlab"]), format!("{PUBLISHED_A}\n"));
+    assert_eq!(
+        node.syncbox_ok(&["secret", "gitlab"]),
+        format!("{PUBLISHED_A}\n")
+    );
 }
 
 #[test]
 fn adding_again_with_the_same_cluster_key_changes_nothing() {
-    let node = Node::new("again");
+    let node = Sandbox::labelled("again");
     let clustered = node.with_env("BTSYNC_CLUSTER_KEY", STAPLE);
-    clustered.ok(&["add", "gitlab"]);
-    let entry = node.data().join(".btsync/namespaces/gitlab");
+    clustered.syncbox_ok(&["add", "gitlab"]);
+    let entry = node.data.join(".btsync/namespaces/gitlab");
     let before = std::fs::read(&entry).expect("entry written");
-    clustered.ok(&["add", "gitlab"]);
-    clustered.ok(&["add", &format!("--token={STAPLE_GITLAB}"), "gitlab"]);
+    clustered.syncbox_ok(&["add", "gitlab"]);
+    clustered.syncbox_ok(&["add", &format!("--token={STAPLE_GITLAB}"), "gitlab"]);
     assert_eq!(std::fs::read(&entry).expect("entry kept"), before);
 }
 
 #[test]
 fn a_namespace_with_a_generated_key_is_not_silently_switched() {
-    let node = Node::new("switch");
-    node.ok(&["add", "gitlab"]);
-    let generated = node.ok(&["secret", "gitlab"]);
+    let node = Sandbox::labelled("switch");
+    node.syncbox_ok(&["add", "gitlab"]);
+    let generated = node.syncbox_ok(&["secret", "gitlab"]);
     let refused = node
         .with_env("BTSYNC_CLUSTER_KEY", STAPLE)
-        .run(&["add", "gitlab"]);
+        .syncbox(&["add", "gitlab"]);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("nothing changed"), "{refused:?}");
-    assert_eq!(node.ok(&["secret", "gitlab"]), generated);
+    assert_eq!(node.syncbox_ok(&["secret", "gitlab"]), generated);
 }
 
 #[test]
 fn read_only_nodes_get_the_b_key_of_the_cluster_key() {
-    let reader = Node::new("reader");
+    let reader = Sandbox::labelled("reader");
     reader
         .with_env("BTSYNC_CLUSTER_KEY", STAPLE)
-        .ok(&["add", "--read-only", "gitlab"]);
+        .syncbox_ok(&["add", "--read-only", "gitlab"]);
     assert_eq!(
-        reader.ok(&["secret", "gitlab"]),
+        reader.syncbox_ok(&["secret", "gitlab"]),
         format!("{STAPLE_GITLAB_READ_ONLY}\n")
     );
     // The same B key a read-write node of the cluster hands out.
-    let writer = Node::new("writer");
+    let writer = Sandbox::labelled("writer");
     writer
         .with_env("BTSYNC_CLUSTER_KEY", STAPLE)
-        .ok(&["add", "gitlab"]);
+        .syncbox_ok(&["add", "gitlab"]);
     assert_eq!(
-        writer.ok(&["secret", "--read-only", "gitlab"]),
+        writer.syncbox_ok(&["secret", "--read-only", "gitlab"]),
         format!("{STAPLE_GITLAB_READ_ONLY}\n")
     );
 }
@@ -217,9 +229,9 @@ fn bad_cluster_keys_are_refused_and_change_nothing() {
         ("BTSYNC_CLUSTER_KEY_FILE", String::new(), "is empty"),
         ("BTSYNC_CLUSTER_KEY_FILE", "/dev/zero".into(), "too large"),
     ];
-    let node = Node::new("bad");
-    node.ok(&["add", &format!("--token={PUBLISHED_A}"), "existing"]);
-    let snapshot = node.snapshot();
+    let node = Sandbox::labelled("bad");
+    node.syncbox_ok(&["add", &format!("--token={PUBLISHED_A}"), "existing"]);
+    let snapshot = node.snapshot_with_lock();
     for (var, value, problem) in cases {
         let bad = node.with_env(var, &value);
         for args in [
@@ -227,7 +239,7 @@ fn bad_cluster_keys_are_refused_and_change_nothing() {
             &["add", "--read-only", "fresh"],
             &["add", "existing"],
         ] {
-            let refused = bad.run(args);
+            let refused = bad.syncbox(args);
             let context = format!("{var}={value:?} {args:?}: {refused:?}");
             assert_eq!(refused.code, 2, "{context}");
             assert!(refused.stderr.contains(var), "{context}");
@@ -235,19 +247,19 @@ fn bad_cluster_keys_are_refused_and_change_nothing() {
             assert_eq!(refused.stderr.lines().count(), 1, "{context}");
             assert!(!refused.stderr.contains("fifteen"), "{context}");
             assert!(refused.stdout.is_empty(), "{context}");
-            assert_eq!(node.snapshot(), snapshot, "{context}");
+            assert_eq!(node.snapshot_with_lock(), snapshot, "{context}");
         }
     }
 }
 
 #[test]
 fn read_only_without_any_key_to_derive_from_is_refused() {
-    let node = Node::new("nokey");
-    let refused = node.run(&["add", "--read-only", "gitlab"]);
+    let node = Sandbox::labelled("nokey");
+    let refused = node.syncbox(&["add", "--read-only", "gitlab"]);
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("--token"), "{refused:?}");
-    assert!(!node.data().join("gitlab").exists());
-    assert_eq!(node.ok(&["list"]), "");
+    assert!(!node.data.join("gitlab").exists());
+    assert_eq!(node.syncbox_ok(&["list"]), "");
 }
 
 fn path_text(path: &std::path::Path) -> String {

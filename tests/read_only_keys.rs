@@ -1,11 +1,11 @@
 //! `secret --read-only`, `add --read-only --token` and `keygen`, through
 //! the built binary.
 
-mod keys_support;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use keys_support::{Node, TempDir};
+use common::{Sandbox, TempDir};
 
 const PUBLISHED_A: &str = "AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA";
 const PUBLISHED_B: &str = "B3MF5NHDCWI6JTVUU2R3LYMQDAK2QCEXG";
@@ -20,57 +20,63 @@ fn legacy() -> String {
 
 #[test]
 fn secret_read_only_prints_the_read_only_form() {
-    let node = Node::new("ro-secret");
-    node.ok(&["add", &format!("--token={PUBLISHED_A}"), "published"]);
-    node.ok(&["add", &format!("--token={}", legacy()), "legacy"]);
-    node.ok(&["add", &format!("--token={PUBLISHED_B}"), "reader"]);
+    let node = Sandbox::labelled("ro-secret");
+    node.syncbox_ok(&["add", &format!("--token={PUBLISHED_A}"), "published"]);
+    node.syncbox_ok(&["add", &format!("--token={}", legacy()), "legacy"]);
+    node.syncbox_ok(&["add", &format!("--token={PUBLISHED_B}"), "reader"]);
     assert_eq!(
-        node.ok(&["secret", "--read-only", "published"]),
+        node.syncbox_ok(&["secret", "--read-only", "published"]),
         format!("{PUBLISHED_B}\n")
     );
     assert_eq!(
-        node.ok(&["secret", "--read-only", "legacy"]),
+        node.syncbox_ok(&["secret", "--read-only", "legacy"]),
         format!("{LEGACY_R}\n")
     );
     assert_eq!(
-        node.ok(&["secret", "--read-only", "reader"]),
+        node.syncbox_ok(&["secret", "--read-only", "reader"]),
         format!("{PUBLISHED_B}\n")
     );
     // Without the switch, the key itself.
     assert_eq!(
-        node.ok(&["secret", "published"]),
+        node.syncbox_ok(&["secret", "published"]),
         format!("{PUBLISHED_A}\n")
     );
 }
 
 #[test]
 fn add_read_only_registers_the_read_only_form() {
-    let node = Node::new("ro-add");
+    let node = Sandbox::labelled("ro-add");
     let lower_a = PUBLISHED_A.to_ascii_lowercase();
-    node.ok(&[
+    node.syncbox_ok(&[
         "add",
         "--read-only",
         &format!("--token={lower_a}"),
         "gitlab",
     ]);
-    node.ok(&["add", "--read-only", "--secret", &legacy(), "old"]);
-    assert_eq!(node.ok(&["secret", "gitlab"]), format!("{PUBLISHED_B}\n"));
-    assert_eq!(node.ok(&["secret", "old"]), format!("{LEGACY_R}\n"));
-    let listing = node.ok(&["list", "--json"]);
+    node.syncbox_ok(&["add", "--read-only", "--secret", &legacy(), "old"]);
+    assert_eq!(
+        node.syncbox_ok(&["secret", "gitlab"]),
+        format!("{PUBLISHED_B}\n")
+    );
+    assert_eq!(node.syncbox_ok(&["secret", "old"]), format!("{LEGACY_R}\n"));
+    let listing = node.syncbox_ok(&["list", "--json"]);
     assert!(listing.contains("\"access\":\"read-only\""), "{listing}");
     assert!(!listing.contains("\"access\":\"read-write\""), "{listing}");
     // Idempotent: the same read-only key again changes nothing; the
     // read-write key is a different key and is refused.
-    node.ok(&[
+    node.syncbox_ok(&[
         "add",
         "--read-only",
         &format!("--token={PUBLISHED_A}"),
         "gitlab",
     ]);
-    node.ok(&["add", &format!("--token={PUBLISHED_B}"), "gitlab"]);
-    let refused = node.run(&["add", &format!("--token={PUBLISHED_A}"), "gitlab"]);
+    node.syncbox_ok(&["add", &format!("--token={PUBLISHED_B}"), "gitlab"]);
+    let refused = node.syncbox(&["add", &format!("--token={PUBLISHED_A}"), "gitlab"]);
     assert_eq!(refused.code, 1, "{refused:?}");
-    assert_eq!(node.ok(&["secret", "gitlab"]), format!("{PUBLISHED_B}\n"));
+    assert_eq!(
+        node.syncbox_ok(&["secret", "gitlab"]),
+        format!("{PUBLISHED_B}\n")
+    );
 }
 
 /// A stand-in for btsync that answers `--get-ro-secret D...` like the real
@@ -91,14 +97,17 @@ fn d_keys_get_their_e_key_from_btsync() {
         r#"[ "$1" = --get-ro-secret ] || exit 3
 echo "E${2#D}AAAAAAAAAAAAAAAAAAAAAAAAAA""#,
     );
-    let node = Node::new("ro-engine").with_env("BTSYNC_BIN", &answering);
-    node.ok(&["add", &format!("--token={D_KEY}"), "encrypted"]);
+    let node = Sandbox::labelled("ro-engine").with_env("BTSYNC_BIN", &answering);
+    node.syncbox_ok(&["add", &format!("--token={D_KEY}"), "encrypted"]);
     assert_eq!(
-        node.ok(&["secret", "--read-only", "encrypted"]),
+        node.syncbox_ok(&["secret", "--read-only", "encrypted"]),
         format!("{D_KEY_E}\n")
     );
-    node.ok(&["add", "--read-only", &format!("--token={D_KEY}"), "mirror"]);
-    assert_eq!(node.ok(&["secret", "mirror"]), format!("{D_KEY_E}\n"));
+    node.syncbox_ok(&["add", "--read-only", &format!("--token={D_KEY}"), "mirror"]);
+    assert_eq!(
+        node.syncbox_ok(&["secret", "mirror"]),
+        format!("{D_KEY_E}\n")
+    );
 }
 
 #[test]
@@ -108,9 +117,9 @@ fn without_a_working_btsync_d_keys_fail_clearly_and_change_nothing() {
     let failing = fake_btsync(&bin, r#"echo "bad key $2" >&2; echo "$2"; exit 1"#);
     let babbling = fake_btsync(&bin, r#"echo "not a key: $2""#);
     let missing = bin.path().join("no-such-btsync");
-    let node = Node::new("ro-missing");
-    node.ok(&["add", &format!("--token={D_KEY}"), "encrypted"]);
-    let snapshot = node.snapshot();
+    let node = Sandbox::labelled("ro-missing");
+    node.syncbox_ok(&["add", &format!("--token={D_KEY}"), "encrypted"]);
+    let snapshot = node.snapshot_with_lock();
     for (bin_path, problem) in [
         (&missing, "no such file"),
         (&failing, "failed"),
@@ -121,23 +130,23 @@ fn without_a_working_btsync_d_keys_fail_clearly_and_change_nothing() {
             &["secret", "--read-only", "encrypted"][..],
             &["add", "--read-only", &format!("--token={D_KEY}"), "mirror"],
         ] {
-            let refused = node.run(args);
+            let refused = node.syncbox(args);
             let context = format!("{bin_path:?} {args:?}: {refused:?}");
             assert_eq!(refused.code, 1, "{context}");
             assert!(refused.stderr.contains(problem), "{context}");
             assert!(refused.stderr.contains("BTSYNC_BIN"), "{context}");
             assert!(!refused.stderr.contains(&D_KEY[1..]), "{context}");
             assert!(refused.stdout.is_empty(), "{context}");
-            assert_eq!(node.snapshot(), snapshot, "{context}");
+            assert_eq!(node.snapshot_with_lock(), snapshot, "{context}");
         }
     }
 }
 
 #[test]
 fn keygen_prints_a_fresh_valid_read_write_key() {
-    let node = Node::new("keygen");
-    let first = node.ok(&["keygen"]);
-    let second = node.ok(&["keygen"]);
+    let node = Sandbox::labelled("keygen");
+    let first = node.syncbox_ok(&["keygen"]);
+    let second = node.syncbox_ok(&["keygen"]);
     assert_ne!(first, second);
     for printed in [&first, &second] {
         let key = printed.strip_suffix('\n').expect("one line");
@@ -149,27 +158,27 @@ fn keygen_prints_a_fresh_valid_read_write_key() {
             "{key}"
         );
         // syncbox accepts what it generates.
-        node.ok(&[
+        node.syncbox_ok(&[
             "add",
             &format!("--token={key}"),
             &format!("ns-{}", &key[1..9].to_ascii_lowercase()),
         ]);
     }
-    assert_eq!(node.ok(&["list"]).split_whitespace().count(), 2);
-    let refused = node.run(&["keygen", "extra"]);
+    assert_eq!(node.syncbox_ok(&["list"]).split_whitespace().count(), 2);
+    let refused = node.syncbox(&["keygen", "extra"]);
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stdout.is_empty());
 }
 
 #[test]
 fn keygen_output_works_as_a_cluster_key_file() {
-    let node = Node::new("keygen-cluster");
+    let node = Sandbox::labelled("keygen-cluster");
     let secrets = TempDir::new("keygen-secrets");
-    let key_file = secrets.write("cluster.key", node.ok(&["keygen"]).as_bytes());
+    let key_file = secrets.write("cluster.key", node.syncbox_ok(&["keygen"]).as_bytes());
     let clustered = node.with_env("BTSYNC_CLUSTER_KEY_FILE", &key_file);
-    clustered.ok(&["add", "gitlab"]);
+    clustered.syncbox_ok(&["add", "gitlab"]);
     assert!(
-        node.ok(&["list", "--json"])
+        node.syncbox_ok(&["list", "--json"])
             .contains("\"key_origin\":\"cluster\"")
     );
 }

@@ -1,19 +1,32 @@
-//! Shared test scaffolding: a private data root per test and ways to run the
-//! built binary the three ways users do (bare applet link, `syncbox APPLET`,
-//! `ctl APPLET`).
+//! Shared test scaffolding: a private data root per test (`Sandbox`, in a
+//! `TempDir`) and ways to run the built binary with a controlled environment,
+//! the three ways users do (bare applet link, `syncbox APPLET`, `ctl APPLET`).
+//! Each test file uses a different part of this.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const SYNCBOX: &str = env!("CARGO_BIN_EXE_syncbox");
 
 /// The seed's applets plus the dispatcher-level `ctl`.
 pub const APPLETS: &[&str] = &["add", "del", "has", "list", "path", "secret"];
+
+/// Variables syncbox reads; cleared so the caller's environment cannot leak
+/// into a test.
+const SYNCBOX_VARS: &[&str] = &[
+    "BTSYNC_DATA",
+    "BTSYNC_HOST_PATH",
+    "BTSYNC_CLUSTER_KEY",
+    "BTSYNC_CLUSTER_KEY_FILE",
+    "BTSYNC_BIN",
+];
 
 #[derive(Clone, Copy, Debug)]
 pub enum Via {
@@ -27,20 +40,63 @@ pub enum Via {
 
 pub const ALL_WAYS: [Via; 3] = [Via::Link, Via::Multiplexer, Via::Ctl];
 
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!(
+            "syncbox-test-{label}-{}-{unique}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write `contents` to `name` inside this directory; returns its path.
+    pub fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.path.join(name);
+        fs::write(&path, contents).expect("write a test file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One node: a data root (`data`), links to the binary named after each
+/// applet (`bin`), and the environment its commands run with. A clone is the
+/// same node (the directory lives until the last clone goes).
+#[derive(Clone)]
 pub struct Sandbox {
+    dir: Rc<TempDir>,
     pub root: PathBuf,
     pub data: PathBuf,
     pub bin: PathBuf,
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(String, OsString)>,
 }
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("syncbox-test-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        Sandbox::labelled("sandbox")
+    }
+
+    /// A sandbox whose directory name carries `label`.
+    pub fn labelled(label: &str) -> Sandbox {
+        let dir = TempDir::new(label);
+        let root = dir.path().to_owned();
         let data = root.join("data");
         let bin = root.join("bin");
         fs::create_dir_all(&data).expect("create data root");
@@ -48,18 +104,33 @@ impl Sandbox {
         for name in APPLETS.iter().chain(&["ctl"]) {
             symlink(SYNCBOX, bin.join(name)).expect("link applet");
         }
-        let env = vec![("BTSYNC_DATA".to_owned(), data.display().to_string())];
         Sandbox {
+            dir: Rc::new(dir),
             root,
             data,
             bin,
-            env,
+            env: Vec::new(),
         }
     }
 
-    pub fn with_env(mut self, key: &str, value: &str) -> Sandbox {
-        self.env.push((key.to_owned(), value.to_owned()));
-        self
+    /// The same node, running commands with `var=value` added (a later
+    /// value of a variable wins).
+    pub fn with_env(&self, var: &str, value: impl AsRef<OsStr>) -> Sandbox {
+        let mut sandbox = self.clone();
+        sandbox
+            .env
+            .push((var.to_owned(), value.as_ref().to_owned()));
+        sandbox
+    }
+
+    /// The environment of every command: syncbox's variables from the caller
+    /// removed, BTSYNC_DATA set to this data root, then `env`.
+    fn environment(&self, command: &mut Command) {
+        for var in SYNCBOX_VARS {
+            command.env_remove(var);
+        }
+        command.env("BTSYNC_DATA", &self.data);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
     }
 
     pub fn command(&self, via: Via, applet: &str, args: &[&str]) -> Command {
@@ -77,12 +148,7 @@ impl Sandbox {
             }
         };
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.env_remove("BTSYNC_HOST_PATH");
-        cmd.env_remove("BTSYNC_CLUSTER_KEY");
-        cmd.env_remove("BTSYNC_CLUSTER_KEY_FILE");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        self.environment(&mut cmd);
         cmd
     }
 
@@ -99,6 +165,22 @@ impl Sandbox {
         self.run_via(Via::Link, applet, args)
     }
 
+    /// Run `syncbox ARGS...` (the applet is the first of `args`).
+    pub fn syncbox(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(SYNCBOX);
+        command.args(args);
+        self.environment(&mut command);
+        Run::from(command.output().expect("run syncbox"))
+    }
+
+    /// Run `syncbox ARGS...`, insist on success, return stdout.
+    #[track_caller]
+    pub fn syncbox_ok(&self, args: &[&str]) -> String {
+        let run = self.syncbox(args);
+        assert_eq!(run.code, 0, "{args:?} failed: {run:?}");
+        run.stdout
+    }
+
     pub fn folder(&self, ns: &str) -> PathBuf {
         self.data.join(ns)
     }
@@ -107,13 +189,21 @@ impl Sandbox {
         self.data.join(".btsync/namespaces").join(ns)
     }
 
-    /// Every path under the data root with its kind, size and mode: a test
-    /// compares two snapshots to prove that a command changed nothing.
+    /// Every path under the data root with its kind, mode and content
+    /// (files): a test compares two snapshots to prove that a command changed
+    /// nothing. Without the lock file, which the first command creates and
+    /// leaves behind by design.
     pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = self.snapshot_with_lock();
+        out.remove(Path::new(".btsync/lock"));
+        out
+    }
+
+    /// `snapshot`, the lock file included: for a data root that has one
+    /// already.
+    pub fn snapshot_with_lock(&self) -> BTreeMap<PathBuf, String> {
         let mut out = BTreeMap::new();
         walk(&self.data, &self.data, &mut out);
-        // The lock file is created and left behind by design.
-        out.remove(Path::new(".btsync/lock"));
         out
     }
 }
@@ -126,10 +216,12 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
         let path = item.path();
         let meta = fs::symlink_metadata(&path).expect("stat");
         let rel = path.strip_prefix(root).expect("under root").to_owned();
+        // Exact: text as it is, anything else as its bytes.
         let content = if meta.is_file() {
-            fs::read(&path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
+            match String::from_utf8(fs::read(&path).expect("read a test file")) {
+                Ok(text) => format!("text {text}"),
+                Err(binary) => format!("bytes {:?}", binary.into_bytes()),
+            }
         } else {
             String::new()
         };
@@ -145,12 +237,6 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
         if meta.is_dir() {
             walk(root, &path, out);
         }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 
