@@ -11,6 +11,7 @@
 //! Root-only tests fail when not run as root, unless SYNCBOX_SKIP_ROOT_TESTS=1
 //! is set, so a missing privilege never passes silently.
 
+mod common;
 #[path = "support/harness.rs"]
 mod harness;
 

@@ -13,6 +13,7 @@
 //! The engine is the stand-in (tests/support/stand_in_engine.rs); its own
 //! log is not syncbox's output and is not scanned.
 
+mod common;
 #[path = "support/harness.rs"]
 mod harness;
 

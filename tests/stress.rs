@@ -15,6 +15,7 @@
 //! tests/bench/run.sh). Root-only tests (real PID 1 through `unshare`) fail
 //! without root unless SYNCBOX_SKIP_ROOT_TESTS=1, like tests/init.rs.
 
+mod common;
 #[path = "support/harness.rs"]
 mod harness;
 

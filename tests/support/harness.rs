@@ -2,19 +2,23 @@
 //! (`tests/support/stand_in_engine.rs`, the cargo example `stand-in-btsync`):
 //! a private data directory per test, init as a real PID 1 (`unshare`, root)
 //! or as a child subreaper, and views of the stand-in's log and of /proc.
-//! Shared by tests/init.rs and tests/stress.rs; each uses part of it.
+//! Shared by tests/init.rs, tests/stress.rs, tests/secrets.rs and
+//! tests/cluster.rs; each uses part of it. Its directories are
+//! `common::TempDir`s, so a test that uses it declares `mod common;` too.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use syncbox::sys;
+
+use crate::common::TempDir;
 
 pub const SIGHUP: i32 = 1;
 pub const SIGINT: i32 = 2;
@@ -68,31 +72,41 @@ pub fn root_available(test: &str) -> bool {
     );
 }
 
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + DEADLINE;
+/// Wait up to DEADLINE until `done`.
+pub fn wait_until(what: &str, done: impl FnMut() -> bool, context: impl Fn() -> String) {
+    wait_within(what, DEADLINE, done, context);
+}
+
+pub fn wait_within(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
     while !done() {
         if Instant::now() > deadline {
-            panic!("timed out waiting until {what}\n{}", context());
+            panic!(
+                "timed out after {limit:?} waiting until {what}\n{}",
+                context()
+            );
         }
         sleep(Duration::from_millis(20));
     }
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// A data directory, the engine's log and init's stderr, removed at the end.
 pub struct Sandbox {
+    dir: TempDir,
     pub root: PathBuf,
+    /// Added to the environment of every command, after the sandbox's own.
+    env: Vec<(String, OsString)>,
 }
 
 impl Sandbox {
     pub fn new(label: &str) -> Sandbox {
-        let root = std::env::temp_dir().join(format!(
-            "sbx-{label}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&root);
+        let dir = TempDir::new(label);
+        let root = dir.path().to_owned();
         fs::create_dir_all(root.join("data")).expect("create sandbox");
         // Traversable by an unprivileged engine (BTSYNC_UID tests).
         for dir in [root.clone(), root.join("data")] {
@@ -101,7 +115,17 @@ impl Sandbox {
         let engine_log = root.join("engine.log");
         fs::write(&engine_log, b"").expect("create engine log");
         fs::set_permissions(&engine_log, fs::Permissions::from_mode(0o666)).expect("chmod");
-        Sandbox { root }
+        Sandbox {
+            dir,
+            root,
+            env: Vec::new(),
+        }
+    }
+
+    /// The sandbox, running every command (init too) with `var=value` added.
+    pub fn with_env(mut self, var: &str, value: impl Into<OsString>) -> Sandbox {
+        self.env.push((var.to_owned(), value.into()));
+        self
     }
 
     pub fn data(&self) -> PathBuf {
@@ -140,6 +164,7 @@ impl Sandbox {
             .env("BTSYNC_BIN", stand_in_bin())
             .env("STAND_IN_LOG", self.engine_log_path())
             .env("BTSYNC_APPLY_TIMEOUT", "60")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
     }
 
@@ -172,12 +197,6 @@ impl Sandbox {
             fs::read_to_string(self.init_log_path()).unwrap_or_default(),
             fs::read_to_string(self.engine_log_path()).unwrap_or_default()
         )
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 
