@@ -16,7 +16,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -206,48 +205,31 @@ fn image_has_no_shell_and_the_applets_work_through_docker() {
 
     // A running container, bind-mounted data, `docker exec` through PATH:
     // the registry-only path the applets take when no init is listening.
-    let data = scope.dir("data");
-    let container = scope.container("node");
-    let volume = format!("{}:/data", data.display());
-    let host_path = format!("BTSYNC_HOST_PATH={}", data.display());
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &container,
-        "--network",
-        "none",
-        "-v",
-        &volume,
-        "-e",
-        &host_path,
-        "--entrypoint",
-        "/bin/btsync",
+    let node = Node::start_with(
+        &scope,
         &image,
-        "--sleep",
-        "120",
-    ]);
-    let exec = |args: &[&str]| {
-        let mut all = vec!["exec", container.as_str()];
-        all.extend_from_slice(args);
-        docker(&all)
-    };
+        "node",
+        "none",
+        &["--entrypoint", "/bin/btsync"],
+        &["--sleep", "120"],
+    );
+    let data = &node.data;
     for shell in ["sh", "/bin/sh"] {
-        let out = exec(&[shell]);
+        let out = node.exec(&[shell]);
         assert!(!out.status.success(), "docker exec {shell} worked");
     }
-    assert_eq!(exec(&["has", "gitlab"]).status.code(), Some(1));
-    let out = exec(&["ctl", "add", "gitlab"]);
+    assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(1));
+    let out = node.exec(&["ctl", "add", "gitlab"]);
     assert!(
         out.status.success(),
         "ctl add gitlab: {}",
         text(&out.stderr)
     );
-    assert_eq!(exec(&["has", "gitlab"]).status.code(), Some(0));
-    assert_eq!(text(&exec(&["ctl", "list"]).stdout), "gitlab\n");
+    assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(0));
+    assert_eq!(text(&node.exec(&["ctl", "list"]).stdout), "gitlab\n");
     let host_folder = data.join("gitlab");
     assert_eq!(
-        text(&exec(&["ctl", "path", "gitlab"]).stdout),
+        text(&node.exec(&["ctl", "path", "gitlab"]).stdout),
         format!("{}\n", host_folder.display())
     );
     assert!(
@@ -256,18 +238,22 @@ fn image_has_no_shell_and_the_applets_work_through_docker() {
         host_folder.display()
     );
     assert_eq!(
-        text(&exec(&["ctl", "path", "--scope=container", "gitlab"]).stdout),
+        text(
+            &node
+                .exec(&["ctl", "path", "--scope=container", "gitlab"])
+                .stdout
+        ),
         "/data/gitlab\n"
     );
-    let secret = text(&exec(&["secret", "gitlab"]).stdout);
+    let secret = text(&node.exec(&["secret", "gitlab"]).stdout);
     assert!(secret.trim().starts_with('A'), "secret: {secret}");
-    let out = exec(&["ctl", "del", "gitlab"]);
+    let out = node.exec(&["ctl", "del", "gitlab"]);
     assert!(
         out.status.success(),
         "ctl del gitlab: {}",
         text(&out.stderr)
     );
-    assert_eq!(exec(&["has", "gitlab"]).status.code(), Some(1));
+    assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(1));
     assert!(!host_folder.exists(), "del left {}", host_folder.display());
 }
 
@@ -354,120 +340,10 @@ fn build_fails_when_the_images_loader_cannot_find_a_library() {
 // cargo example, so the library collection runs as for rslsync) or, with
 // SYNCBOX_TEST_BTSYNC=/path/to/rslsync, the real engine.
 
-const REAL_ENGINE_VAR: &str = "SYNCBOX_TEST_BTSYNC";
-
-/// The engine under test; `None` for the real engine, which keeps no log.
-fn engine_under_test() -> (std::path::PathBuf, bool) {
-    match std::env::var_os(REAL_ENGINE_VAR) {
-        Some(real) if !real.is_empty() => (real.into(), false),
-        _ => (stand_in_engine(), true),
-    }
-}
-
-/// The stand-in's records (JSON lines in .btsync/stand-in.log beside its config).
-fn stand_in_events(data: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(data.join(".btsync/stand-in.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-fn events_named<'e>(
-    events: &'e [serde_json::Value],
-    name: &str,
-) -> impl Iterator<Item = &'e serde_json::Value> {
-    events.iter().filter(move |e| e["event"] == name)
-}
-
-struct Node {
-    name: String,
-    data: std::path::PathBuf,
-}
-
-impl Node {
-    /// `docker run -d` the image with a bind-mounted data directory.
-    fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> Node {
-        let name = scope.container(what);
-        let data = scope.dir(&format!("data-{what}"));
-        let volume = format!("{}:/data", data.display());
-        let host_path = format!("BTSYNC_HOST_PATH={}", data.display());
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--hostname",
-            &name,
-            "--network",
-            network,
-            "-v",
-            &volume,
-            "-e",
-            &host_path,
-        ];
-        args.extend_from_slice(extra);
-        args.push(image);
-        docker_ok(&args);
-        Node { name, data }
-    }
-
-    fn exec(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["exec", self.name.as_str()];
-        all.extend_from_slice(args);
-        docker(&all)
-    }
-
-    fn exec_ok(&self, args: &[&str]) -> String {
-        let out = self.exec(args);
-        assert!(
-            out.status.success(),
-            "docker exec {} {}: {}\n{}",
-            self.name,
-            args.join(" "),
-            out.status,
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn engine_config(&self) -> (u32, serde_json::Value) {
-        wait_for(
-            &format!("the engine's config in {}", self.name),
-            Duration::from_secs(30),
-            || {
-                let pid = engine_pid(&self.name);
-                engine_config(pid).map(|config| (pid, config))
-            },
-        )
-    }
-
-    fn logs(&self) -> String {
-        let out = docker(&["logs", &self.name]);
-        text(&out.stdout) + &text(&out.stderr)
-    }
-
-    fn inspect(&self, format: &str) -> String {
-        docker_ok(&["inspect", "-f", format, &self.name])
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("--- docker logs {} ---\n{}", self.name, self.logs());
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn engine_namespace_lifecycle_through_docker_exec() {
-    let scope = Scope::new("lifecycle");
-    let (engine, stand_in) = engine_under_test();
-    let image = scope.build_image("lifecycle", &engine);
+    let (scope, image, stand_in) = engine_image("lifecycle");
     let node = Node::start(&scope, &image, "node", "none", &[]);
     let (first_pid, config) = node.engine_config();
     assert!(config_dirs(&config).is_empty(), "{config}");
@@ -492,8 +368,7 @@ fn engine_namespace_lifecycle_through_docker_exec() {
     let (pid, config) = node.engine_config();
     assert_ne!(pid, first_pid, "the engine was not restarted");
     assert_eq!(config_dirs(&config), ["/data/gitlab"]);
-    let status: serde_json::Value =
-        serde_json::from_str(&node.exec_ok(&["status", "--json"])).expect("status --json");
+    let status = node.exec_json(&["status", "--json"]);
     assert_eq!(status["engine"]["state"], "running", "{status}");
     if stand_in {
         let events = stand_in_events(&node.data);
@@ -515,8 +390,7 @@ fn engine_namespace_lifecycle_through_docker_exec() {
     let (_, config) = node.engine_config();
     assert!(config_dirs(&config).is_empty(), "{config}");
     if stand_in {
-        let events = stand_in_events(&node.data);
-        assert_eq!(events_named(&events, "vanished").count(), 0, "{events:?}");
+        node.assert_nothing_vanished();
     }
 
     // The README's compose/Kubernetes pattern: a one-shot container of the
@@ -532,9 +406,7 @@ fn engine_namespace_lifecycle_through_docker_exec() {
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn engine_health_signals_crash_restart_and_clean_stop() {
-    let scope = Scope::new("signals");
-    let (engine, stand_in) = engine_under_test();
-    let image = scope.build_image("signals", &engine);
+    let (scope, image, stand_in) = engine_image("signals");
     let node = Node::start(
         &scope,
         &image,
@@ -542,11 +414,7 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
         "none",
         &["--health-interval=1s", "--health-retries=3"],
     );
-    wait_for(
-        "the container to turn healthy",
-        Duration::from_secs(60),
-        || (node.inspect("{{.State.Health.Status}}") == "healthy").then_some(()),
-    );
+    node.wait_healthy("the container to turn healthy");
 
     let pid = engine_pid(&node.name);
     let inner_pid = pid_in_container(pid).expect("the engine's pid in the container");
@@ -577,9 +445,7 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
     );
     let restarted = pid_in_container(restarted).expect("the new engine's pid in the container");
     assert_eq!(node.inspect("{{.State.Running}}"), "true");
-    wait_for("healthy again", Duration::from_secs(60), || {
-        (node.inspect("{{.State.Health.Status}}") == "healthy").then_some(())
-    });
+    node.wait_healthy("healthy again");
 
     let started = Instant::now();
     docker_ok(&["stop", &node.name]);
@@ -610,9 +476,7 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn engine_runs_as_btsync_uid_and_owns_the_namespace() {
-    let scope = Scope::new("uid");
-    let (engine, stand_in) = engine_under_test();
-    let image = scope.build_image("uid", &engine);
+    let (scope, image, stand_in) = engine_image("uid");
     let node = Node::start(
         &scope,
         &image,
@@ -644,24 +508,9 @@ fn engine_runs_as_btsync_uid_and_owns_the_namespace() {
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn three_nodes_on_a_private_network_share_the_key_and_known_hosts() {
-    let scope = Scope::new("cluster");
-    let (engine, _) = engine_under_test();
-    let image = scope.build_image("cluster", &engine);
+    let (scope, image, _) = engine_image("cluster");
     let network = scope.network("net");
-    let names: Vec<String> = (0..3).map(|i| scope.unique(&format!("node{i}"))).collect();
-    let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
-    let known_hosts_env = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            Node::start(
-                &scope,
-                &image,
-                &format!("node{i}"),
-                &network,
-                &["-e", &known_hosts_env, "-e", "BTSYNC_SEARCH_LAN=false"],
-            )
-        })
-        .collect();
+    let (nodes, known_hosts) = Node::peers(&scope, &image, &network, 3, &[]);
     nodes[0].exec_ok(&["ctl", "add", "shared"]);
     let key = nodes[0].exec_ok(&["secret", "shared"]).trim().to_owned();
     let token = format!("--token={key}");
@@ -707,9 +556,7 @@ fn namespaces_and_registry_key(config: &serde_json::Value) -> (Vec<String>, Opti
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
-    let scope = Scope::new("clustermode");
-    let (engine, stand_in) = engine_under_test();
-    let image = scope.build_image("clustermode", &engine);
+    let (scope, image, stand_in) = engine_image("clustermode");
     let network = scope.network("net");
     // The registry folder of every node is this one host directory: it
     // stands in for the engine replicating it between the nodes.
@@ -722,31 +569,20 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
     .expect("key file");
     let registry_mount = format!("{}:/data/.btsync/cluster", shared.display());
     let key_mount = format!("{}:/run/secrets:ro", secrets.display());
-    let names: Vec<String> = (0..3).map(|i| scope.unique(&format!("node{i}"))).collect();
-    let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
-    let known_hosts_env = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            Node::start(
-                &scope,
-                &image,
-                &format!("node{i}"),
-                &network,
-                &[
-                    "-v",
-                    &registry_mount,
-                    "-v",
-                    &key_mount,
-                    "-e",
-                    "BTSYNC_CLUSTER_KEY_FILE=/run/secrets/cluster.key",
-                    "-e",
-                    &known_hosts_env,
-                    "-e",
-                    "BTSYNC_SEARCH_LAN=false",
-                ],
-            )
-        })
-        .collect();
+    let (nodes, _) = Node::peers(
+        &scope,
+        &image,
+        &network,
+        3,
+        &[
+            "-v",
+            &registry_mount,
+            "-v",
+            &key_mount,
+            "-e",
+            "BTSYNC_CLUSTER_KEY_FILE=/run/secrets/cluster.key",
+        ],
+    );
     // Every engine syncs the registry, with one key, before anything is declared.
     for node in &nodes {
         let (_, config) = node.engine_config();
@@ -781,8 +617,7 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
         assert_eq!(node.exec_ok(&["secret", "gitlab"]), key, "{}", node.name);
         fs::write(node.data.join("gitlab/data.txt"), &node.name).expect("write");
     }
-    let listed: serde_json::Value =
-        serde_json::from_str(&nodes[2].exec_ok(&["ctl", "list", "--json"])).expect("list");
+    let listed = nodes[2].exec_json(&["ctl", "list", "--json"]);
     assert_eq!(listed[0]["declared"], "cluster", "{listed}");
 
     // A local del is refused; del --cluster on another node removes it everywhere.
@@ -814,16 +649,14 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
             node.name
         );
         if stand_in {
-            let events = stand_in_events(&node.data);
-            assert_eq!(events_named(&events, "vanished").count(), 0, "{events:?}");
+            node.assert_nothing_vanished();
         }
     }
     println!(
         "docker: del --cluster on node2 -> every node trashed gitlab after {:?}",
         removed.elapsed()
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&nodes[0].exec_ok(&["status", "--json"])).expect("status");
+    let status = nodes[0].exec_json(&["status", "--json"]);
     assert_eq!(
         status["cluster"]["removed"][0]["name"], "gitlab",
         "{status}"
@@ -839,9 +672,7 @@ const CLUSTER_GITLAB_READ_ONLY_KEY: &str = "BZH73GNW4OKONMZFB24CISS6M5BERFYWO";
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the_b_key() {
-    let scope = Scope::new("clusterkey");
-    let (engine, _) = engine_under_test();
-    let image = scope.build_image("clusterkey", &engine);
+    let (scope, image, _) = engine_image("clusterkey");
     let key_file = scope.dir("secrets").join("cluster.key");
     fs::write(&key_file, CLUSTER_KEY_FILE_TEXT).expect("write the cluster key file");
     let mount = format!("{}:/run/secrets/cluster.key:ro", key_file.display());
@@ -877,8 +708,7 @@ fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the
             "{}: the engine runs gitlab with another key",
             node.name
         );
-        let listed: serde_json::Value =
-            serde_json::from_str(&node.exec_ok(&["ctl", "list", "--json"])).expect("list --json");
+        let listed = node.exec_json(&["ctl", "list", "--json"]);
         assert_eq!(
             listed[0]["key_origin"], "cluster",
             "{}: {listed}",

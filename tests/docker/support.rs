@@ -1,7 +1,9 @@
 //! Helpers for the docker tests: commands with deadlines, a cleanup scope that
 //! removes every container, network, image and directory a test creates (also
 //! when the test panics), image builds through rootfs/build-image, and views of
-//! an image's files and of the processes inside a container.
+//! an image's files and of the processes inside a container, and nodes:
+//! containers of an image on a bind-mounted data directory, driven through
+//! `docker exec`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -492,4 +494,181 @@ pub fn pid_in_container(host_pid: u32) -> Option<u32> {
         .last()?
         .parse()
         .ok()
+}
+
+// ---------------------------------------------------------------------------
+// Nodes: containers of an image running init (or another entrypoint) on a
+// bind-mounted data directory.
+
+pub const REAL_ENGINE_VAR: &str = "SYNCBOX_TEST_BTSYNC";
+
+/// The engine under test and whether it is the stand-in (the real engine,
+/// named by SYNCBOX_TEST_BTSYNC, keeps no log).
+pub fn engine_under_test() -> (PathBuf, bool) {
+    match std::env::var_os(REAL_ENGINE_VAR) {
+        Some(real) if !real.is_empty() => (real.into(), false),
+        _ => (stand_in_engine(), true),
+    }
+}
+
+/// A scope named `label` and an image of the engine under test built in it;
+/// true when that engine is the stand-in.
+pub fn engine_image(label: &str) -> (Scope, String, bool) {
+    let scope = Scope::new(label);
+    let (engine, stand_in) = engine_under_test();
+    let image = scope.build_image(label, &engine);
+    (scope, image, stand_in)
+}
+
+/// The stand-in's records (JSON lines in .btsync/stand-in.log beside its config).
+pub fn stand_in_events(data: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(data.join(".btsync/stand-in.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+pub fn events_named<'e>(
+    events: &'e [serde_json::Value],
+    name: &str,
+) -> impl Iterator<Item = &'e serde_json::Value> {
+    events.iter().filter(move |e| e["event"] == name)
+}
+
+pub struct Node {
+    pub name: String,
+    pub data: PathBuf,
+}
+
+impl Node {
+    /// `docker run -d` the image with a bind-mounted data directory.
+    pub fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> Node {
+        Node::start_with(scope, image, what, network, extra, &[])
+    }
+
+    /// `start`, with `command` as the arguments after the image.
+    pub fn start_with(
+        scope: &Scope,
+        image: &str,
+        what: &str,
+        network: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Node {
+        let name = scope.container(what);
+        let data = scope.dir(&format!("data-{what}"));
+        let volume = format!("{}:/data", data.display());
+        let host_path = format!("BTSYNC_HOST_PATH={}", data.display());
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--hostname",
+            &name,
+            "--network",
+            network,
+            "-v",
+            &volume,
+            "-e",
+            &host_path,
+        ];
+        args.extend_from_slice(extra);
+        args.push(image);
+        args.extend_from_slice(command);
+        docker_ok(&args);
+        Node { name, data }
+    }
+
+    /// `count` nodes `node0`.. on `network` that know each other
+    /// (BTSYNC_KNOWN_HOSTS) and do not search the LAN; `extra` as in `start`.
+    /// Also the known hosts, in node order.
+    pub fn peers(
+        scope: &Scope,
+        image: &str,
+        network: &str,
+        count: usize,
+        extra: &[&str],
+    ) -> (Vec<Node>, Vec<String>) {
+        let names: Vec<String> = (0..count)
+            .map(|i| scope.unique(&format!("node{i}")))
+            .collect();
+        let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
+        let known_hosts_env = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
+        let mut options = extra.to_vec();
+        options.extend_from_slice(&["-e", &known_hosts_env, "-e", "BTSYNC_SEARCH_LAN=false"]);
+        let nodes = (0..count)
+            .map(|i| Node::start(scope, image, &format!("node{i}"), network, &options))
+            .collect();
+        (nodes, known_hosts)
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "docker exec {} {}: {}\n{}",
+            self.name,
+            args.join(" "),
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// `exec_ok` of an applet run with --json: what it printed.
+    pub fn exec_json(&self, args: &[&str]) -> serde_json::Value {
+        let printed = self.exec_ok(args);
+        serde_json::from_str(&printed)
+            .unwrap_or_else(|e| panic!("{} {args:?} printed no JSON ({e}): {printed}", self.name))
+    }
+
+    pub fn engine_config(&self) -> (u32, serde_json::Value) {
+        wait_for(
+            &format!("the engine's config in {}", self.name),
+            Duration::from_secs(30),
+            || {
+                let pid = engine_pid(&self.name);
+                engine_config(pid).map(|config| (pid, config))
+            },
+        )
+    }
+
+    pub fn wait_healthy(&self, what: &str) {
+        wait_for(what, Duration::from_secs(60), || {
+            (self.inspect("{{.State.Health.Status}}") == "healthy").then_some(())
+        });
+    }
+
+    /// The stand-in never saw a file of a folder it synced disappear.
+    pub fn assert_nothing_vanished(&self) {
+        let events = stand_in_events(&self.data);
+        assert_eq!(events_named(&events, "vanished").count(), 0, "{events:?}");
+    }
+
+    pub fn logs(&self) -> String {
+        let out = docker(&["logs", &self.name]);
+        text(&out.stdout) + &text(&out.stderr)
+    }
+
+    pub fn inspect(&self, format: &str) -> String {
+        docker_ok(&["inspect", "-f", format, &self.name])
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("--- docker logs {} ---\n{}", self.name, self.logs());
+        }
+    }
 }
