@@ -111,14 +111,7 @@ fn live_engines(sandbox: &Sandbox) -> Vec<i32> {
     let config = sandbox.config_path();
     let needle = config.to_string_lossy().into_owned();
     let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };

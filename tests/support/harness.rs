@@ -240,17 +240,20 @@ pub fn proc_stat(pid: i32) -> Option<(char, i32, String)> {
     Some((state, ppid, comm))
 }
 
+/// The pid of every process /proc lists.
+pub fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// (pid, state, comm) of every process whose parent is `parent`.
 pub fn children_of(parent: i32) -> Vec<(i32, char, String)> {
     let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         if let Some((state, ppid, comm)) = proc_stat(pid)
             && ppid == parent
         {
