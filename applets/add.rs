@@ -1,13 +1,11 @@
 use argh::FromArgs;
-use syncbox::cluster::{self, Cluster};
-use syncbox::cluster_key::choose_namespace_key;
-use syncbox::control::{self, Waiting};
-use syncbox::dispatch::{Invocation, parse_args, report};
-use syncbox::keys::{Access, Key};
+use syncbox::Error;
+use syncbox::control::Waiting;
+use syncbox::dispatch::{Invocation, run_applet};
+use syncbox::keys::Key;
 use syncbox::layout::Layout;
 use syncbox::name::Name;
-use syncbox::registry::Registry;
-use syncbox::{Error, Result};
+use syncbox::ops::{self, AddRequest};
 
 /// Register a namespace and create its folder under the data root. Without
 /// a key, the key is derived from the cluster key (BTSYNC_CLUSTER_KEY_FILE or
@@ -43,56 +41,23 @@ struct Args {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    let args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    match add(args) {
-        Ok(()) => 0,
-        Err(e) => report(inv.name, &e),
-    }
-}
-
-fn add(args: Args) -> Result<()> {
-    let name = Name::parse(&args.namespace)?;
-    let key_text = match (args.token, args.secret) {
-        (Some(_), Some(_)) => {
-            return Err(Error::Usage(
-                "give the key once: --token or --secret, not both".into(),
-            ));
-        }
-        (token, secret) => token.or(secret),
-    };
-    let key = key_text.as_deref().map(Key::parse).transpose()?;
-    let waiting = Waiting::from_env(args.no_wait)?;
-    let layout = Layout::from_env()?;
-    if args.cluster {
-        if key.is_some() {
-            return Err(Error::Usage(
-                "--cluster takes no key: every node derives the same one from the cluster key"
-                    .into(),
-            ));
-        }
-        let cluster = Cluster::required(&layout, "add --cluster")?;
-        let access = if args.read_only {
-            Access::ReadOnly
-        } else {
-            Access::ReadWrite
+    run_applet(inv, |args: Args| {
+        let key_text = match (args.token, args.secret) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Usage(
+                    "give the key once: --token or --secret, not both".into(),
+                ));
+            }
+            (token, secret) => token.or(secret),
         };
-        let registry = Registry::new(layout);
-        cluster::declare(
-            &registry,
-            &cluster,
-            &name,
-            access,
-            &cluster::device_name_from_env(),
-        )?;
-        control::announce_add(registry.layout(), &name, waiting)?;
-        return Ok(());
-    }
-    let key = choose_namespace_key(&name, key, args.read_only)?;
-    let registry = Registry::new(layout);
-    registry.add_from(&name, key)?;
-    control::announce_add(registry.layout(), &name, waiting)?;
-    Ok(())
+        let request = AddRequest {
+            name: Name::parse(&args.namespace)?,
+            key: key_text.as_deref().map(Key::parse).transpose()?,
+            read_only: args.read_only,
+            cluster: args.cluster,
+            waiting: Waiting::from_env(args.no_wait)?,
+        };
+        ops::add(Layout::from_env()?, request)?;
+        Ok(0)
+    })
 }

@@ -1,5 +1,5 @@
 use argh::FromArgs;
-use syncbox::dispatch::{Invocation, parse_args, report};
+use syncbox::dispatch::{Invocation, run_applet};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::registry::Registry;
@@ -15,16 +15,9 @@ struct Args {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    let args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let found = Name::parse(&args.namespace)
-        .map_err(syncbox::Error::from)
-        .and_then(|name| Registry::new(Layout::from_env()?).contains(&name));
-    match found {
-        Ok(true) => 0,
-        Ok(false) => 1,
-        Err(e) => report(inv.name, &e),
-    }
+    run_applet(inv, |args: Args| {
+        let name = Name::parse(&args.namespace)?;
+        let registered = Registry::new(Layout::from_env()?).contains(&name)?;
+        Ok(if registered { 0 } else { 1 })
+    })
 }

@@ -1,6 +1,6 @@
 use argh::FromArgs;
 use syncbox::cluster::Cluster;
-use syncbox::dispatch::{Invocation, parse_args, report};
+use syncbox::dispatch::{Invocation, run_applet};
 use syncbox::engine_config::Settings;
 use syncbox::layout::Layout;
 use syncbox::supervisor;
@@ -17,17 +17,10 @@ use syncbox::supervisor;
 struct Args {}
 
 pub fn run(inv: &Invocation) -> u8 {
-    let _args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let started = Layout::from_env().and_then(|layout| {
+    run_applet(inv, |Args {}| {
+        let layout = Layout::from_env()?;
         let settings = Settings::from_env()?;
         let cluster = Cluster::from_env(&layout)?;
         supervisor::run(settings, layout, cluster)
-    });
-    match started {
-        Ok(code) => code,
-        Err(e) => report(inv.name, &e),
-    }
+    })
 }

@@ -1,6 +1,6 @@
 use argh::FromArgs;
 use syncbox::Error;
-use syncbox::dispatch::{Invocation, emit, parse_args, report};
+use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::keys::Key;
 
 /// Print a fresh read-write key ('A' + 32 base32 characters, 160 bits from
@@ -11,12 +11,8 @@ use syncbox::keys::Key;
 struct Args {}
 
 pub fn run(inv: &Invocation) -> u8 {
-    let Args {} = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    match Key::generate() {
-        Ok(key) => emit(&format!("{}\n", key.expose())),
-        Err(e) => report(inv.name, &Error::io("cannot generate a key", e)),
-    }
+    run_applet(inv, |Args {}| {
+        let key = Key::generate().map_err(|e| Error::io("cannot generate a key", e))?;
+        Ok(emit(&format!("{}\n", key.expose())))
+    })
 }

@@ -1,6 +1,6 @@
 use argh::FromArgs;
 use serde_json::{Value, json};
-use syncbox::dispatch::{Invocation, emit, parse_args, report};
+use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::layout::Layout;
 use syncbox::registry::Registry;
 
@@ -15,14 +15,7 @@ struct Args {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    let args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    match render(args.json) {
-        Ok(text) => emit(&text),
-        Err(e) => report(inv.name, &e),
-    }
+    run_applet(inv, |args: Args| Ok(emit(&render(args.json)?)))
 }
 
 fn render(as_json: bool) -> syncbox::Result<String> {

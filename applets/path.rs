@@ -1,11 +1,11 @@
 use std::str::FromStr;
 
 use argh::FromArgs;
-use syncbox::dispatch::{Invocation, emit, parse_args, report};
+use syncbox::Error;
+use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::registry::Registry;
-use syncbox::{Error, Result};
 
 /// Print the path of a namespace's folder: on the host (default, for
 /// `docker run -v $(ctl path NS):...`) or inside this container.
@@ -37,26 +37,17 @@ impl FromStr for Scope {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    let args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    match path(args) {
-        Ok(text) => emit(&format!("{text}\n")),
-        Err(e) => report(inv.name, &e),
-    }
-}
-
-fn path(args: Args) -> Result<String> {
-    let name = Name::parse(&args.namespace)?;
-    let registry = Registry::new(Layout::from_env()?);
-    if !registry.contains(&name)? {
-        return Err(Error::NotRegistered(name.to_string()));
-    }
-    let layout = registry.layout();
-    let path = match args.scope {
-        Scope::Container => layout.folder(&name),
-        Scope::Host => layout.host_folder(&name).ok_or(Error::HostPathUnknown)?,
-    };
-    Ok(path.display().to_string())
+    run_applet(inv, |args: Args| {
+        let name = Name::parse(&args.namespace)?;
+        let registry = Registry::new(Layout::from_env()?);
+        if !registry.contains(&name)? {
+            return Err(Error::NotRegistered(name.to_string()));
+        }
+        let layout = registry.layout();
+        let path = match args.scope {
+            Scope::Container => layout.folder(&name),
+            Scope::Host => layout.host_folder(&name).ok_or(Error::HostPathUnknown)?,
+        };
+        Ok(emit(&format!("{}\n", path.display())))
+    })
 }

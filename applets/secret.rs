@@ -1,10 +1,10 @@
 use argh::FromArgs;
-use syncbox::dispatch::{Invocation, emit, parse_args, report};
+use syncbox::Error;
+use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::read_only::read_only_key;
 use syncbox::registry::Registry;
-use syncbox::{Error, Result};
 
 /// Print the key of a namespace, so another node can join it with
 /// `add --token=KEY NS`. Anyone holding a read-write key can change and
@@ -24,24 +24,17 @@ struct Args {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    let args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    match secret(args) {
-        Ok(text) => emit(&format!("{text}\n")),
-        Err(e) => report(inv.name, &e),
-    }
-}
-
-fn secret(args: Args) -> Result<String> {
-    let name = Name::parse(&args.namespace)?;
-    let registry = Registry::new(Layout::from_env()?);
-    let entry = registry
-        .get(&name)?
-        .ok_or_else(|| Error::NotRegistered(name.to_string()))?;
-    if args.read_only {
-        return Ok(read_only_key(&entry.key)?.expose().to_owned());
-    }
-    Ok(entry.key.expose().to_owned())
+    run_applet(inv, |args: Args| {
+        let name = Name::parse(&args.namespace)?;
+        let registry = Registry::new(Layout::from_env()?);
+        let entry = registry
+            .get(&name)?
+            .ok_or_else(|| Error::NotRegistered(name.to_string()))?;
+        let key = if args.read_only {
+            read_only_key(&entry.key)?
+        } else {
+            entry.key
+        };
+        Ok(emit(&format!("{}\n", key.expose())))
+    })
 }

@@ -1,7 +1,7 @@
 use argh::FromArgs;
 use serde_json::Value;
 use syncbox::control;
-use syncbox::dispatch::{Invocation, emit, parse_args, report};
+use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::layout::Layout;
 
 /// Show what init is doing: the engine's pid, uptime, restart count,
@@ -17,26 +17,20 @@ struct Args {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    let args: Args = match parse_args(inv) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let status = match Layout::from_env().and_then(|layout| control::query_status(&layout)) {
-        Ok(status) => status,
-        Err(e) => return report(inv.name, &e),
-    };
-    let Some(status) = status else {
-        eprintln!(
-            "{}: init is not running on this data directory (no control socket)",
-            inv.name
-        );
-        return 1;
-    };
-    if args.json {
-        emit(&format!("{status}\n"))
-    } else {
-        emit(&render(&status))
-    }
+    run_applet(inv, |args: Args| {
+        let Some(status) = control::query_status(&Layout::from_env()?)? else {
+            eprintln!(
+                "{}: init is not running on this data directory (no control socket)",
+                inv.name
+            );
+            return Ok(1);
+        };
+        Ok(if args.json {
+            emit(&format!("{status}\n"))
+        } else {
+            emit(&render(&status))
+        })
+    })
 }
 
 fn render(status: &Value) -> String {

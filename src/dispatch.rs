@@ -193,6 +193,16 @@ fn install(applets: &[Applet], dir: &Path) -> crate::Result<()> {
     Ok(())
 }
 
+/// The shape of every applet: parse `T` from the arguments, run `body`, and
+/// turn its error into one line on stderr and the error's exit status.
+/// `body` returns the exit status (printing through [`emit`] on the way).
+pub fn run_applet<T: FromArgs>(inv: &Invocation, body: impl FnOnce(T) -> crate::Result<u8>) -> u8 {
+    match parse_args::<T>(inv) {
+        Ok(args) => body(args).unwrap_or_else(|e| report(inv.name, &e)),
+        Err(code) => code,
+    }
+}
+
 /// Parse an applet's arguments with argh. `--help`/`-h` print usage and exit
 /// 0; bad usage prints one line on stderr and exits 2. `help` is not a help
 /// trigger: it is a valid namespace.

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod keys;
 pub mod layout;
 pub mod name;
+pub mod ops;
 pub mod read_only;
 pub mod registry;
 pub mod supervisor;

@@ -1,0 +1,221 @@
+//! `add` and `del` as whole operations: the registry change, the cluster
+//! record, telling a running init, and (for `del`) removing the files only
+//! once no engine syncs them any more. The applets only parse and print.
+
+use std::path::PathBuf;
+
+use crate::cluster::{self, Cluster};
+use crate::cluster_key::choose_namespace_key;
+use crate::control::{self, Applied, Disposal, Waiting};
+use crate::error::{Error, Result};
+use crate::keys::{Access, Key};
+use crate::layout::Layout;
+use crate::name::Name;
+use crate::registry::{ClusterUnregistered, Registry, Removal, Unregistered};
+
+/// What `add` was asked to do.
+pub struct AddRequest {
+    pub name: Name,
+    /// `--token`/`--secret`; `None` derives (cluster key) or generates.
+    pub key: Option<Key>,
+    pub read_only: bool,
+    /// `--cluster`: declare it for every node.
+    pub cluster: bool,
+    pub waiting: Waiting,
+}
+
+/// Register a namespace (locally, or cluster-wide with a declaration) and
+/// tell a running init; returns once the engine syncs it, unless told not
+/// to wait.
+pub fn add(layout: Layout, request: AddRequest) -> Result<()> {
+    let AddRequest {
+        name,
+        key,
+        read_only,
+        cluster,
+        waiting,
+    } = request;
+    let registry = if cluster {
+        if key.is_some() {
+            return Err(Error::Usage(
+                "--cluster takes no key: every node derives the same one from the cluster key"
+                    .into(),
+            ));
+        }
+        let cluster = Cluster::required(&layout, "add --cluster")?;
+        let access = if read_only {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        let registry = Registry::new(layout);
+        let device_name = cluster::device_name_from_env();
+        cluster::declare(&registry, &cluster, &name, access, &device_name)?;
+        registry
+    } else {
+        let key = choose_namespace_key(&name, key, read_only)?;
+        let registry = Registry::new(layout);
+        registry.add_from(&name, key)?;
+        registry
+    };
+    control::announce_add(registry.layout(), &name, waiting)?;
+    Ok(())
+}
+
+/// What `del` was asked to do.
+pub struct DelRequest {
+    pub name: Name,
+    /// `--keep-data`: unregister only.
+    pub keep_data: bool,
+    /// `--cluster`: a tombstone for every node.
+    pub cluster: bool,
+    /// `--purge` (with `--cluster`): delete copies instead of trashing them.
+    pub purge: bool,
+    pub waiting: Waiting,
+}
+
+/// How a `del` ended, for the one line the applet prints on stderr
+/// (`None` from [`DelOutcome::note`]: nothing worth saying).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DelOutcome {
+    /// The namespace was not registered here.
+    NotRegistered,
+    /// Unregistered; the files stay (`--keep-data`).
+    FilesKept(PathBuf),
+    /// Unregistered; init deletes the files once the engine let go (`--no-wait`).
+    QueuedForInit(PathBuf),
+    /// Tombstoned; init deletes or trashes the local copy once the engine
+    /// let go (`--cluster --no-wait`).
+    ClusterQueued(Disposal),
+    /// Unregistered and its files dealt with as the removal says.
+    Removed(Removal),
+    /// Tombstoned cluster-wide; this node had added it locally, so it stays.
+    ClusterOnlyLocalKept,
+    /// Tombstoned cluster-wide; this node never registered it.
+    ClusterNotHere,
+}
+
+impl DelOutcome {
+    pub fn note(&self, name: &Name) -> Option<String> {
+        Some(match self {
+            DelOutcome::NotRegistered => format!("{name}: not registered; nothing to do"),
+            DelOutcome::FilesKept(folder) => {
+                format!("{name}: unregistered; files kept in {}", folder.display())
+            }
+            DelOutcome::QueuedForInit(folder) => format!(
+                "{name}: unregistered; init deletes {} once the engine has let go",
+                folder.display()
+            ),
+            DelOutcome::ClusterQueued(disposal) => format!(
+                "{name}: removed from the cluster; init {} once the engine has let go",
+                match disposal {
+                    Disposal::Delete => "deletes the local copy",
+                    Disposal::Trash => "moves the local copy to the cluster trash",
+                }
+            ),
+            DelOutcome::Removed(Removal::Trashed(path)) => {
+                format!("{name}: files moved to {}", path.display())
+            }
+            DelOutcome::Removed(Removal::Readded) => {
+                format!("{name}: added again meanwhile; files kept")
+            }
+            DelOutcome::Removed(Removal::NotADirectory(path)) => format!(
+                "{name}: unregistered; {} is not a directory, left in place",
+                path.display()
+            ),
+            DelOutcome::Removed(Removal::Deleted | Removal::NoFolder | Removal::NotPending) => {
+                return None;
+            }
+            DelOutcome::ClusterOnlyLocalKept => format!(
+                "{name}: removed from the cluster; this node registered it with a local 'add', \
+                 so it stays here ('del {name}' removes it here)"
+            ),
+            DelOutcome::ClusterNotHere => {
+                format!("{name}: removed from the cluster (it is not registered on this node)")
+            }
+        })
+    }
+}
+
+/// Unregister a namespace, wait until no engine syncs it, then remove its
+/// files. Deleting them while an engine still syncs the folder would make
+/// every peer delete its copy.
+pub fn del(layout: Layout, request: DelRequest) -> Result<DelOutcome> {
+    let DelRequest {
+        name,
+        keep_data,
+        cluster,
+        purge,
+        waiting,
+    } = request;
+    if purge && !cluster {
+        return Err(Error::Usage(
+            "--purge goes with --cluster (a local del deletes the files anyway)".into(),
+        ));
+    }
+    if cluster && keep_data {
+        return Err(Error::Usage(
+            "--cluster and --keep-data do not go together: every node moves its copy to \
+             the cluster trash (kept BTSYNC_TRASH_DAYS)"
+                .into(),
+        ));
+    }
+    if cluster {
+        return del_cluster(layout, &name, waiting, purge);
+    }
+    let folder = layout.folder(&name);
+    let cluster = Cluster::from_env(&layout)?;
+    let registry = Registry::new(layout);
+    if let Some(cluster) = cluster {
+        let entry = registry.get(&name)?;
+        if cluster::refuses_local_del(&cluster, entry.as_ref(), &name)? {
+            return Err(Error::ClusterDeclared(name.to_string()));
+        }
+    }
+    let layout = registry.layout();
+    match registry.unregister(&name, keep_data)? {
+        Unregistered::NotRegistered => {
+            // An engine may still sync it after an earlier `del --no-wait`.
+            control::announce_del(layout, &name, waiting, None)?;
+            Ok(DelOutcome::NotRegistered)
+        }
+        Unregistered::FilesKept => {
+            control::announce_del(layout, &name, waiting, None)?;
+            Ok(DelOutcome::FilesKept(folder))
+        }
+        Unregistered::FilesPending => {
+            match control::announce_del(layout, &name, waiting, Some(Disposal::Delete))? {
+                Applied::Queued => Ok(DelOutcome::QueuedForInit(folder)),
+                Applied::Done | Applied::NoInit => {
+                    Ok(DelOutcome::Removed(registry.remove_files(&name)?))
+                }
+            }
+        }
+    }
+}
+
+/// `del --cluster`: a tombstone for every node, then this node's own copy
+/// goes the way every other node's does.
+fn del_cluster(layout: Layout, name: &Name, waiting: Waiting, purge: bool) -> Result<DelOutcome> {
+    let cluster = Cluster::required(&layout, "del --cluster")?;
+    let registry = Registry::new(layout);
+    let device_name = cluster::device_name_from_env();
+    let disposal = if purge {
+        Disposal::Delete
+    } else {
+        Disposal::Trash
+    };
+    match cluster::tombstone(&registry, &cluster, name, purge, &device_name)? {
+        ClusterUnregistered::LocalOnly => Ok(DelOutcome::ClusterOnlyLocalKept),
+        ClusterUnregistered::NotRegistered => Ok(DelOutcome::ClusterNotHere),
+        ClusterUnregistered::Parked => {
+            match control::announce_del(registry.layout(), name, waiting, Some(disposal))? {
+                Applied::Queued => Ok(DelOutcome::ClusterQueued(disposal)),
+                Applied::Done | Applied::NoInit => Ok(DelOutcome::Removed(match disposal {
+                    Disposal::Delete => registry.remove_files(name)?,
+                    Disposal::Trash => registry.trash_files(name)?,
+                })),
+            }
+        }
+    }
+}
