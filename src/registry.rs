@@ -419,7 +419,7 @@ impl Registry {
         if exists(&folder)? {
             return Ok(());
         }
-        let Ok(listing) = fs::read_dir(self.trash_dir()) else {
+        let Some(listing) = trash_listing(&self.trash_dir()) else {
             return Ok(());
         };
         let prefix = format!("{ns}.");
@@ -530,7 +530,7 @@ pub fn trashed_at(file_name: &str) -> Option<u64> {
 /// name are never touched.
 pub fn purge_trash(trash_dir: &Path, cutoff: u64) -> Vec<String> {
     let mut purged = Vec::new();
-    let Ok(listing) = fs::read_dir(trash_dir) else {
+    let Some(listing) = trash_listing(trash_dir) else {
         return purged;
     };
     for item in listing.flatten() {
@@ -601,11 +601,22 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The items of a trash directory, or `None` when it is missing or is not
+/// a real directory. `.btsync/` belongs to the engine's user, so a symbolic
+/// link may stand where the trash goes: following it would delete (or move
+/// back into the data root) whatever it points at.
+fn trash_listing(trash_dir: &Path) -> Option<fs::ReadDir> {
+    match fs::symlink_metadata(trash_dir) {
+        Ok(meta) if meta.is_dir() => fs::read_dir(trash_dir).ok(),
+        _ => None,
+    }
+}
+
 /// Best effort: trash left by a `del` that crashed. Another `del` may be
 /// deleting the same tree right now, so failures are expected and ignored;
 /// the next `del` tries again.
 fn sweep_trash(trash_dir: &Path) {
-    if let Ok(listing) = fs::read_dir(trash_dir) {
+    if let Some(listing) = trash_listing(trash_dir) {
         for item in listing.flatten() {
             let _ = remove_tree(&item.path());
         }
@@ -662,4 +673,24 @@ fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
         added,
         from_cluster,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_trash_never_follows_a_symlinked_trash_directory() {
+        let root = std::env::temp_dir().join(format!("syncbox-purge-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let outside = root.join("outside");
+        fs::create_dir_all(outside.join("gitlab@1")).expect("outside dir");
+        fs::write(outside.join("gitlab@1/keep.txt"), "keep").expect("outside file");
+        let trash = root.join("cluster-trash");
+        std::os::unix::fs::symlink(&outside, &trash).expect("symlink");
+
+        assert!(purge_trash(&trash, u64::MAX).is_empty());
+        assert!(outside.join("gitlab@1/keep.txt").exists());
+        fs::remove_dir_all(&root).expect("clean up");
+    }
 }

@@ -311,6 +311,33 @@ fn del_leaves_a_symlink_folder_target_alone() {
 }
 
 #[test]
+fn del_never_sweeps_a_trash_directory_replaced_by_a_symlink() {
+    // .btsync/ belongs to the engine's user (BTSYNC_UID), who can put a
+    // symbolic link where the trash goes; del runs as root and must not
+    // delete what the link points at.
+    let sb = Sandbox::new();
+    sb.run("add", &["gitlab"]).ok();
+    let outside = sb.root.join("outside");
+    fs::create_dir_all(outside.join("dir")).unwrap();
+    fs::write(outside.join("keep.txt"), "keep").unwrap();
+    fs::write(outside.join("dir/keep.txt"), "keep").unwrap();
+    let trash = sb.data.join(".btsync/trash");
+    let _ = fs::remove_dir_all(&trash);
+    symlink(&outside, &trash).unwrap();
+
+    sb.run("del", &["not-registered"]).ok();
+    let _ = sb.run("del", &["gitlab"]);
+    assert_eq!(
+        fs::read_to_string(outside.join("keep.txt")).unwrap(),
+        "keep"
+    );
+    assert_eq!(
+        fs::read_to_string(outside.join("dir/keep.txt")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
 fn add_refuses_a_file_or_symlink_where_the_folder_goes() {
     let sb = Sandbox::new();
     fs::write(sb.folder("afile"), "x").unwrap();
