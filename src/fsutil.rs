@@ -63,10 +63,17 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .unwrap_or_default();
     let temp = dir.join(format!("{TEMP_PREFIX}{file_name}.{}", std::process::id()));
     let written = (|| -> io::Result<()> {
+        // Only this process uses this name, so whatever is there is stale
+        // (a crashed writer with the same pid) or planted: a symbolic link
+        // there would make us write through it. Unlink it, then create the
+        // file exclusively (O_EXCL never follows a link).
+        match fs::remove_file(&temp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&temp)?;
         // The mode given to open() is filtered by the umask; set it exactly.
@@ -127,5 +134,33 @@ impl FileLock {
         file.lock()
             .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
         Ok(FileLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_never_writes_through_a_planted_temporary_link() {
+        // .btsync/ belongs to the engine's user: a link at the temporary
+        // name (predictable: init is pid 1) must not make root write the
+        // config, keys and all, into the file it points at.
+        let root = std::env::temp_dir().join(format!("syncbox-atomic-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("test dir");
+        let victim = root.join("victim");
+        fs::write(&victim, "untouched").expect("victim");
+        let target = root.join("btsync.conf");
+        let temp = root.join(format!("{TEMP_PREFIX}btsync.conf.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).expect("plant a link");
+
+        write_atomic(&target, b"secret config", 0o600).expect("write");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "untouched");
+        let meta = fs::symlink_metadata(&target).expect("target");
+        assert!(meta.is_file(), "the target must be a regular file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&target).expect("target"), b"secret config");
+        fs::remove_dir_all(&root).expect("clean up");
     }
 }
