@@ -751,6 +751,10 @@ impl Supervisor {
             .arg("--config")
             .arg(&config)
             .current_dir(&self.work_dir)
+            // The engine gets its keys from the config; the cluster key,
+            // which derives every namespace's key, stays out of its
+            // environment (/proc/PID/environ of a long-lived process).
+            .env_remove(crate::cluster_key::CLUSTER_KEY_VAR)
             .stdin(Stdio::null());
         if let Some(owner) = self.settings.owner {
             command.uid(owner.uid).gid(owner.gid);

@@ -652,3 +652,26 @@ fn init_purges_cluster_trash_older_than_btsync_trash_days() {
     assert!(init.stderr().contains(&format!("purged {}", items[0])));
     node.stop(init);
 }
+
+#[test]
+fn the_engine_never_receives_the_cluster_key() {
+    // The engine needs only the keys in its config. The cluster key derives
+    // every namespace's key; in the engine's environment it would sit in
+    // /proc/PID/environ of a long-lived third-party process.
+    let cluster = Cluster::new("environ");
+    let node = cluster.lonely_node("node1");
+    let init = node.start_init(&[]);
+    let status = node.status().expect("status");
+    let engine = status["engine"]["pid"].as_i64().expect("engine pid");
+    let environ = fs::read(format!("/proc/{engine}/environ")).expect("engine environment");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.split('\0').any(|v| v.starts_with("BTSYNC_DATA=")),
+        "not the engine's environment: {environ:?}"
+    );
+    assert!(
+        !environ.contains(CLUSTER_KEY),
+        "the engine's environment holds the cluster key"
+    );
+    node.stop(init);
+}
