@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::fsutil;
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::registry::Entry;
+use crate::sys;
 
 pub const BIN_VAR: &str = "BTSYNC_BIN";
 pub const DEVICE_NAME_VAR: &str = "BTSYNC_DEVICE_NAME";
@@ -323,10 +324,23 @@ pub fn prepare(
         cluster.ensure_dir()?;
     }
     if let Some(owner) = settings.owner {
-        // The engine must traverse .btsync/ to reach its config and storage;
-        // it stays 0700, owned by the engine user. The registry inside
-        // (namespaces/, 0700 root) is never opened by the engine.
-        chown_one(&layout.state_dir(), owner)?;
+        // The engine must traverse .btsync/ to reach its config and storage,
+        // but must not be able to rename or replace what init and the
+        // applets keep there (registry, lock, control socket, trash): the
+        // directory stays init's, its group gets traversal only (0710).
+        let state = layout.state_dir();
+        std::os::unix::fs::lchown(&state, Some(sys::effective_uid()), Some(owner.gid))
+            .and_then(|()| fs::set_permissions(&state, fs::Permissions::from_mode(0o710)))
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "cannot open {} to group {} for traversal",
+                        state.display(),
+                        owner.gid
+                    ),
+                    e,
+                )
+            })?;
         chown_tree_if_foreign(&storage, owner)?;
         if let Some(cluster) = cluster {
             // The registry may be a symbolic link to a shared directory:

@@ -33,7 +33,10 @@ pub fn ensure_private_dir(path: &Path) -> Result<()> {
             problem: "exists but is not a directory",
         });
     }
-    if meta.permissions().mode() & 0o7777 != 0o700 {
+    // Private means no access for others and nothing for the group but,
+    // at most, traversal: init lets an unprivileged engine's group reach
+    // its own files inside `.btsync/` that way (mode 0710).
+    if meta.permissions().mode() & 0o7767 != 0o700 {
         fs::set_permissions(path, fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("cannot chmod 0700 {}", path.display()), e))?;
     }

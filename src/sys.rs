@@ -15,6 +15,7 @@ unsafe extern "C" {
     fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
     fn prctl(option: c_int, ...) -> c_int;
     fn getppid() -> c_int;
+    fn geteuid() -> u32;
     fn gethostname(name: *mut c_char, len: usize) -> c_int;
 }
 
@@ -156,6 +157,12 @@ pub fn kill_child_with_parent(command: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { geteuid() }
 }
 
 /// The kernel's host name (the container's name in docker).

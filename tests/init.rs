@@ -665,12 +665,21 @@ fn engine_runs_unprivileged_with_btsync_uid_and_gid() {
             path.display()
         );
     }
-    // A namespace added later is handed over too.
+    // .btsync/ itself stays root's: the engine's group may only traverse
+    // it, so the engine cannot rename or replace the registry, the lock,
+    // the control socket or the trash kept there.
+    let state = fs::metadata(sandbox.data().join(".btsync")).expect("stat");
+    assert_eq!((state.uid(), state.gid()), (0, 65533));
+    assert_eq!(state.permissions().mode() & 0o7777, 0o710);
+    // A namespace added later is handed over too, and the applet's writes
+    // leave .btsync/ traversable for the engine.
     add(&sandbox, "later");
     assert_eq!(
         fs::metadata(sandbox.folder("later")).expect("stat").uid(),
         65534
     );
+    let state = fs::metadata(sandbox.data().join(".btsync")).expect("stat");
+    assert_eq!(state.permissions().mode() & 0o7777, 0o710);
     assert_eq!(
         init.current_start()["folder_problems"],
         serde_json::json!([])

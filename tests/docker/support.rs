@@ -520,9 +520,9 @@ pub fn engine_image(label: &str) -> (Scope, String, bool) {
     (scope, image, stand_in)
 }
 
-/// The stand-in's records (JSON lines in .btsync/stand-in.log beside its config).
+/// The stand-in's records (JSON lines in .btsync/storage/stand-in.log).
 pub fn stand_in_events(data: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(data.join(".btsync/stand-in.log"))
+    fs::read_to_string(data.join(".btsync/storage/stand-in.log"))
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())

@@ -7,7 +7,8 @@
 //!   folder's `dir` exist, every `secret` is a well-formed key;
 //! - creates `.sync/` in each folder, as btsync does;
 //! - records every start, signal and exit as JSON lines in `$STAND_IN_LOG`
-//!   (default: `stand-in.log` beside the config);
+//!   (default: `storage/stand-in.log` beside the config: like the real engine it
+//!   may only write in its storage, not in the directory that holds its config);
 //! - reports `vanished` when a file of a configured folder disappears while
 //!   it runs: the real engine would propagate that deletion to every peer.
 //!
@@ -86,7 +87,7 @@ fn engine(args: &[String]) {
         .or_else(|| {
             config_path
                 .as_ref()
-                .and_then(|c| c.parent().map(|d| d.join("stand-in.log")))
+                .and_then(|c| c.parent().map(|d| d.join("storage").join("stand-in.log")))
         });
     let log = log_path.map(|path| Log { path });
     let log = log.as_ref();
