@@ -122,6 +122,10 @@ pub struct RegistryLock {
     _lock: FileLock,
 }
 
+/// The registry's entries that could be read, and the damaged ones with
+/// what is wrong with each.
+pub type ReadableEntries = (Vec<Entry>, Vec<(Name, Error)>);
+
 pub struct Registry {
     layout: Layout,
 }
@@ -174,6 +178,23 @@ impl Registry {
             }
         }
         Ok(entries)
+    }
+
+    /// Every entry that can be read, and the error of each that cannot (a
+    /// damaged file): init keeps syncing the good namespaces rather than
+    /// letting one bad file stop them all. The damaged ones are reported,
+    /// never acted on; `del NS` removes one.
+    pub fn readable_entries(&self) -> Result<ReadableEntries> {
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        for name in self.names()? {
+            match self.get(&name) {
+                Ok(Some(entry)) => entries.push(entry),
+                Ok(None) => {}
+                Err(e) => damaged.push((name, e)),
+            }
+        }
+        Ok((entries, damaged))
     }
 
     /// Register `ns` with `key` (or a generated one) and create its folder.

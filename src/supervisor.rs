@@ -732,10 +732,13 @@ impl Supervisor {
         // Every request numbered up to here was registered before this read.
         let generation = self.generation;
         let layout = self.registry.layout().clone();
-        let entries = self.registry.entries().map_err(|e| StartFailure {
+        let (entries, damaged) = self.registry.readable_entries().map_err(|e| StartFailure {
             code: 1,
             message: format!("cannot start the engine: {e}"),
         })?;
+        for (_, problem) in &damaged {
+            log!("left out of the engine config: {problem}");
+        }
         let cluster = self.cluster.as_ref().map(|watch| &watch.cluster);
         let config =
             engine_config::prepare(&self.settings, &layout, &entries, cluster).map_err(|e| {
@@ -862,13 +865,19 @@ impl Supervisor {
         for (file, reason) in &fresh_ignored {
             log!("cluster: ignored registry file {file:?}: {reason}");
         }
-        let local: Vec<Local> = match self.registry.entries() {
-            Ok(entries) => entries
+        let local: Vec<Local> = match self.registry.readable_entries() {
+            // A damaged entry counts as held and local: the cluster neither
+            // re-adds over it nor removes it; the engine start reports it.
+            Ok((entries, damaged)) => entries
                 .into_iter()
                 .map(|e| Local {
                     name: e.name,
                     from_cluster: e.from_cluster,
                 })
+                .chain(damaged.into_iter().map(|(name, _)| Local {
+                    name,
+                    from_cluster: false,
+                }))
                 .collect(),
             Err(e) => {
                 log!("cluster: cannot read the local registry: {e}");

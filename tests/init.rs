@@ -596,6 +596,32 @@ fn config_comes_from_the_registry_and_the_environment() {
 }
 
 #[test]
+fn a_damaged_registry_entry_is_left_out_and_the_rest_still_syncs() {
+    let sandbox = Sandbox::new("damaged");
+    add(&sandbox, "good");
+    add(&sandbox, "broken");
+    let entry = sandbox.data().join(".btsync/namespaces/broken");
+    fs::write(&entry, "{\"name\": \"broken\", \"secr").expect("damage the entry");
+    fs::write(sandbox.folder("broken").join("keep.txt"), "data").expect("write");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    assert_eq!(
+        folders_of(&init.current_start()),
+        ["good"],
+        "{}",
+        sandbox.context()
+    );
+    let log = init.stderr();
+    assert!(
+        log.contains("left out of the engine config") && log.contains("namespaces/broken"),
+        "{log}"
+    );
+    // Left out, never acted on: the files stay.
+    assert!(sandbox.folder("broken").join("keep.txt").exists());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
 fn malformed_variable_stops_init_before_the_engine_starts() {
     for (var, value) in [
         ("BTSYNC_LISTEN_PORT", "seventy"),
