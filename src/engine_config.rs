@@ -189,36 +189,39 @@ fn parse_id(var: &'static str, text: &str) -> Result<u32> {
 /// Seconds as a decimal number: `8`, `0.5`. At most a day: anything longer
 /// is a typo, and docker would have killed the container long before.
 pub fn parse_seconds(var: &'static str, text: &str) -> Result<Duration> {
-    let bad = || Error::Env {
-        var,
-        problem: format!("{text:?} is not a number of seconds between 0 and 86400 (e.g. 8 or 0.5)"),
-    };
-    let trimmed = text.trim();
-    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Err(bad());
-    }
-    let seconds: f64 = trimmed.parse().map_err(|_| bad())?;
-    if !(0.0..=86400.0).contains(&seconds) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    parse_decimal(var, text, "seconds", 86400.0, 1.0, "8")
 }
 
 /// Days as a decimal number (`7`, `0.5`), at most 100 years.
 fn parse_days(var: &'static str, text: &str) -> Result<Duration> {
+    parse_decimal(var, text, "days", 36500.0, 86400.0, "7")
+}
+
+/// A plain decimal number of `unit`s between 0 and `max` (no sign, no
+/// exponent), as a duration of `unit_seconds` each.
+fn parse_decimal(
+    var: &'static str,
+    text: &str,
+    unit: &str,
+    max: f64,
+    unit_seconds: f64,
+    example: &str,
+) -> Result<Duration> {
     let bad = || Error::Env {
         var,
-        problem: format!("{text:?} is not a number of days between 0 and 36500 (e.g. 7 or 0.5)"),
+        problem: format!(
+            "{text:?} is not a number of {unit} between 0 and {max} (e.g. {example} or 0.5)"
+        ),
     };
     let trimmed = text.trim();
     if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(bad());
     }
-    let days: f64 = trimmed.parse().map_err(|_| bad())?;
-    if !(0.0..=36500.0).contains(&days) {
+    let value: f64 = trimmed.parse().map_err(|_| bad())?;
+    if !(0.0..=max).contains(&value) {
         return Err(bad());
     }
-    Ok(Duration::from_secs_f64(days * 86400.0))
+    Ok(Duration::from_secs_f64(value * unit_seconds))
 }
 
 /// `host:port,host:port`; IPv6 literals in brackets: `[fd00::1]:55555`.

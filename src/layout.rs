@@ -44,6 +44,20 @@ impl Layout {
         &self.data
     }
 
+    /// The data root must already exist as a directory: syncbox never
+    /// creates it, since a typo would silently start a new, empty store.
+    pub fn check_data_root(&self) -> Result<()> {
+        let problem = match std::fs::metadata(&self.data) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => "is not a directory".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        Err(Error::DataRoot {
+            path: self.data.clone(),
+            problem,
+        })
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.data.join(STATE_DIR)
     }

@@ -495,22 +495,7 @@ impl Registry {
     /// Every writer holds it; the `*_locked`/`*_for_cluster` methods take it
     /// as a parameter so that one caller can make several changes at once.
     pub fn lock(&self) -> Result<RegistryLock> {
-        let root = self.layout.data_root();
-        match fs::metadata(root) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::DataRoot {
-                    path: root.to_owned(),
-                    problem: "is not a directory".into(),
-                });
-            }
-            Err(e) => {
-                return Err(Error::DataRoot {
-                    path: root.to_owned(),
-                    problem: e.to_string(),
-                });
-            }
-        }
+        self.layout.check_data_root()?;
         fsutil::ensure_private_dir(&self.layout.state_dir())?;
         let lock = FileLock::acquire(&self.layout.lock_file())?;
         for dir in [self.layout.namespaces_dir(), self.layout.deleting_dir()] {

@@ -219,7 +219,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         Signals::new(&handled).map_err(|e| Error::io("cannot install signal handlers", e))?;
     let (events, inbox) = mpsc::channel::<Event>();
 
-    check_data_root(&layout)?;
+    layout.check_data_root()?;
     crate::fsutil::ensure_private_dir(&layout.state_dir())?;
     let (_claim, listener) = control::claim(&layout)?;
 
@@ -284,21 +284,6 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     // Hold no mount busy; later engines still start in the original directory.
     let _ = std::env::set_current_dir("/");
     Ok(supervisor.run(inbox, events))
-}
-
-fn check_data_root(layout: &Layout) -> Result<()> {
-    let root = layout.data_root();
-    match std::fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(Error::DataRoot {
-            path: root.to_owned(),
-            problem: "is not a directory".into(),
-        }),
-        Err(e) => Err(Error::DataRoot {
-            path: root.to_owned(),
-            problem: e.to_string(),
-        }),
-    }
 }
 
 impl Supervisor {
