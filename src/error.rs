@@ -24,7 +24,8 @@ pub enum Error {
     KeyConflict(String),
     /// `path --scope=host` without `BTSYNC_HOST_PATH`.
     HostPathUnknown,
-    /// The data root itself is missing or is not a directory.
+    /// The data root itself is missing or is not a directory: a setting
+    /// (or a mount) is wrong, so it is bad input (exit 2).
     DataRoot { path: PathBuf, problem: String },
     /// `$BTSYNC_DATA/NS` exists but is not a plain directory.
     FolderOccupied {
@@ -60,7 +61,11 @@ impl Error {
     /// wrongly (nothing was changed), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::InvalidName(_) | Error::InvalidKey(_) | Error::Usage(_) | Error::Env { .. } => 2,
+            Error::InvalidName(_)
+            | Error::InvalidKey(_)
+            | Error::Usage(_)
+            | Error::Env { .. }
+            | Error::DataRoot { .. } => 2,
             _ => 1,
         }
     }
@@ -84,13 +89,12 @@ impl fmt::Display for Error {
                 "the host path of the data volume is unknown: start the container with \
                  -e BTSYNC_HOST_PATH=/host/dir/mounted/at/data, or use --scope=container"
             ),
-            Error::DataRoot { path, problem } => {
-                write!(
-                    f,
-                    "data root {}: {problem} (set BTSYNC_DATA)",
-                    path.display()
-                )
-            }
+            Error::DataRoot { path, problem } => write!(
+                f,
+                "environment variable {}: the data root {} {problem}",
+                crate::layout::DATA_VAR,
+                path.display()
+            ),
             Error::FolderOccupied { path, problem } => {
                 write!(f, "{}: {problem}; move it away first", path.display())
             }

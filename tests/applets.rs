@@ -383,7 +383,8 @@ fn has_prints_nothing() {
         assert!(run.stdout.is_empty(), "{run:?}");
     }
     sb.run("has", &["gitlab"]).code(1);
-    sb.run("has", &["INVALID"]).code(2);
+    // Exit 2 (cannot answer) is the one case with a line on stderr.
+    sb.run("has", &["INVALID"]).code(2).one_line_error();
     sb.run("add", &["gitlab"]).ok();
     let run = sb.run("has", &["gitlab"]);
     run.ok();
@@ -457,11 +458,50 @@ fn environment_errors_are_clear() {
     let missing = sb.root.join("no-such-dir");
     let sb = sb.with_env("BTSYNC_DATA", &missing);
     let run = sb.run("add", &["gitlab"]);
-    run.code(1).one_line_error();
+    run.code(2).one_line_error();
     assert!(run.stderr.contains("data root"), "{run:?}");
     assert!(!missing.exists(), "a missing data root must not be created");
-    sb.run("has", &["gitlab"]).code(1);
-    assert_eq!(sb.run("list", &[]).ok().stdout, "");
+    // "Cannot answer", never "not registered" or "no namespaces".
+    sb.run("has", &["gitlab"]).code(2).one_line_error();
+    sb.run("list", &[]).code(2).one_line_error();
+}
+
+/// Issue 16, item 1: a data root that is missing (a volume not mounted, a
+/// typo) or not a directory must never read as "no namespaces". Every
+/// applet that uses it refuses with exit 2 and one line naming the
+/// variable and the path.
+#[test]
+fn every_applet_refuses_a_missing_or_non_directory_data_root() {
+    let sb = Sandbox::new();
+    let missing = sb.root.join("not-mounted");
+    let file = sb.root.join("a-file");
+    fs::write(&file, "not a directory").unwrap();
+    let calls: &[&[&str]] = &[
+        &["add", "gitlab"],
+        &["add", "--token", A_KEY, "gitlab"],
+        &["del", "gitlab"],
+        &["has", "gitlab"],
+        &["list"],
+        &["list", "--json"],
+        &["path", "--scope=container", "gitlab"],
+        &["secret", "gitlab"],
+        &["status"],
+        &["health"],
+        &["init"],
+    ];
+    for root in [&missing, &file] {
+        let sb = sb.with_env("BTSYNC_DATA", root);
+        for call in calls {
+            let run = sb.syncbox(call);
+            run.code(2).one_line_error();
+            assert!(
+                run.stderr.contains("BTSYNC_DATA") && run.stderr.contains(root.to_str().unwrap()),
+                "{call:?}: {run:?}"
+            );
+        }
+        assert!(!missing.exists(), "a missing data root must not be created");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+    }
 }
 
 #[test]
