@@ -504,6 +504,50 @@ fn every_applet_refuses_a_missing_or_non_directory_data_root() {
     }
 }
 
+/// Issue 16, item 2: the key must not depend on the working directory.
+#[test]
+fn a_relative_cluster_key_file_is_refused() {
+    let sb = Sandbox::new();
+    fs::write(
+        sb.root.join("cluster.key"),
+        "correct horse battery staple\n",
+    )
+    .unwrap();
+    let sb = sb.with_env("BTSYNC_CLUSTER_KEY_FILE", "cluster.key");
+    for args in [&["add", "gitlab"][..], &["add", "--cluster", "gitlab"]] {
+        let out = sb
+            .command(Via::Multiplexer, args[0], &args[1..])
+            .current_dir(&sb.root)
+            .output()
+            .unwrap();
+        let run = common::Run::from(out);
+        run.code(2).one_line_error();
+        assert!(
+            run.stderr.contains("BTSYNC_CLUSTER_KEY_FILE") && run.stderr.contains("absolute"),
+            "{run:?}"
+        );
+    }
+    assert!(sb.snapshot().is_empty(), "a refused add changed state");
+}
+
+/// Issue 16, item 3: BTSYNC_BIN is an absolute path, also for the one
+/// applet besides init that runs it (`secret --read-only` of a D key).
+#[test]
+fn a_relative_btsync_bin_is_refused() {
+    let sb = Sandbox::new();
+    sb.run("add", &["--token", &format!("D{}", &A_KEY[1..]), "vault"])
+        .ok();
+    for bin in ["btsync", "bin/btsync", "sleep"] {
+        let sb = sb.with_env("BTSYNC_BIN", bin);
+        let run = sb.run("secret", &["--read-only", "vault"]);
+        run.code(2).one_line_error();
+        assert!(
+            run.stderr.contains("BTSYNC_BIN") && run.stderr.contains("absolute"),
+            "{bin}: {run:?}"
+        );
+    }
+}
+
 #[test]
 fn a_damaged_registry_file_is_reported_not_trusted() {
     let sb = Sandbox::new();
