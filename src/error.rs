@@ -34,6 +34,12 @@ pub enum Error {
     },
     /// A registry file that cannot be understood.
     CorruptEntry { path: PathBuf, problem: String },
+    /// Something other than a regular file (a directory, say) where a
+    /// registry entry belongs. syncbox never wrote it, so it never removes it.
+    EntryNotAFile { path: PathBuf },
+    /// `add` with a different key while a `del` of the namespace has not
+    /// finished: its files would be adopted under the new key.
+    DelUnfinished(String),
     /// init (or talking to it) failed; the message says what to do.
     Supervisor(String),
     /// The read-only form of a D key needs the btsync binary, which is
@@ -103,6 +109,20 @@ impl fmt::Display for Error {
                 "registry file {} is damaged ({problem}); restore it or remove it",
                 path.display()
             ),
+            Error::EntryNotAFile { path } => write!(
+                f,
+                "registry entry {} is not a regular file; nothing changed. syncbox never \
+                 removes what it did not write: move it out of {} by hand, then run the \
+                 command again",
+                path.display(),
+                path.parent().unwrap_or(path).display()
+            ),
+            Error::DelUnfinished(ns) => write!(
+                f,
+                "{ns}: a 'del {ns}' has not finished and its files are still here; nothing \
+                 changed. Run 'del {ns}' to finish it first, then add it with the new key \
+                 (adding it with its old key, or none, undoes the deletion instead)"
+            ),
             Error::Supervisor(msg) => write!(f, "{msg}"),
             Error::ReadOnlyUnavailable { bin, problem } => write!(
                 f,
@@ -125,6 +145,18 @@ impl fmt::Display for Error {
                  from every node (each moves its copy to the cluster trash)"
             ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
+        }
+    }
+}
+
+impl Error {
+    /// What is wrong with a damaged registry entry, in a few words; `None`
+    /// for any other error.
+    pub fn damage(&self) -> Option<&str> {
+        match self {
+            Error::CorruptEntry { problem, .. } => Some(problem),
+            Error::EntryNotAFile { .. } => Some("not a regular file"),
+            _ => None,
         }
     }
 }
