@@ -861,3 +861,19 @@ fn status_and_health_report_init_and_the_engine() {
     );
 }
 
+/// Issue 16, also settled: the text `status` has no trailing spaces, also
+/// with no folders (it printed "folders:  0 ").
+#[test]
+fn status_text_has_no_trailing_spaces() {
+    let sandbox = Sandbox::new("statustext");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let out = sandbox.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("folders:  0"), "{text}");
+    for line in text.lines() {
+        assert_eq!(line, line.trim_end(), "trailing space: {text:?}");
+    }
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
