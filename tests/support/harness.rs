@@ -308,11 +308,35 @@ impl<'s> Init<'s> {
         init
     }
 
-    /// Start init and wait until the engine has started once.
+    /// Start init and wait until the engine has started once. An engine
+    /// runs only with something to sync: register a namespace first.
     pub fn start_running(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
         let mut init = Init::start(sandbox, mode, env);
         init.wait_for_starts(1);
         init
+    }
+
+    /// Start init on a node with nothing to sync and wait until it says
+    /// it is idle.
+    pub fn start_idle(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
+        let init = Init::start(sandbox, mode, env);
+        init.wait_for_state("idle");
+        init
+    }
+
+    /// Wait until `status` reports the engine in `state`.
+    pub fn wait_for_state(&self, state: &str) {
+        let sandbox = self.sandbox;
+        wait_until(
+            &format!("init reports the engine {state}"),
+            || {
+                let out = sandbox.run(&["status", "--json"]);
+                out.status.code() == Some(0)
+                    && serde_json::from_slice::<Value>(&out.stdout)
+                        .is_ok_and(|s| s["engine"]["state"] == state)
+            },
+            || sandbox.context(),
+        );
     }
 
     pub fn wait_for_starts(&mut self, count: usize) {
