@@ -694,14 +694,25 @@ impl Supervisor {
             names.push(&more);
         }
         let why = format!("to apply changes to {}", names.join(", "));
+        // Only for the log: the start after the stop decides for itself.
+        let nothing_left = self.cluster.is_none()
+            && self
+                .registry
+                .readable_entries()
+                .is_ok_and(|(entries, _)| entries.is_empty());
+        let (what, why) = if nothing_left {
+            ("stopping", format!("{why} (nothing left to sync)"))
+        } else {
+            ("restarting", why)
+        };
         let grace = self.settings.stop_grace;
         self.engine = match std::mem::replace(&mut self.engine, Engine::Down { retry_at: now }) {
             Engine::Up(engine) => {
                 let pid = engine.pid;
                 match sys::send_signal(pid, SIGTERM) {
-                    Ok(()) => log!("restarting the engine (pid {pid}) {why}: sent TERM"),
+                    Ok(()) => log!("{what} the engine (pid {pid}) {why}: sent TERM"),
                     Err(e) => {
-                        log!("restarting the engine (pid {pid}) {why}: cannot send TERM: {e}")
+                        log!("{what} the engine (pid {pid}) {why}: cannot send TERM: {e}")
                     }
                 }
                 Engine::Stopping {

@@ -922,3 +922,61 @@ fn a_change_during_a_crash_backoff_is_applied_at_once() {
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+#[test]
+fn with_the_real_engine_init_idles_syncs_and_idles_again() {
+    let test = "with_the_real_engine_init_idles_syncs_and_idles_again";
+    let Some(btsync) = common::real_engine(test, true) else {
+        return;
+    };
+    let sandbox = Sandbox::new("realidle");
+    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
+    // Its own network namespace, and no peer discovery: nothing leaves.
+    let env = [
+        ("BTSYNC_BIN", btsync.as_str()),
+        ("BTSYNC_USE_TRACKER", "false"),
+        ("BTSYNC_USE_RELAY_SERVER", "false"),
+        ("BTSYNC_SEARCH_LAN", "false"),
+        ("BTSYNC_USE_DHT", "false"),
+        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
+        ("BTSYNC_LISTEN_PORT", "0"),
+    ];
+    let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
+    assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
+    assert!(children_of(init.pid).is_empty(), "no engine while idle");
+
+    let out = sandbox
+        .command(&["add", "alpha"])
+        .envs(env)
+        .output()
+        .expect("add");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "running", "{status}");
+    assert_eq!(status["crashes"], 0, "{status}");
+    let id = sandbox.folder("alpha").join(".sync/ID");
+    wait_until(
+        "btsync serves alpha (.sync/ID, 20 bytes)",
+        || fs::read(&id).is_ok_and(|b| b.len() == 20),
+        || sandbox.context(),
+    );
+    fs::write(sandbox.folder("alpha").join("data.txt"), b"x").expect("write");
+
+    let out = sandbox
+        .command(&["del", "alpha"])
+        .envs(env)
+        .output()
+        .expect("del");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("alpha").exists());
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "idle", "{status}");
+    assert_eq!(
+        status["last_exit"]["status"], 0,
+        "btsync stopped on TERM: {status}"
+    );
+    assert!(children_of(init.pid).is_empty(), "the engine is gone");
+    assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}

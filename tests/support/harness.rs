@@ -217,6 +217,9 @@ pub enum Mode {
     Pid1,
     /// A plain child of the test: init makes itself child subreaper.
     Subreaper,
+    /// PID 1 of a new PID namespace that also has a network namespace of
+    /// its own (no route anywhere): for the real engine (root).
+    Pid1Offline,
 }
 
 /// A running `syncbox init`.
@@ -266,8 +269,11 @@ pub fn children_of(parent: i32) -> Vec<(i32, char, String)> {
 impl<'s> Init<'s> {
     pub fn start(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
         let mut command = match mode {
-            Mode::Pid1 => {
+            Mode::Pid1 | Mode::Pid1Offline => {
                 let mut c = Command::new("unshare");
+                if mode == Mode::Pid1Offline {
+                    c.arg("--net");
+                }
                 c.args(["--pid", "--fork", "--mount-proc", "--"])
                     .arg(syncbox_bin())
                     .arg("init");
@@ -293,7 +299,7 @@ impl<'s> Init<'s> {
             pid: outer,
             exited: None,
         };
-        if mode == Mode::Pid1 {
+        if mode != Mode::Subreaper {
             let mut inner = None;
             wait_until(
                 "unshare forked init",
