@@ -414,14 +414,15 @@ fn engine(args: &[String]) {
             "usage: btsync --nodaemon --config FILE (refusing to daemonize)",
         );
     };
+    // Installed before anything can signal us, as the real engine does, and
+    // before the config work (key derivations take a while in a debug build).
+    let mut signals = Signals::new(WATCHED).unwrap_or_else(|e| refuse(log, &e.to_string()));
     let (config, folders) = match read_config(&config_path) {
         Ok(found) => found,
         Err(message) if message.starts_with("stand-in: ") => refuse(log, &message),
         Err(message) => refuse_like_btsync(log, &message),
     };
 
-    // Installed before anything can signal us, as the real engine does.
-    let mut signals = Signals::new(WATCHED).unwrap_or_else(|e| refuse(log, &e.to_string()));
     let storage = Storage {
         dir: PathBuf::from(config["storage_path"].as_str().unwrap_or("")),
     };
