@@ -3,8 +3,9 @@ use syncbox::control;
 use syncbox::dispatch::{Invocation, run_applet};
 use syncbox::layout::Layout;
 
-/// Exit 0 when init and the engine are running, 1 otherwise (with the
-/// reason on stderr). Made for a shell-less Docker HEALTHCHECK:
+/// Exit 0 when init runs and the engine is running, or init is idle (nothing
+/// to sync, so no engine is needed); 1 otherwise (with the reason on
+/// stderr). Made for a shell-less Docker HEALTHCHECK:
 /// `HEALTHCHECK CMD ["/bin/health"]`.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
@@ -17,7 +18,7 @@ pub fn run(inv: &Invocation) -> u8 {
             return Ok(1);
         };
         let state = status["engine"]["state"].as_str().unwrap_or("unknown");
-        if state == "running" {
+        if state == "running" || state == "idle" {
             Ok(0)
         } else {
             eprintln!("{}: unhealthy: the engine is {state}", inv.name);

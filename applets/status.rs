@@ -56,6 +56,8 @@ fn render(status: &Value) -> String {
             "engine:   {state}, pid {pid}, up {}\n",
             seconds(&engine["uptime_seconds"])
         )),
+        None if state == "idle" => text
+            .push_str("engine:   idle, not running: nothing to sync (the first add starts it)\n"),
         None => text.push_str(&format!(
             "engine:   {state}, next start in {}\n",
             seconds(&engine["retry_in_seconds"])

@@ -18,7 +18,12 @@
 //!   request takes the next one, every engine start records the newest it
 //!   read the registry after.
 //! - crashes: an unexpected exit restarts the engine after an exponential
-//!   backoff that resets once the engine has run for a healthy period.
+//!   backoff that resets once the engine has run for a healthy period. The
+//!   backoff only guards against a broken engine: a registry change while
+//!   it waits starts the engine at once and resets the delay.
+//! - idle: with nothing to sync (no namespace and no cluster registry) no
+//!   engine runs; the first change starts one at once, and when the last
+//!   namespace goes the engine is stopped (files leave only after that).
 //! - cluster mode: the registry folder is polled every `CLUSTER_POLL`; its
 //!   declarations and tombstones are applied to the local registry and then
 //!   to the engine exactly like an `add --no-wait` / `del --no-wait` (same
@@ -29,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,6 +137,12 @@ enum Engine {
     Down {
         retry_at: Instant,
     },
+    /// Nothing to sync (no namespace, no cluster registry): no engine runs,
+    /// since btsync exits 1 at once with no folder in its config. The state
+    /// reflects the registry as read when `generation` was current.
+    Idle {
+        generation: u64,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -188,6 +199,8 @@ struct Supervisor {
     cluster_failures: BTreeMap<Name, String>,
     next_trash_sweep: Instant,
     trash_sweeping: Arc<AtomicBool>,
+    /// Until the first start: a registry change waits for that start.
+    booting: bool,
 }
 
 /// One line on stderr per event: `docker logs` is the user's view of init.
@@ -205,6 +218,35 @@ struct StartFailure {
     /// init's exit status if this happens on the first start.
     code: u8,
     message: String,
+}
+
+/// Can the engine be run? Checked at init's start even when there is
+/// nothing to sync yet, so a wrong `BTSYNC_BIN` shows at once (127/126, as
+/// a failed first start would) and not at the first `add`. A bare name is
+/// looked up in `PATH`, as spawning it would.
+fn check_engine_bin(bin: &Path) -> std::result::Result<(), StartFailure> {
+    use std::os::unix::fs::PermissionsExt;
+    let found = if bin.components().count() == 1 && !bin.is_absolute() {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(bin))
+                .find(|candidate| candidate.is_file())
+        })
+    } else {
+        Some(bin.to_owned()).filter(|path| path.exists())
+    };
+    let failure = |code: u8, why: &str| StartFailure {
+        code,
+        message: format!("cannot run the engine {}: {why}", bin.display()),
+    };
+    let Some(path) = found else {
+        return Err(failure(127, "not found (set BTSYNC_BIN)"));
+    };
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(failure(126, "permission denied (is it executable?)")),
+        Err(e) => Err(failure(126, &e.to_string())),
+    }
 }
 
 /// Run init until it is stopped; returns its exit status. `cluster` turns
@@ -266,6 +308,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         cluster_failures: BTreeMap::new(),
         next_trash_sweep: now,
         trash_sweeping: Arc::new(AtomicBool::new(false)),
+        booting: true,
     };
     if subreaper {
         log!(
@@ -277,10 +320,14 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     if supervisor.cluster.is_some() {
         supervisor.start_cluster_mode(now)?;
     }
-    if let Err(failure) = supervisor.start_engine() {
+    // An idle init would only find out at the first `add`: check now.
+    if let Err(failure) =
+        check_engine_bin(&supervisor.settings.engine_bin).and_then(|()| supervisor.start_engine())
+    {
         log!("{}", failure.message);
         return Ok(failure.code);
     }
+    supervisor.booting = false;
     // Hold no mount busy; later engines still start in the original directory.
     let _ = std::env::set_current_dir("/");
     Ok(supervisor.run(inbox, events))
@@ -325,7 +372,7 @@ impl Supervisor {
     fn engine_pid(&self) -> Option<Pid> {
         match &self.engine {
             Engine::Up(engine) | Engine::Stopping { engine, .. } => Some(engine.pid),
-            Engine::Down { .. } => None,
+            Engine::Down { .. } | Engine::Idle { .. } => None,
         }
     }
 
@@ -341,7 +388,12 @@ impl Supervisor {
         let stops = signal == SIGTERM || signal == SIGINT;
         let Some(pid) = self.engine_pid() else {
             if stops {
-                let code = self.last_exit.as_ref().map_or(0, |e| e.status.code());
+                // Idle is init doing its job: a clean stop. In a crash
+                // backoff the engine's last failure is the status.
+                let code = match self.engine {
+                    Engine::Idle { .. } => 0,
+                    _ => self.last_exit.as_ref().map_or(0, |e| e.status.code()),
+                };
                 log!("{name} received: no engine running; exiting with status {code}");
                 self.exit_code = Some(code);
             } else {
@@ -415,6 +467,8 @@ impl Supervisor {
             }
         };
         self.generation += 1;
+        let now = Instant::now();
+        self.start_now(now);
         let waiter = Waiter {
             generation: self.generation,
             needs: if added {
@@ -440,7 +494,7 @@ impl Supervisor {
                 self.complete(waiter, Some(request));
                 return;
             }
-            self.schedule_restart(Instant::now(), ns.clone());
+            self.schedule_restart(now, ns.clone());
         }
         match mode {
             Mode::Wait => self.waiters.push(Waiter {
@@ -453,6 +507,32 @@ impl Supervisor {
                     self.waiters.push(waiter);
                 }
             }
+        }
+    }
+
+    /// The registry changed: an idle init, or one waiting out a crash
+    /// backoff, starts the engine now with the new config (the backoff
+    /// guards against a broken engine, not against a user's command). The
+    /// start reads the whole registry, so changes queued in the same batch
+    /// of events are in it too.
+    fn start_now(&mut self, now: Instant) {
+        if self.booting {
+            return; // run() starts the engine once cluster mode is set up
+        }
+        match self.engine {
+            Engine::Idle { .. } => {}
+            Engine::Down { retry_at } => {
+                log!(
+                    "registry changed: starting the engine now, not in {}s (crash backoff reset)",
+                    retry_at.saturating_duration_since(now).as_secs_f64().ceil()
+                );
+                self.backoff = Backoff::default();
+            }
+            Engine::Up(_) | Engine::Stopping { .. } => return,
+        }
+        if let Err(failure) = self.start_engine() {
+            log!("{}", failure.message);
+            self.crashed_start(now);
         }
     }
 
@@ -508,9 +588,10 @@ impl Supervisor {
         }
         let running_generation = match &self.engine {
             Engine::Up(engine) => Some(engine.generation),
+            Engine::Idle { generation } => Some(*generation),
             _ => None,
         };
-        let released = matches!(self.engine, Engine::Down { .. });
+        let released = matches!(self.engine, Engine::Down { .. } | Engine::Idle { .. });
         let (done, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
             .into_iter()
             .partition(|w| {
@@ -613,14 +694,25 @@ impl Supervisor {
             names.push(&more);
         }
         let why = format!("to apply changes to {}", names.join(", "));
+        // Only for the log: the start after the stop decides for itself.
+        let nothing_left = self.cluster.is_none()
+            && self
+                .registry
+                .readable_entries()
+                .is_ok_and(|(entries, _)| entries.is_empty());
+        let (what, why) = if nothing_left {
+            ("stopping", format!("{why} (nothing left to sync)"))
+        } else {
+            ("restarting", why)
+        };
         let grace = self.settings.stop_grace;
         self.engine = match std::mem::replace(&mut self.engine, Engine::Down { retry_at: now }) {
             Engine::Up(engine) => {
                 let pid = engine.pid;
                 match sys::send_signal(pid, SIGTERM) {
-                    Ok(()) => log!("restarting the engine (pid {pid}) {why}: sent TERM"),
+                    Ok(()) => log!("{what} the engine (pid {pid}) {why}: sent TERM"),
                     Err(e) => {
-                        log!("restarting the engine (pid {pid}) {why}: cannot send TERM: {e}")
+                        log!("{what} the engine (pid {pid}) {why}: cannot send TERM: {e}")
                     }
                 }
                 Engine::Stopping {
@@ -725,6 +817,13 @@ impl Supervisor {
             log!("left out of the engine config: {problem}");
         }
         let cluster = self.cluster.as_ref().map(|watch| &watch.cluster);
+        if entries.is_empty() && cluster.is_none() {
+            // btsync refuses an empty config (exit 1): run nothing.
+            log!("nothing to sync (no namespace): no engine runs until one is added");
+            self.backoff = Backoff::default();
+            self.engine = Engine::Idle { generation };
+            return Ok(());
+        }
         let config =
             engine_config::prepare(&self.settings, &layout, &entries, cluster).map_err(|e| {
                 StartFailure {
@@ -962,6 +1061,7 @@ impl Supervisor {
     fn engine_should_reflect(&mut self, ns: &Name, now: Instant, files: Option<Disposal>) {
         let wanted = self.registry.get(ns).ok().flatten().map(|e| e.key);
         self.generation += 1;
+        self.start_now(now);
         let waiter = Waiter {
             generation: self.generation,
             needs: if wanted.is_some() {
@@ -1040,6 +1140,7 @@ impl Supervisor {
             } => ("restarting", Some(engine)),
             Engine::Stopping { engine, .. } => ("stopping", Some(engine)),
             Engine::Down { .. } => ("waiting", None),
+            Engine::Idle { .. } => ("idle", None),
         };
         let retry_in = match &self.engine {
             Engine::Down { retry_at } => Some(retry_at.saturating_duration_since(now).as_secs()),

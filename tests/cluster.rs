@@ -131,8 +131,23 @@ impl Node {
         init
     }
 
-    /// TERM to init; it must exit 0.
+    /// TERM to init; it must exit 0. Once the running engine is past its
+    /// start (handlers installed): a TERM that came earlier would kill it
+    /// (status 143) rather than stop it.
     fn stop(&self, mut init: Init) {
+        wait_until(
+            &format!("{}: the running engine logged its start", self.name),
+            || {
+                self.status().is_some_and(|s| {
+                    s["engine"]["pid"].is_null()
+                        || self
+                            .events_of("start")
+                            .iter()
+                            .any(|e| e["pid"] == s["engine"]["pid"])
+                })
+            },
+            || self.context(),
+        );
         init.signal(SIGTERM);
         assert_eq!(init.wait_exit(), 0, "{}", self.context());
     }

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 fn stop_status(on_term: &str, signal: i32) -> (i32, String) {
     let sandbox = Sandbox::new("exit");
+    add(&sandbox, "base");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("STAND_IN_ON_TERM", on_term)]);
     init.signal(signal);
     let code = init.wait_exit();
@@ -100,6 +101,7 @@ fn pid1_forwards_hup_usr1_int_and_term() {
         return;
     }
     let sandbox = Sandbox::new("signals");
+    add(&sandbox, "base");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
     let signalled = |name: &str| {
         sandbox
@@ -123,6 +125,7 @@ fn pid1_forwards_hup_usr1_int_and_term() {
     assert_eq!(sandbox.events_of("exit").len(), 1);
 
     let sandbox = Sandbox::new("term");
+    add(&sandbox, "base");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
@@ -138,6 +141,7 @@ fn pid1_forwards_hup_usr1_int_and_term() {
 
 fn orphans_are_reaped(mode: Mode) {
     let sandbox = Sandbox::new("orphans");
+    add(&sandbox, "base");
     let release = sandbox.root.join("release-orphans");
     let release_text = release.to_str().expect("utf-8 path").to_owned();
     let mut init = Init::start_running(
@@ -301,7 +305,8 @@ fn add_works_from_another_pid_namespace() {
         return;
     }
     let sandbox = Sandbox::new("otherns");
-    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    // Nothing to sync yet: init is idle, the add from elsewhere starts it.
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     let mut command = Command::new("unshare");
     command
         .args(["--pid", "--fork", "--"])
@@ -311,7 +316,7 @@ fn add_works_from_another_pid_namespace() {
     let out = command.output().expect("run unshare");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(folders_of(&init.current_start()), ["remote"]);
-    assert_eq!(sandbox.starts().len(), 2, "{}", sandbox.context());
+    assert_eq!(sandbox.starts().len(), 1, "{}", sandbox.context());
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -362,11 +367,15 @@ fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
     );
     assert_eq!(folders_of(&init.current_start()), ["keep"]);
 
-    // --keep-data: unregistered, engine restarted, files stay.
+    // --keep-data: unregistered, files stay. It was the last namespace:
+    // the engine is stopped, not restarted (btsync refuses an empty
+    // config), and init is idle.
     let out = sandbox.run(&["del", "--keep-data", "keep"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(sandbox.folder("keep").join("data.txt").exists());
-    assert!(folders_of(&init.current_start()).is_empty());
+    assert_eq!(init.status()["engine"]["state"], "idle");
+    assert_eq!(sandbox.starts().len(), 3, "{}", sandbox.context());
+    assert_eq!(sandbox.events_of("exit").len(), 3);
 
     // Never did an engine see a file of its folders disappear.
     assert_eq!(
@@ -382,6 +391,9 @@ fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
 #[test]
 fn del_no_wait_of_a_namespace_the_engine_never_had() {
     let sandbox = Sandbox::new("nowaitdel");
+    // An engine runs already (with another namespace), so the change to
+    // 'brief' is coalesced behind the quiet period.
+    add(&sandbox, "base");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
     // Added and deleted before the engine picked it up (or just after:
     // either way exactly one party deletes the files, quietly).
@@ -450,6 +462,7 @@ fn del_keeps_the_files_when_the_engine_does_not_let_go() {
 #[test]
 fn crashing_engine_is_restarted_with_growing_delays() {
     let sandbox = Sandbox::new("crash");
+    add(&sandbox, "base");
     let mut init = Init::start(
         &sandbox,
         Mode::Subreaper,
@@ -487,6 +500,7 @@ fn crashing_engine_is_restarted_with_growing_delays() {
 #[test]
 fn stop_waits_for_a_slow_engine_within_the_grace_period() {
     let sandbox = Sandbox::new("graceful");
+    add(&sandbox, "base");
     let mut init = Init::start_running(
         &sandbox,
         Mode::Subreaper,
@@ -509,6 +523,7 @@ fn pid1_stop_kills_an_engine_that_ignores_term_after_the_grace() {
         return;
     }
     let sandbox = Sandbox::new("kill");
+    add(&sandbox, "base");
     let mut init = Init::start_running(
         &sandbox,
         Mode::Pid1,
@@ -866,7 +881,7 @@ fn status_and_health_report_init_and_the_engine() {
 #[test]
 fn status_text_has_no_trailing_spaces() {
     let sandbox = Sandbox::new("statustext");
-    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     let out = sandbox.run(&["status"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -874,6 +889,203 @@ fn status_text_has_no_trailing_spaces() {
     for line in text.lines() {
         assert_eq!(line, line.trim_end(), "trailing space: {text:?}");
     }
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+// ------------------------------------------------------------------ idle
+
+#[test]
+fn fresh_node_is_idle_healthy_and_runs_no_engine() {
+    let sandbox = Sandbox::new("idle");
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "idle", "{status}");
+    assert!(status["engine"]["pid"].is_null(), "{status}");
+    assert_eq!(status["starts"], 0, "{status}");
+    assert_eq!(status["crashes"], 0, "{status}");
+    // No engine process was ever started.
+    assert!(sandbox.events().is_empty(), "{}", sandbox.context());
+    assert!(
+        children_of(init.pid).is_empty(),
+        "{:?}",
+        children_of(init.pid)
+    );
+    let health = sandbox.run(&["health"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+    let text = sandbox.run(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("engine:   idle"), "{text}");
+    assert!(
+        init.stderr().contains("nothing to sync"),
+        "{}",
+        init.stderr()
+    );
+    // Stopping an idle init is a clean stop.
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn first_add_starts_the_engine_at_once_and_the_last_del_stops_it() {
+    let sandbox = Sandbox::new("idlecycle");
+    let init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    add(&sandbox, "alpha");
+    // The add returned: the engine runs with alpha, and it is the first
+    // engine ever started (no failed start, no backoff before it).
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "running", "{status}");
+    assert_eq!(status["engine"]["folders"], serde_json::json!(["alpha"]));
+    assert_eq!(status["starts"], 1, "{status}");
+    assert_eq!(status["crashes"], 0, "{status}");
+    assert!(status["last_exit"].is_null(), "{status}");
+    assert_eq!(folders_of(&init.current_start()), ["alpha"]);
+
+    add(&sandbox, "beta");
+    fs::write(sandbox.folder("beta").join("data.txt"), b"precious").expect("write");
+    let out = sandbox.run(&["del", "alpha"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(folders_of(&init.current_start()), ["beta"]);
+
+    // The last namespace: del returns once the engine has stopped, and
+    // only then are the files gone.
+    let out = sandbox.run(&["del", "beta"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("beta").exists());
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "idle", "{status}");
+    assert!(status["engine"]["pid"].is_null(), "{status}");
+    let starts = sandbox.starts().len();
+    assert_eq!(
+        sandbox.events_of("exit").len(),
+        starts,
+        "every engine exited\n{}",
+        sandbox.context()
+    );
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+    assert!(
+        children_of(init.pid).is_empty(),
+        "{:?}",
+        children_of(init.pid)
+    );
+    assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
+
+    // And back: the next add starts an engine again.
+    add(&sandbox, "gamma");
+    assert_eq!(init.status()["engine"]["state"], "running");
+    assert_eq!(folders_of(&init.current_start()), ["gamma"]);
+    assert_eq!(sandbox.starts().len(), starts + 1);
+}
+
+#[test]
+fn a_change_during_a_crash_backoff_is_applied_at_once() {
+    let sandbox = Sandbox::new("backoffchange");
+    add(&sandbox, "base");
+    let mut init = Init::start(
+        &sandbox,
+        Mode::Subreaper,
+        &[("STAND_IN_EXIT_AT_START", "1")],
+    );
+    // Crashes at 0, 1, 3, 7 s: the next start would be 8 s after the last.
+    init.wait_for_starts(4);
+    wait_until(
+        "init waits out the backoff after the 4th crash",
+        || {
+            let status = init.status();
+            status["crashes"] == 4 && status["engine"]["state"] == "waiting"
+        },
+        || sandbox.context(),
+    );
+    let out = sandbox.run(&["add", "second"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let log = init.stderr();
+    let now = log
+        .find("registry changed: starting the engine now")
+        .unwrap_or_else(|| panic!("the add did not cut the backoff short:\n{log}"));
+    init.wait_for_starts(5);
+    assert_eq!(
+        folders_of(&sandbox.starts()[4]),
+        ["base", "second"],
+        "{}",
+        sandbox.context()
+    );
+    // The delay was reset: that engine's crash is retried after 1 s.
+    init.wait_for_starts(6);
+    let log = init.stderr();
+    assert!(log[now..].contains("restarting in 1s"), "{log}");
+
+    // A del during the backoff too; the last one leaves init idle.
+    for ns in ["base", "second"] {
+        let out = sandbox.run(&["del", ns]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    init.wait_for_state("idle");
+    let starts = sandbox.starts().len();
+    assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
+    assert_eq!(sandbox.starts().len(), starts, "no engine start when idle");
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn with_the_real_engine_init_idles_syncs_and_idles_again() {
+    let test = "with_the_real_engine_init_idles_syncs_and_idles_again";
+    let Some(btsync) = common::real_engine(test, true) else {
+        return;
+    };
+    let sandbox = Sandbox::new("realidle");
+    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
+    // Its own network namespace, and no peer discovery: nothing leaves.
+    let env = [
+        ("BTSYNC_BIN", btsync.as_str()),
+        ("BTSYNC_USE_TRACKER", "false"),
+        ("BTSYNC_USE_RELAY_SERVER", "false"),
+        ("BTSYNC_SEARCH_LAN", "false"),
+        ("BTSYNC_USE_DHT", "false"),
+        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
+        ("BTSYNC_LISTEN_PORT", "0"),
+    ];
+    let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
+    assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
+    assert!(children_of(init.pid).is_empty(), "no engine while idle");
+
+    let out = sandbox
+        .command(&["add", "alpha"])
+        .envs(env)
+        .output()
+        .expect("add");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "running", "{status}");
+    assert_eq!(status["crashes"], 0, "{status}");
+    let id = sandbox.folder("alpha").join(".sync/ID");
+    wait_until(
+        "btsync serves alpha (.sync/ID, 20 bytes)",
+        || fs::read(&id).is_ok_and(|b| b.len() == 20),
+        || sandbox.context(),
+    );
+    fs::write(sandbox.folder("alpha").join("data.txt"), b"x").expect("write");
+
+    let out = sandbox
+        .command(&["del", "alpha"])
+        .envs(env)
+        .output()
+        .expect("del");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("alpha").exists());
+    let status = init.status();
+    assert_eq!(status["engine"]["state"], "idle", "{status}");
+    assert_eq!(
+        status["last_exit"]["status"], 0,
+        "btsync stopped on TERM: {status}"
+    );
+    assert!(children_of(init.pid).is_empty(), "the engine is gone");
+    assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }

@@ -285,3 +285,63 @@ impl Run {
 
 pub const A_KEY: &str = "AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA";
 pub const B_KEY: &str = "B3MF5NHDCWI6JTVUU2R3LYMQDAK2QCEXG";
+
+/// Where a test finds the real btsync 1.4.111: `SYNCBOX_TEST_BTSYNC` (CI's
+/// `.ci/run` exports it), else what `tests/real-engine` prints (it unpacks
+/// the vendor tarball from `../shared/engines` after `sha256sum -c`).
+pub const REAL_ENGINE_VAR: &str = "SYNCBOX_TEST_BTSYNC";
+
+/// The real engine, or `None` after one visible line saying why the caller
+/// skips. When `CI` is set a missing engine fails the test instead: CI never
+/// skips the real-engine suites. Tests that need `unshare -n` (root) pass
+/// `needs_root`, with the same rule for a missing privilege.
+#[track_caller]
+pub fn real_engine(test: &str, needs_root: bool) -> Option<PathBuf> {
+    let found = locate_real_engine();
+    let why = match (&found, needs_root && !running_as_root()) {
+        (Err(why), _) => why.clone(),
+        (Ok(_), true) => "needs root to run the real engine under `unshare -n`".to_owned(),
+        (Ok(path), false) => return Some(path.clone()),
+    };
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{test}: the real btsync is required in CI: {why}");
+    }
+    eprintln!("{test}: SKIPPED against the real btsync 1.4.111: {why}");
+    None
+}
+
+fn locate_real_engine() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{REAL_ENGINE_VAR}={} is not a file",
+                path.display()
+            ))
+        };
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-engine");
+    let output = Command::new(&script)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if output.status.success() && Path::new(&printed).is_file() {
+        return Ok(PathBuf::from(printed));
+    }
+    let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    Err(format!(
+        "{REAL_ENGINE_VAR} is unset and tests/real-engine found none ({said})"
+    ))
+}
+
+pub fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}

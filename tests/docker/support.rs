@@ -641,6 +641,17 @@ impl Node {
         )
     }
 
+    /// Wait until init says it is idle (nothing to sync) and no engine
+    /// process is left in the container.
+    pub fn wait_idle(&self, what: &str) {
+        wait_for(what, Duration::from_secs(60), || {
+            let out = self.exec(&["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (status["engine"]["state"] == "idle" && processes(&self.name, "/bin/btsync").is_empty())
+                .then_some(())
+        });
+    }
+
     pub fn wait_healthy(&self, what: &str) {
         wait_for(what, Duration::from_secs(60), || {
             (self.inspect("{{.State.Health.Status}}") == "healthy").then_some(())

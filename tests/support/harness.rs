@@ -217,6 +217,9 @@ pub enum Mode {
     Pid1,
     /// A plain child of the test: init makes itself child subreaper.
     Subreaper,
+    /// PID 1 of a new PID namespace that also has a network namespace of
+    /// its own (no route anywhere): for the real engine (root).
+    Pid1Offline,
 }
 
 /// A running `syncbox init`.
@@ -266,8 +269,11 @@ pub fn children_of(parent: i32) -> Vec<(i32, char, String)> {
 impl<'s> Init<'s> {
     pub fn start(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
         let mut command = match mode {
-            Mode::Pid1 => {
+            Mode::Pid1 | Mode::Pid1Offline => {
                 let mut c = Command::new("unshare");
+                if mode == Mode::Pid1Offline {
+                    c.arg("--net");
+                }
                 c.args(["--pid", "--fork", "--mount-proc", "--"])
                     .arg(syncbox_bin())
                     .arg("init");
@@ -293,7 +299,7 @@ impl<'s> Init<'s> {
             pid: outer,
             exited: None,
         };
-        if mode == Mode::Pid1 {
+        if mode != Mode::Subreaper {
             let mut inner = None;
             wait_until(
                 "unshare forked init",
@@ -308,11 +314,35 @@ impl<'s> Init<'s> {
         init
     }
 
-    /// Start init and wait until the engine has started once.
+    /// Start init and wait until the engine has started once. An engine
+    /// runs only with something to sync: register a namespace first.
     pub fn start_running(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
         let mut init = Init::start(sandbox, mode, env);
         init.wait_for_starts(1);
         init
+    }
+
+    /// Start init on a node with nothing to sync and wait until it says
+    /// it is idle.
+    pub fn start_idle(sandbox: &'s Sandbox, mode: Mode, env: &[(&str, &str)]) -> Init<'s> {
+        let init = Init::start(sandbox, mode, env);
+        init.wait_for_state("idle");
+        init
+    }
+
+    /// Wait until `status` reports the engine in `state`.
+    pub fn wait_for_state(&self, state: &str) {
+        let sandbox = self.sandbox;
+        wait_until(
+            &format!("init reports the engine {state}"),
+            || {
+                let out = sandbox.run(&["status", "--json"]);
+                out.status.code() == Some(0)
+                    && serde_json::from_slice::<Value>(&out.stdout)
+                        .is_ok_and(|s| s["engine"]["state"] == state)
+            },
+            || sandbox.context(),
+        );
     }
 
     pub fn wait_for_starts(&mut self, count: usize) {
