@@ -187,6 +187,7 @@ pub fn del(layout: Layout, request: DelRequest) -> Result<DelOutcome> {
             match control::announce_del(layout, &name, waiting, Some(Disposal::Delete))? {
                 Applied::Queued => Ok(DelOutcome::QueuedForInit(folder)),
                 Applied::Done | Applied::NoInit => {
+                    crate::faults::pause_point("del: init answered");
                     Ok(DelOutcome::Removed(registry.remove_files(&name)?))
                 }
             }

@@ -624,6 +624,7 @@ fn trash_listing(trash_dir: &Path) -> Option<fs::ReadDir> {
 fn sweep_trash(trash_dir: &Path) {
     if let Some(listing) = trash_listing(trash_dir) {
         for item in listing.flatten() {
+            crate::faults::pause_point("sweep: deleting");
             let _ = remove_tree(&item.path());
         }
     }
