@@ -35,8 +35,7 @@ pub fn pause_point(step: &str) {
     if std::env::var("SYNCBOX_PAUSE_AT").ok().as_deref() != Some(step) {
         return;
     }
-    let Some(release) = std::env::var_os("SYNCBOX_PAUSE_FILE").map(std::path::PathBuf::from)
-    else {
+    let Some(release) = std::env::var_os("SYNCBOX_PAUSE_FILE").map(std::path::PathBuf::from) else {
         return;
     };
     let mut here = release.clone().into_os_string();

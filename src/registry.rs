@@ -300,18 +300,23 @@ impl Registry {
     /// that is all; otherwise the entry is parked in `deleting/` until
     /// [`Registry::remove_files`] runs (after the engine let go of the folder).
     pub fn unregister(&self, ns: &Name, keep_files: bool) -> Result<Unregistered> {
+        let outcome = self.unregister_locked(ns, keep_files)?;
+        if outcome == Unregistered::NotRegistered {
+            // Possibly a repeat of a `del` that crashed after parking its
+            // folder in the trash: finish that (the lock is released by now).
+            self.sweep_leftover_trash();
+        }
+        Ok(outcome)
+    }
+
+    fn unregister_locked(&self, ns: &Name, keep_files: bool) -> Result<Unregistered> {
         let _lock = self.lock()?;
         let entry = self.layout.entry(ns);
         let parked = self.layout.deleting_entry(ns);
         let registered = exists(&entry)?;
         let pending = exists(&parked)?;
         match (registered, keep_files) {
-            (false, _) if !pending => {
-                // Possibly a repeat of a `del` that crashed after parking
-                // its folder in the trash: finish that.
-                sweep_trash(&self.trash_dir());
-                Ok(Unregistered::NotRegistered)
-            }
+            (false, _) if !pending => Ok(Unregistered::NotRegistered),
             (true, true) => {
                 remove_durably(&entry)?;
                 if pending {
@@ -379,10 +384,56 @@ impl Registry {
     /// Second half of `del`: delete the folder of a namespace that
     /// [`Registry::unregister`] parked, unless it was added again meanwhile.
     pub fn remove_files(&self, ns: &Name) -> Result<Removal> {
-        let trash_dir = self.trash_dir();
-        let removal = self.move_folder_to_trash(ns, &trash_dir, true);
-        sweep_trash(&trash_dir);
+        let removal = self.move_folder_to_trash(ns, &self.trash_dir(), true);
+        self.sweep_leftover_trash();
         removal
+    }
+
+    /// Best effort: delete trash left by a `del` that crashed. The items are
+    /// claimed under the lock (renamed out of reach of an `add` that would
+    /// take a folder back from the trash) and deleted after it is released:
+    /// deleting a big tree under the lock would stall every writer, init's
+    /// cluster reconcile included. Another `del` may be deleting the same
+    /// trees, so failures are expected and ignored; the next `del` retries.
+    fn sweep_leftover_trash(&self) {
+        let doomed = match self.lock() {
+            Ok(lock) => self.claim_leftover_trash(&lock),
+            Err(_) => return,
+        };
+        for path in doomed {
+            crate::faults::pause_point("sweep: deleting");
+            let _ = remove_tree(&path);
+        }
+    }
+
+    /// The trash items nobody can take back (no parked entry of their
+    /// namespace), renamed to `ITEM~doomed` so no `add` recovers one while
+    /// it is being deleted.
+    fn claim_leftover_trash(&self, _lock: &RegistryLock) -> Vec<PathBuf> {
+        let mut doomed = Vec::new();
+        let trash_dir = self.trash_dir();
+        let Some(listing) = trash_listing(&trash_dir) else {
+            return doomed;
+        };
+        for item in listing.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DOOMED_SUFFIX) {
+                doomed.push(item.path());
+                continue;
+            }
+            let recoverable = name
+                .rsplit_once('.')
+                .and_then(|(ns, _)| Name::parse(ns).ok())
+                .is_some_and(|ns| exists(&self.layout.deleting_entry(&ns)).unwrap_or(true));
+            if recoverable {
+                continue;
+            }
+            let claimed = trash_dir.join(format!("{name}{DOOMED_SUFFIX}"));
+            if fs::rename(item.path(), &claimed).is_ok() {
+                doomed.push(claimed);
+            }
+        }
+        doomed
     }
 
     /// Like [`Registry::remove_files`], but the folder is kept in the
@@ -618,17 +669,8 @@ fn trash_listing(trash_dir: &Path) -> Option<fs::ReadDir> {
     }
 }
 
-/// Best effort: trash left by a `del` that crashed. Another `del` may be
-/// deleting the same tree right now, so failures are expected and ignored;
-/// the next `del` tries again.
-fn sweep_trash(trash_dir: &Path) {
-    if let Some(listing) = trash_listing(trash_dir) {
-        for item in listing.flatten() {
-            crate::faults::pause_point("sweep: deleting");
-            let _ = remove_tree(&item.path());
-        }
-    }
-}
+/// Suffix of trash items claimed for deletion (see `claim_leftover_trash`).
+const DOOMED_SUFFIX: &str = "~doomed";
 
 fn entry_json(entry: &Entry) -> String {
     let value = json!({

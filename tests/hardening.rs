@@ -1,0 +1,121 @@
+//! Issue 15: the ways a hostile engine, a slow client or a starved machine
+//! could wedge init or make `del` delete under a running engine. Each test
+//! here failed before its fix. Races are made exact with the debug-build
+//! pause points (`SYNCBOX_PAUSE_AT`, src/faults.rs) instead of timing.
+
+mod common;
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+/// A process held at a pause point, released on demand.
+struct Paused {
+    release: PathBuf,
+}
+
+impl Paused {
+    fn file(sandbox: &Sandbox, label: &str) -> Paused {
+        Paused {
+            release: sandbox.root.join(format!("release-{label}")),
+        }
+    }
+
+    fn env(&self, step: &str) -> [(String, PathBuf); 2] {
+        [
+            ("SYNCBOX_PAUSE_AT".into(), PathBuf::from(step)),
+            ("SYNCBOX_PAUSE_FILE".into(), self.release.clone()),
+        ]
+    }
+
+    fn wait_reached(&self, sandbox: &Sandbox) {
+        let mut here = self.release.clone().into_os_string();
+        here.push(".here");
+        let here = PathBuf::from(here);
+        wait_until(
+            "the process reached its pause point",
+            || here.exists(),
+            || sandbox.context(),
+        );
+    }
+
+    fn release(&self) {
+        fs::write(&self.release, "go").expect("release the paused process");
+    }
+}
+
+fn spawn(sandbox: &Sandbox, args: &[&str], env: &[(String, PathBuf)]) -> Child {
+    let mut command = sandbox.command(args);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn syncbox")
+}
+
+fn finish(child: Child, what: &str) -> std::process::Output {
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn lock_is_free(data: &Path) -> bool {
+    let file = File::open(data.join(".btsync/lock")).expect("open the registry lock");
+    let free = file.try_lock().is_ok();
+    if free {
+        let _ = file.unlock();
+    }
+    free
+}
+
+// ------------------------------------------------- 5: no deleting under the lock
+
+#[test]
+fn sweeping_leftover_trash_does_not_hold_the_registry_lock() {
+    let sandbox = Sandbox::new("sweep-unlocked");
+    add(&sandbox, "keep");
+    // Trash a crashed `del` left behind: a folder moved aside, its entry gone.
+    let leftover = sandbox.data().join(".btsync/trash/gone.4242");
+    fs::create_dir_all(leftover.join("deep")).expect("leftover trash");
+    for i in 0..100 {
+        fs::write(leftover.join(format!("deep/{i}")), "x").expect("file");
+    }
+    let paused = Paused::file(&sandbox, "sweep");
+    let del = spawn(
+        &sandbox,
+        &["del", "never-added"],
+        &paused.env("sweep: deleting"),
+    );
+    paused.wait_reached(&sandbox);
+    let free = lock_is_free(&sandbox.data());
+    paused.release();
+    finish(del, "del never-added");
+    assert!(
+        free,
+        "the registry lock was held while a tree was being deleted: every add/del waits for it"
+    );
+    let left: Vec<_> = fs::read_dir(sandbox.data().join(".btsync/trash"))
+        .expect("trash")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the leftover trash was not deleted: {left:?}"
+    );
+    assert!(sandbox.folder("keep").is_dir());
+}
