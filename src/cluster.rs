@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -157,22 +157,14 @@ pub fn is_device_id(text: &str) -> bool {
 /// Record files are a few hundred bytes; anything bigger is not ours.
 const MAX_RECORD_BYTES: u64 = 4096;
 
-/// Read a record file that was a small regular file a moment ago; checked
-/// again on the open file (it may have been swapped for a device or a
-/// symlink to one meanwhile) and never read past the limit.
+/// Read a record file. The registry folder belongs to the engine's user,
+/// who may swap anything in at any moment (a FIFO, a link to a device): see
+/// [`fsutil::read_untrusted`], which checks the open file, never the name.
 fn read_small_file(path: &Path) -> std::result::Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
-    match file.metadata() {
-        Ok(meta) if meta.is_file() && meta.len() <= MAX_RECORD_BYTES => {}
-        _ => return Err("not a small regular file".into()),
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("unreadable: {e}"))?;
-    if bytes.len() as u64 > MAX_RECORD_BYTES {
-        return Err("not a small regular file".into());
-    }
+    let bytes = fsutil::read_untrusted(path, MAX_RECORD_BYTES).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => "not a small regular file".to_owned(),
+        _ => format!("unreadable: {e}"),
+    })?;
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
@@ -410,7 +402,8 @@ pub fn device_id(layout: &Layout, _lock: &RegistryLock) -> Result<String> {
 
 /// The device id, if this node has one already.
 pub fn read_device_id(layout: &Layout) -> Option<String> {
-    let text = fs::read_to_string(layout.device_id_file()).ok()?;
+    let bytes = fsutil::read_untrusted(&layout.device_id_file(), 64).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let id = text.trim_end();
     is_device_id(id).then(|| id.to_owned())
 }
@@ -764,6 +757,51 @@ mod tests {
             from_cluster: true,
         }];
         assert!(reconcile(&merge(&[]), &local).is_empty());
+    }
+
+    /// Run `read` on a thread; its answer, or `None` if it is still
+    /// blocked after a few seconds (the thread is then left behind).
+    fn within_seconds<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (sender, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(read());
+        });
+        answer.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_in_place_of_a_record_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("syncbox-cluster-fifo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let good = record("gitlab", Intent::Declared(Access::ReadWrite), NOW, "a");
+        let target = dir.join("target.txt");
+        fs::write(&target, good.to_json(CLUSTER)).unwrap();
+        // What the engine's user can swap in between scan's lstat and the open.
+        let fifo = dir.join(good.file_name());
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        let link = dir.join("link@aaaaaaaaaaaaaaaa.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let path = fifo.clone();
+        let outcome = within_seconds(move || read_small_file(&path));
+        if outcome.is_none() {
+            // Let the stuck open finish so the thread ends.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        let outcome =
+            outcome.expect("opening a FIFO record blocked (init's main thread would hang)");
+        assert_eq!(outcome, Err("not a small regular file".to_owned()));
+        assert_eq!(
+            read_small_file(&link),
+            Err("not a small regular file".to_owned()),
+            "a symbolic link was followed"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

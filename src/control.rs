@@ -21,9 +21,9 @@
 //! runs: the applets then work on the registry alone. The engine cannot
 //! outlive init (it gets SIGKILL when init dies), so that is safe for `del`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -313,13 +313,7 @@ impl Drop for InitClaim {
 /// socket. A second init on the same directory is refused.
 pub fn claim(layout: &Layout) -> Result<(InitClaim, UnixListener)> {
     let lock_path = init_lock_path(layout);
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
+    let lock = crate::fsutil::open_lock_file(&lock_path)
         .map_err(|e| Error::io(format!("cannot open {}", lock_path.display()), e))?;
     match lock.try_lock() {
         Ok(()) => {}

@@ -685,15 +685,22 @@ fn entry_json(entry: &Entry) -> String {
     text
 }
 
+/// Entries are a few hundred bytes; anything much bigger is not ours.
+const MAX_ENTRY_BYTES: u64 = 64 * 1024;
+
 fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
-    };
     let corrupt = |problem: &str| Error::CorruptEntry {
         path: path.to_owned(),
         problem: problem.to_owned(),
+    };
+    // Entries are a few hundred bytes; never follow a link, never wait on a FIFO.
+    let text = match fsutil::read_untrusted(path, MAX_ENTRY_BYTES) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8 text"))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            return Err(corrupt(&format!("{e}, not an entry syncbox wrote")));
+        }
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
     };
     let value: Value = serde_json::from_str(&text).map_err(|_| corrupt("not valid JSON"))?;
     if value.get("name").and_then(Value::as_str) != Some(ns.as_str()) {

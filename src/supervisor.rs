@@ -26,7 +26,6 @@
 //!   Folders in the cluster trash are purged after `BTSYNC_TRASH_DAYS`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -787,10 +786,7 @@ impl Supervisor {
     /// Is a registry writer holding the lock right now? Probed with a
     /// non-blocking flock that is released at once.
     fn registry_writer_active(&self) -> bool {
-        let Ok(file) = File::open(self.registry.layout().lock_file()) else {
-            return false;
-        };
-        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+        crate::fsutil::FileLock::is_held(&self.registry.layout().lock_file())
     }
 
     /// Before the first engine start in cluster mode: give this node its
