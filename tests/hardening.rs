@@ -8,8 +8,12 @@ mod common;
 mod harness;
 
 use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use harness::*;
 
@@ -114,4 +118,65 @@ fn sweeping_leftover_trash_does_not_hold_the_registry_lock() {
         "the leftover trash was not deleted: {left:?}"
     );
     assert!(sandbox.folder("keep").is_dir());
+}
+
+// ------------------------------------------------- 3: one slow client blocks no one
+
+/// A client that sends its request one byte every `every`, until the
+/// connection is closed or `bytes` were sent. Returns when it was cut off.
+fn trickle(
+    socket: PathBuf,
+    every: Duration,
+    bytes: usize,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut stream = UnixStream::connect(&socket).ok()?;
+        for _ in 0..bytes {
+            if stream.write_all(b"s").is_err() {
+                return Some(started.elapsed());
+            }
+            sleep(every);
+        }
+        // Sent everything without being cut off.
+        None
+    })
+}
+
+#[test]
+fn a_slow_client_holds_back_neither_status_nor_add() {
+    let sandbox = Sandbox::new("slow-client");
+    let init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let socket = sandbox.data().join(".btsync/control.sock");
+    // Two clients trickling a byte every 1.5 s: each byte would restart a
+    // per-byte timeout, so a one-at-a-time server would never get past them.
+    let slow = [
+        trickle(socket.clone(), Duration::from_millis(1500), 8),
+        trickle(socket.clone(), Duration::from_millis(1500), 8),
+    ];
+    sleep(Duration::from_millis(300));
+    for applet in ["health", "status"] {
+        let out = sandbox.run(&[applet]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{applet} failed while a slow client was connected: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            sandbox.context()
+        );
+    }
+    add(&sandbox, "beside-the-slow-one");
+    assert!(
+        init.status()["engine"]["folders"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|n| n == "beside-the-slow-one"))
+    );
+    for client in slow {
+        let cut_off = client.join().expect("slow client");
+        // 8 bytes at 1.5 s would take 12 s; the request deadline is total.
+        assert!(
+            cut_off.is_some(),
+            "a client trickling its request was never cut off"
+        );
+    }
 }
