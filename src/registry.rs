@@ -77,14 +77,33 @@ pub enum AddOutcome {
     AlreadyPresent,
 }
 
+/// Which parking of a namespace a removal is about. Every time an entry is
+/// parked in `deleting/` it gets a fresh random one, so an answer obtained
+/// for one parking ("no engine holds NS") is never applied to a later one:
+/// between them the namespace may have been added back, and an engine
+/// started with it may still run. Entries parked by older versions carry
+/// none and read as 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parking(u64);
+
+impl Parking {
+    fn fresh() -> Result<Parking> {
+        let mut bytes = [0u8; 8];
+        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut bytes)
+            .map_err(|e| Error::io("cannot generate a parking id", io::Error::other(e)))?;
+        Ok(Parking(u64::from_le_bytes(bytes)))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unregistered {
     /// The namespace was not registered and no deletion was pending.
     NotRegistered,
     /// Unregistered; its files stay (`--keep-data`).
     FilesKept,
-    /// Unregistered; its files wait for [`Registry::remove_files`].
-    FilesPending,
+    /// Unregistered; its files wait for [`Registry::remove_files`] with
+    /// this parking.
+    FilesPending(Parking),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +119,10 @@ pub enum Removal {
     NotPending,
     /// The folder was moved into the cluster trash, to this path.
     Trashed(PathBuf),
+    /// The namespace was added back and parked again since: the answer the
+    /// caller acted on is about the older parking, so nothing was touched.
+    /// Ask init again about this one.
+    Reparked(Parking),
     /// Something other than a directory stands at the folder's path; it was
     /// left alone.
     NotADirectory(PathBuf),
@@ -110,7 +133,7 @@ pub enum Removal {
 pub enum ClusterUnregistered {
     /// Parked: its files wait for [`Registry::trash_files`] or
     /// [`Registry::remove_files`] once the engine let go.
-    Parked,
+    Parked(Parking),
     /// Registered on this node by a local `add`, not from the cluster: kept.
     LocalOnly,
     /// Not registered here.
@@ -328,11 +351,8 @@ impl Registry {
                 remove_durably(&parked)?;
                 Ok(Unregistered::FilesKept)
             }
-            (true, false) => {
-                rename_durably(&entry, &parked)?;
-                Ok(Unregistered::FilesPending)
-            }
-            (false, false) => Ok(Unregistered::FilesPending),
+            (true, false) => Ok(Unregistered::FilesPending(self.park(ns)?)),
+            (false, false) => Ok(Unregistered::FilesPending(self.parking_of(ns)?)),
         }
     }
 
@@ -351,12 +371,61 @@ impl Registry {
             if !entry.from_cluster {
                 return Ok(ClusterUnregistered::LocalOnly);
             }
-            rename_durably(&entry_path, &parked)?;
-            return Ok(ClusterUnregistered::Parked);
+            return Ok(ClusterUnregistered::Parked(self.park(ns)?));
         }
         match read_entry(&parked, ns) {
-            Ok(Some(entry)) if entry.from_cluster => Ok(ClusterUnregistered::Parked),
+            Ok(Some(entry)) if entry.from_cluster => {
+                Ok(ClusterUnregistered::Parked(self.parking_of(ns)?))
+            }
             _ => Ok(ClusterUnregistered::NotRegistered),
+        }
+    }
+
+    /// Move the entry of `ns` into `deleting/`, marked with a fresh parking.
+    /// The mark is written into the entry first, so the move stays one
+    /// atomic rename. A damaged entry is moved as it is (parking 0): it
+    /// cannot be restored by an `add`, so it is never parked twice.
+    fn park(&self, ns: &Name) -> Result<Parking> {
+        let entry = self.layout.entry(ns);
+        let parking = Parking::fresh()?;
+        let marked = fsutil::read_untrusted(&entry, MAX_ENTRY_BYTES)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .filter(Value::is_object);
+        let parking = match marked {
+            Some(mut value) => {
+                value[PARKING_FIELD] = json!(parking.0);
+                let mut text = value.to_string();
+                text.push('\n');
+                fsutil::write_atomic(&entry, text.as_bytes(), 0o600)?;
+                parking
+            }
+            None => Parking(0),
+        };
+        rename_durably(&entry, &self.layout.deleting_entry(ns))?;
+        Ok(parking)
+    }
+
+    /// The parking of `ns`'s entry in `deleting/`; 0 when it has no mark.
+    fn parking_of(&self, ns: &Name) -> Result<Parking> {
+        Ok(self.parking(ns)?.unwrap_or(Parking(0)))
+    }
+
+    /// The parking of `ns` if its entry is parked in `deleting/` now. init
+    /// reads it when it takes on a removal, to check it again before
+    /// touching the files (see [`Parking`]).
+    pub fn parking(&self, ns: &Name) -> Result<Option<Parking>> {
+        let path = self.layout.deleting_entry(ns);
+        match fsutil::read_untrusted(&path, MAX_ENTRY_BYTES) {
+            Ok(bytes) => Ok(Some(Parking(
+                serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get(PARKING_FIELD).and_then(Value::as_u64))
+                    .unwrap_or(0),
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Some(Parking(0))),
+            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
         }
     }
 
@@ -382,9 +451,10 @@ impl Registry {
     }
 
     /// Second half of `del`: delete the folder of a namespace that
-    /// [`Registry::unregister`] parked, unless it was added again meanwhile.
-    pub fn remove_files(&self, ns: &Name) -> Result<Removal> {
-        let removal = self.move_folder_to_trash(ns, &self.trash_dir(), true);
+    /// [`Registry::unregister`] parked as `parking`, unless it was added
+    /// again meanwhile (and maybe parked again: `Reparked`).
+    pub fn remove_files(&self, ns: &Name, parking: Parking) -> Result<Removal> {
+        let removal = self.move_folder_to_trash(ns, &self.trash_dir(), parking, true);
         self.sweep_leftover_trash();
         removal
     }
@@ -439,19 +509,29 @@ impl Registry {
     /// Like [`Registry::remove_files`], but the folder is kept in the
     /// cluster trash (`.btsync/cluster-trash/NS@SECONDS`) for init to purge
     /// after `BTSYNC_TRASH_DAYS`.
-    pub fn trash_files(&self, ns: &Name) -> Result<Removal> {
-        self.move_folder_to_trash(ns, &self.layout.cluster_trash_dir(), false)
+    pub fn trash_files(&self, ns: &Name, parking: Parking) -> Result<Removal> {
+        self.move_folder_to_trash(ns, &self.layout.cluster_trash_dir(), parking, false)
     }
 
-    fn move_folder_to_trash(&self, ns: &Name, trash_dir: &Path, delete: bool) -> Result<Removal> {
+    fn move_folder_to_trash(
+        &self,
+        ns: &Name,
+        trash_dir: &Path,
+        parking: Parking,
+        delete: bool,
+    ) -> Result<Removal> {
         let doomed = {
             let _lock = self.lock()?;
             let parked = self.layout.deleting_entry(ns);
             if exists(&self.layout.entry(ns))? {
                 return Ok(Removal::Readded);
             }
-            if !exists(&parked)? {
-                return Ok(Removal::NotPending);
+            let current = match self.parking(ns)? {
+                None => return Ok(Removal::NotPending),
+                Some(current) => current,
+            };
+            if current != parking {
+                return Ok(Removal::Reparked(current));
             }
             let folder = self.layout.folder(ns);
             let outcome = match fs::symlink_metadata(&folder) {
@@ -687,6 +767,8 @@ fn entry_json(entry: &Entry) -> String {
 
 /// Entries are a few hundred bytes; anything much bigger is not ours.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
+/// Field of a parked entry that holds its [`Parking`].
+const PARKING_FIELD: &str = "parked";
 
 fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
     let corrupt = |problem: &str| Error::CorruptEntry {

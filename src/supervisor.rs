@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::{self, ClusterUnregistered, Registry, Removal};
+use crate::registry::{self, ClusterUnregistered, Parking, Registry, Removal};
 use crate::sys::{self, ExitStatus, Pid};
 
 /// Signals passed on to the engine unchanged.
@@ -147,7 +147,9 @@ struct Waiter {
     client: Option<Request>,
     /// `del --no-wait` or a cluster tombstone: delete or trash this
     /// namespace's files once released.
-    purge: Option<(Name, Disposal)>,
+    /// The parking is the one seen when the removal was taken on: the
+    /// files are touched only if the namespace is still parked that way.
+    purge: Option<(Name, Disposal, Parking)>,
 }
 
 struct PendingRestart {
@@ -423,8 +425,8 @@ impl Supervisor {
             },
             client: None,
             purge: match mode {
-                Mode::Purge => Some((ns.clone(), Disposal::Delete)),
-                Mode::Trash => Some((ns.clone(), Disposal::Trash)),
+                Mode::Purge => self.parked(&ns).map(|p| (ns.clone(), Disposal::Delete, p)),
+                Mode::Trash => self.parked(&ns).map(|p| (ns.clone(), Disposal::Trash, p)),
                 Mode::Wait | Mode::NoWait => None,
             },
         };
@@ -469,20 +471,28 @@ impl Supervisor {
         if let Some(client) = client.or(waiter.client) {
             client.reply("ok");
         }
-        if let Some((ns, disposal)) = waiter.purge {
-            self.purge(ns, disposal);
+        if let Some((ns, disposal, parking)) = waiter.purge {
+            self.purge(ns, disposal, parking);
         }
+    }
+
+    /// How `ns` is parked now (`None`: not parked, nothing to remove).
+    fn parked(&self, ns: &Name) -> Option<Parking> {
+        self.registry.parking(ns).unwrap_or_else(|e| {
+            log!("{ns}: cannot read its parked entry: {e}; run 'del {ns}' to finish");
+            None
+        })
     }
 
     /// `del --no-wait` or a tombstone: delete (or trash) the folder now that
     /// no engine can see it. Deleting a big tree takes a while, so it runs
     /// beside the loop.
-    fn purge(&self, ns: Name, disposal: Disposal) {
+    fn purge(&self, ns: Name, disposal: Disposal, parking: Parking) {
         let registry = Registry::new(self.registry.layout().clone());
         std::thread::spawn(move || {
             let outcome = match disposal {
-                Disposal::Delete => registry.remove_files(&ns),
-                Disposal::Trash => registry.trash_files(&ns),
+                Disposal::Delete => registry.remove_files(&ns, parking),
+                Disposal::Trash => registry.trash_files(&ns, parking),
             };
             match outcome {
                 Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
@@ -492,7 +502,9 @@ impl Supervisor {
                 ),
                 Ok(Removal::NoFolder) => log!("{ns}: no folder left to remove"),
                 Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
-                Ok(Removal::NotPending) => {}
+                // Added back and removed again since: that removal has a
+                // waiter of its own, which deletes once that is safe.
+                Ok(Removal::NotPending | Removal::Reparked(_)) => {}
                 Ok(Removal::NotADirectory(path)) => {
                     log!("{ns}: {} is not a directory; left in place", path.display())
                 }
@@ -809,7 +821,9 @@ impl Supervisor {
         }
         for ns in self.registry.parked_cluster_removals()? {
             log!("{ns}: finishing a cluster removal an earlier init left unfinished");
-            self.purge(ns, Disposal::Trash);
+            if let Some(parking) = self.parked(&ns) {
+                self.purge(ns, Disposal::Trash, parking);
+            }
         }
         self.next_poll = now + CLUSTER_POLL;
         self.reconcile_cluster(now);
@@ -925,7 +939,7 @@ impl Supervisor {
                     .lock()
                     .and_then(|lock| self.registry.unregister_for_cluster(&lock, &name));
                 match parked {
-                    Ok(ClusterUnregistered::Parked) => {
+                    Ok(ClusterUnregistered::Parked(parking)) => {
                         let disposal = if purge {
                             Disposal::Delete
                         } else {
@@ -940,7 +954,7 @@ impl Supervisor {
                                 "go to the cluster trash"
                             }
                         );
-                        self.engine_should_reflect(&name, now, Some(disposal));
+                        self.engine_should_reflect(&name, now, Some((disposal, parking)));
                         Some(format!("removed {name}"))
                     }
                     Ok(ClusterUnregistered::LocalOnly | ClusterUnregistered::NotRegistered) => None,
@@ -955,7 +969,12 @@ impl Supervisor {
 
     /// The registry changed for `ns` (not through a client): bring the
     /// engine in line the way an `add --no-wait`/`del --no-wait` does.
-    fn engine_should_reflect(&mut self, ns: &Name, now: Instant, files: Option<Disposal>) {
+    fn engine_should_reflect(
+        &mut self,
+        ns: &Name,
+        now: Instant,
+        files: Option<(Disposal, Parking)>,
+    ) {
         let wanted = self.registry.get(ns).ok().flatten().map(|e| e.key);
         self.generation += 1;
         let waiter = Waiter {
@@ -966,7 +985,7 @@ impl Supervisor {
                 Needs::Released
             },
             client: None,
-            purge: files.map(|disposal| (ns.clone(), disposal)),
+            purge: files.map(|(disposal, parking)| (ns.clone(), disposal, parking)),
         };
         if let Engine::Up(engine) = &self.engine {
             if engine.folders.get(ns) == wanted.as_ref() {

@@ -180,3 +180,55 @@ fn a_slow_client_holds_back_neither_status_nor_add() {
         );
     }
 }
+
+// ------------------------------------- 2: an answer about an older parking is stale
+
+#[test]
+fn a_stalled_del_never_deletes_under_an_engine_that_got_the_namespace_back() {
+    let sandbox = Sandbox::new("stale-answer");
+    // Each restart takes a while: the engine lingers 2 s after TERM.
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Subreaper,
+        &[("STAND_IN_ON_TERM", "delay:2")],
+    );
+    add(&sandbox, "ns1");
+    fs::write(sandbox.folder("ns1").join("data.txt"), "precious").expect("write");
+    add(&sandbox, "other");
+
+    // del #1 has init's answer (no engine holds ns1) and stalls before it
+    // takes the lock.
+    let paused = Paused::file(&sandbox, "del1");
+    let first = spawn(&sandbox, &["del", "ns1"], &paused.env("del: init answered"));
+    paused.wait_reached(&sandbox);
+    // Meanwhile ns1 comes back (the engine restarts with it) and a second
+    // del parks it again; that restart has not happened yet when del #1
+    // wakes up.
+    add(&sandbox, "ns1");
+    assert!(folders_of(&init.current_start()).contains(&"ns1".to_owned()));
+    let out = sandbox.run(&["del", "--no-wait", "ns1"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    paused.release();
+    finish(first, "del #1");
+
+    wait_until(
+        "the files of ns1 are gone",
+        || !sandbox.folder("ns1").exists(),
+        || sandbox.context(),
+    );
+    // Once the engine that had ns1 back is gone, it has had every chance
+    // to see its files vanish.
+    wait_until(
+        "an engine without ns1 runs",
+        || init.status()["engine"]["folders"] == serde_json::json!(["other"]),
+        || sandbox.context(),
+    );
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<serde_json::Value>::new(),
+        "files were deleted under an engine that syncs them\n{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
