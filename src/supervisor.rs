@@ -72,6 +72,8 @@ const IDLE_WAKEUP: Duration = Duration::from_secs(5);
 /// How often the cluster registry folder is looked at (a directory listing
 /// when nothing changed).
 pub const CLUSTER_POLL: Duration = Duration::from_secs(1);
+/// `status` lists at most this many of the engine's folders (and counts all).
+const STATUS_FOLDERS: usize = 1000;
 /// How often the cluster trash is checked for folders past their time.
 const TRASH_SWEEP: Duration = Duration::from_secs(60);
 
@@ -849,7 +851,7 @@ impl Supervisor {
             return;
         };
         let watched_too = [layout.namespaces_dir(), layout.deleting_dir()];
-        let (winners, fresh_ignored) = match watch.poll(now, &watched_too) {
+        let (winners, ignored_lines) = match watch.poll(now, &watched_too) {
             Ok(Some(found)) => found,
             Ok(None) => return,
             Err(e) => {
@@ -857,8 +859,8 @@ impl Supervisor {
                 return;
             }
         };
-        for (file, reason) in &fresh_ignored {
-            log!("cluster: ignored registry file {file:?}: {reason}");
+        for line in &ignored_lines {
+            log!("cluster: {line}");
         }
         let local: Vec<Local> = match self.registry.readable_entries() {
             // A damaged entry counts as held and local: the cluster neither
@@ -1032,15 +1034,16 @@ impl Supervisor {
         status["last_reconcile"] = match &self.last_reconcile {
             Some((at, changes)) => json!({
                 "seconds_ago": now.duration_since(*at).map_or(0, |d| d.as_secs()),
-                "changes": changes,
+                "changes": cluster::sample(changes, |c| json!(c)),
+                "changes_count": changes.len(),
             }),
             None => Value::Null,
         };
-        status["failures"] = self
-            .cluster_failures
-            .iter()
-            .map(|(ns, why)| json!({"name": ns.as_str(), "problem": why}))
-            .collect();
+        status["failures"] = cluster::sample(
+            &self.cluster_failures,
+            |(ns, why)| json!({"name": ns.as_str(), "problem": why}),
+        );
+        status["failures_count"] = json!(self.cluster_failures.len());
         status
     }
 
@@ -1070,7 +1073,12 @@ impl Supervisor {
                 "state": state,
                 "pid": engine.map(|e| e.pid),
                 "uptime_seconds": engine.map(|e| now.duration_since(e.started).as_secs()),
-                "folders": engine.map(|e| e.folders.keys().map(Name::as_str).collect::<Vec<_>>()),
+                // Bounded like every list of the reply (names are at most
+                // 64 bytes): the reply stays far below the protocol's 1 MiB.
+                "folders": engine.map(|e| {
+                    e.folders.keys().take(STATUS_FOLDERS).map(Name::as_str).collect::<Vec<_>>()
+                }),
+                "folder_count": engine.map(|e| e.folders.len()),
                 "retry_in_seconds": retry_in,
             },
             "starts": self.starts,
