@@ -77,6 +77,16 @@ pub fn read_untrusted(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Open a directory for reading its entries, failing (ELOOP, ENOTDIR)
+/// instead of following a symbolic link or opening anything else.
+pub fn open_dir_nofollow(path: &Path) -> io::Result<File> {
+    use crate::sys::open_flags::{O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK};
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+}
+
 /// fsync a directory so that the renames and unlinks inside it survive a crash.
 /// Opened so that whatever was swapped in meanwhile (a FIFO) cannot block.
 pub fn sync_dir(dir: &Path) -> Result<()> {
