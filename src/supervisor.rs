@@ -352,11 +352,14 @@ impl Supervisor {
             }
             return;
         };
-        if let Err(e) = sys::send_signal(pid, signal) {
+        let forwarded = sys::send_signal(pid, signal);
+        if let Err(e) = &forwarded {
             log!("{name} received: cannot forward it to the engine (pid {pid}): {e}");
-            return;
-        }
-        if !stops {
+            // A stop still stops: the grace runs out and KILL follows.
+            if !stops {
+                return;
+            }
+        } else if !stops {
             log!("{name} received: forwarded to the engine (pid {pid})");
             return;
         }
@@ -384,7 +387,12 @@ impl Supervisor {
         };
         self.pending = None;
         log!(
-            "{name} received: forwarded to the engine (pid {pid}); stopping, KILL after {}s",
+            "{name} received: {} the engine (pid {pid}); stopping, KILL after {}s",
+            if forwarded.is_ok() {
+                "forwarded to"
+            } else {
+                "not forwarded to"
+            },
             grace.as_secs_f64()
         );
     }
