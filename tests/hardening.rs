@@ -232,3 +232,65 @@ fn a_stalled_del_never_deletes_under_an_engine_that_got_the_namespace_back() {
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+// ------------------------------------- 1: a FIFO swapped into the registry
+
+#[test]
+fn a_fifo_swapped_over_a_registry_record_does_not_freeze_init() {
+    let sandbox =
+        Sandbox::new("fifo-swap").with_env("BTSYNC_CLUSTER_KEY", "correct horse battery staple");
+    let init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let registry = sandbox.data().join(".btsync/cluster");
+    assert!(registry.is_dir(), "{}", sandbox.context());
+    // What the engine's user can do in the registry it owns: rename a hard
+    // link to a FIFO and one to a regular file over a record, in turn, so
+    // that init's lstat sees a file and its open meets the FIFO. (Names
+    // starting with '.' are not records: init skips the two sources.)
+    let fifo = registry.join(".fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let file = registry.join(".file");
+    fs::write(&file, "{}").expect("file");
+    let record = registry.join("x@aaaaaaaaaaaaaaaa.json");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, registry) = (stop.clone(), registry.clone());
+        std::thread::spawn(move || {
+            let temp = registry.join(".swap");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for source in [&fifo, &file] {
+                    let _ = fs::remove_file(&temp);
+                    if fs::hard_link(source, &temp).is_ok() {
+                        let _ = fs::rename(&temp, &record);
+                    }
+                }
+            }
+        })
+    };
+    // init polls the registry every second; give it several polls.
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut answered = 0;
+    while Instant::now() < until {
+        let out = sandbox.run(&["health"]);
+        if out.status.code() == Some(0) {
+            answered += 1;
+        } else {
+            break;
+        }
+        sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = swapper.join();
+    let out = sandbox.run(&["health"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "init stopped answering after {answered} health checks: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sandbox.context()
+    );
+    drop(init);
+}
