@@ -818,6 +818,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_removal_for_an_older_parking_touches_nothing() {
+        let root = std::env::temp_dir().join(format!("syncbox-parking-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("data root");
+        let registry = Registry::new(Layout::new(root.clone(), None));
+        let ns = Name::parse("ns1").expect("name");
+        registry.add(&ns, None).expect("add");
+        fs::write(root.join("ns1/data.txt"), "precious").expect("write");
+
+        let Unregistered::FilesPending(first) = registry.unregister(&ns, false).expect("del")
+        else {
+            panic!("not parked");
+        };
+        // Added back (the parked entry is restored) and parked again.
+        registry.add(&ns, None).expect("add again");
+        let Unregistered::FilesPending(second) = registry.unregister(&ns, false).expect("del")
+        else {
+            panic!("not parked again");
+        };
+        assert_ne!(first, second, "two parkings must differ");
+        assert_eq!(registry.parking(&ns).expect("read"), Some(second));
+        // The first del's answer is about the first parking: stale.
+        assert_eq!(
+            registry.remove_files(&ns, first).expect("remove"),
+            Removal::Reparked(second)
+        );
+        assert!(root.join("ns1/data.txt").exists(), "files touched");
+        assert_eq!(
+            registry.remove_files(&ns, second).expect("remove"),
+            Removal::Deleted
+        );
+        assert!(!root.join("ns1").exists());
+        assert_eq!(registry.parking(&ns).expect("read"), None);
+        fs::remove_dir_all(&root).expect("clean up");
+    }
+
+    #[test]
     fn purge_trash_never_follows_a_symlinked_trash_directory() {
         let root = std::env::temp_dir().join(format!("syncbox-purge-link-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
