@@ -379,8 +379,14 @@ const HANGUP_CHECK: Duration = Duration::from_millis(250);
 /// answered here.
 pub fn serve(listener: UnixListener, deliver: impl Fn(Request) + Send + Sync + 'static) {
     server::serve(listener, LIMITS, move |mut client| {
-        let Ok(line) = client.read_line() else {
-            return;
+        let line = match client.read_line() {
+            Ok(line) => line,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = client.write_all(format!("error {e}\n").as_bytes());
+                return;
+            }
+            // Timed out or gone: nobody to answer.
+            Err(_) => return,
         };
         let ask = match parse_ask(line.trim_end()) {
             Ok(ask) => ask,

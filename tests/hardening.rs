@@ -294,3 +294,25 @@ fn a_fifo_swapped_over_a_registry_record_does_not_freeze_init() {
     );
     drop(init);
 }
+
+#[test]
+fn an_oversized_or_unknown_request_gets_an_error_line() {
+    let sandbox = Sandbox::new("bad-request");
+    let _init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let socket = sandbox.data().join(".btsync/control.sock");
+    let ask = |request: &[u8]| {
+        let mut stream = UnixStream::connect(&socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.write_all(request).expect("write");
+        let mut reply = String::new();
+        let _ = std::io::Read::read_to_string(&mut stream, &mut reply);
+        reply
+    };
+    let mut long = vec![b'x'; 300];
+    long.push(b'\n');
+    assert_eq!(ask(&long), "error request too long\n");
+    assert_eq!(ask(b"reboot\n"), "error unknown request\n");
+    assert!(ask(b"status\n").starts_with('{'));
+}
