@@ -67,10 +67,20 @@ fn render(status: &Value) -> String {
         "restarts: {} for changes, {} after crashes\n",
         status["restarts"], status["crashes"]
     ));
+    // The lists of the reply are samples; the counts are complete.
+    let count = |value: &Value, shown: usize| value.as_u64().map_or(shown as u64, |n| n);
+    let more = |total: u64, shown: usize| {
+        if total > shown as u64 {
+            format!(" (and {} more)", total - shown as u64)
+        } else {
+            String::new()
+        }
+    };
+    let folder_count = count(&engine["folder_count"], folders.len());
     text.push_str(&format!(
-        "folders:  {} {}\n",
-        folders.len(),
-        folders.join(" ")
+        "folders:  {folder_count} {}{}\n",
+        folders.join(" "),
+        more(folder_count, folders.len())
     ));
     let last = &status["last_exit"];
     if last.is_null() {
@@ -105,18 +115,21 @@ fn render(status: &Value) -> String {
             cluster["registry"].as_str().unwrap_or("?"),
             seconds(&cluster["last_scan_seconds_ago"])
         ));
+        let declared_count = count(&cluster["declared_count"], declared.len());
         text.push_str(&format!(
-            "declared: {} {}\n",
-            declared.len(),
-            declared.join(" ")
+            "declared: {declared_count} {}{}\n",
+            declared.join(" "),
+            more(declared_count, declared.len())
         ));
+        let removed_count = count(&cluster["removed_count"], removed.len());
         text.push_str(&format!(
-            "removed:  {} {}\n",
-            removed.len(),
-            removed.join(" ")
+            "removed:  {removed_count} {}{}\n",
+            removed.join(" "),
+            more(removed_count, removed.len())
         ));
         if let Some(ignored) = cluster["ignored"].as_array().filter(|a| !a.is_empty()) {
-            text.push_str(&format!("ignored:  {} file(s)", ignored.len()));
+            let ignored_count = count(&cluster["ignored_count"], ignored.len());
+            text.push_str(&format!("ignored:  {ignored_count} file(s)"));
             for item in ignored.iter().take(5) {
                 text.push_str(&format!(
                     "; {} ({})",

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -159,22 +159,14 @@ pub fn is_device_id(text: &str) -> bool {
 /// Record files are a few hundred bytes; anything bigger is not ours.
 const MAX_RECORD_BYTES: u64 = 4096;
 
-/// Read a record file that was a small regular file a moment ago; checked
-/// again on the open file (it may have been swapped for a device or a
-/// symlink to one meanwhile) and never read past the limit.
+/// Read a record file. The registry folder belongs to the engine's user,
+/// who may swap anything in at any moment (a FIFO, a link to a device): see
+/// [`fsutil::read_untrusted`], which checks the open file, never the name.
 fn read_small_file(path: &Path) -> std::result::Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
-    match file.metadata() {
-        Ok(meta) if meta.is_file() && meta.len() <= MAX_RECORD_BYTES => {}
-        _ => return Err("not a small regular file".into()),
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("unreadable: {e}"))?;
-    if bytes.len() as u64 > MAX_RECORD_BYTES {
-        return Err("not a small regular file".into());
-    }
+    let bytes = fsutil::read_untrusted(path, MAX_RECORD_BYTES).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => "not a small regular file".to_owned(),
+        _ => format!("unreadable: {e}"),
+    })?;
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
@@ -412,7 +404,8 @@ pub fn device_id(layout: &Layout, _lock: &RegistryLock) -> Result<String> {
 
 /// The device id, if this node has one already.
 pub fn read_device_id(layout: &Layout) -> Option<String> {
-    let text = fs::read_to_string(layout.device_id_file()).ok()?;
+    let bytes = fsutil::read_untrusted(&layout.device_id_file(), 64).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let id = text.trim_end();
     is_device_id(id).then(|| id.to_owned())
 }
@@ -476,8 +469,28 @@ pub fn device_name_from_env() -> String {
 /// (a record dated slightly in the future becomes valid; a failed add is
 /// retried).
 const FULL_RESCAN: Duration = Duration::from_secs(60);
-/// At most this many ignored files are remembered for the log.
+/// At most this many ignored files are remembered as logged.
 const MAX_LOGGED_IGNORED: usize = 1000;
+/// At most this many newly ignored files are logged one by one per
+/// `FULL_RESCAN` (a minute); the rest are counted in a summary line, itself
+/// logged at most once a minute and only when its count changed. Any
+/// cluster member can write junk into the registry: it must not flood
+/// every node's log.
+pub const MAX_LOGGED_PER_MINUTE: usize = 20;
+/// `status` carries at most this many items of any list (ignored files,
+/// declarations, tombstones, folders...), beside the full count: its reply
+/// must stay far below the control protocol's 1 MiB whatever the registry
+/// holds.
+pub const STATUS_SAMPLE: usize = 100;
+
+/// At most `STATUS_SAMPLE` of `items`, as JSON.
+pub fn sample<T>(items: impl IntoIterator<Item = T>, describe: impl Fn(T) -> Value) -> Value {
+    items
+        .into_iter()
+        .take(STATUS_SAMPLE)
+        .map(describe)
+        .collect()
+}
 
 /// What init keeps between polls of the registry folder: a cheap signature
 /// (names, sizes, inode numbers, change times) so that an unchanged folder
@@ -490,8 +503,70 @@ pub struct Watch {
     /// When the registry was last looked at, and the winners last found.
     pub last_scan: Option<SystemTime>,
     pub winners: Vec<Record>,
-    pub ignored: Vec<(String, String)>,
-    logged_ignored: BTreeSet<(String, String)>,
+    /// How many files the last look ignored, and the first of them.
+    pub ignored_count: usize,
+    pub ignored_sample: Vec<(String, String)>,
+    ignored_log: IgnoredLog,
+}
+
+/// What init has logged about ignored registry files, so that each is
+/// logged once and a flood of them costs a few lines.
+#[derive(Debug, Default)]
+struct IgnoredLog {
+    /// Files reported (one by one or in a summary), at most
+    /// `MAX_LOGGED_IGNORED`.
+    reported: BTreeSet<(String, String)>,
+    /// The current minute of logging: when it began, lines left in it.
+    window: Option<(Instant, usize)>,
+    /// When the last summary was logged, and the total it gave.
+    last_summary: Option<(Instant, usize)>,
+}
+
+impl IgnoredLog {
+    /// The log lines for the files ignored now (sorted). Files no longer
+    /// ignored are forgotten (logged again if they come back broken).
+    /// Files past the remembered limit or the minute's budget are only
+    /// counted in a summary, which is repeated only when the total changed
+    /// and a minute has passed: a full rescan never logs them again.
+    fn note(&mut self, now: Instant, ignored: &[(String, String)]) -> Vec<String> {
+        let current: BTreeSet<&(String, String)> = ignored.iter().collect();
+        self.reported.retain(|item| current.contains(item));
+        let (window_start, mut left) = match self.window {
+            Some((start, left)) if now.duration_since(start) < FULL_RESCAN => (start, left),
+            _ => (now, MAX_LOGGED_PER_MINUTE),
+        };
+        let mut lines = Vec::new();
+        let mut not_shown = 0;
+        for item in ignored {
+            if self.reported.contains(item) {
+                continue;
+            }
+            let room = self.reported.len() < MAX_LOGGED_IGNORED;
+            if left > 0 && room {
+                lines.push(format!("ignored registry file {:?}: {}", item.0, item.1));
+                left -= 1;
+            } else {
+                not_shown += 1;
+            }
+            if room {
+                self.reported.insert(item.clone());
+            }
+        }
+        self.window = Some((window_start, left));
+        let total = ignored.len();
+        let summary_due = not_shown > 0
+            && self.last_summary.is_none_or(|(at, counted)| {
+                counted != total && now.duration_since(at) >= FULL_RESCAN
+            });
+        if summary_due {
+            lines.push(format!(
+                "{total} registry files are ignored; not every one is logged \
+                 ('status' shows the count and a sample)"
+            ));
+            self.last_summary = Some((now, total));
+        }
+        lines
+    }
 }
 
 impl Watch {
@@ -502,14 +577,16 @@ impl Watch {
             last_full: None,
             last_scan: None,
             winners: Vec::new(),
-            ignored: Vec::new(),
-            logged_ignored: BTreeSet::new(),
+            ignored_count: 0,
+            ignored_sample: Vec::new(),
+            ignored_log: IgnoredLog::default(),
         }
     }
 
     /// Read the registry if it (or the local registry in `watched_too`)
     /// changed since the last look, or a minute has passed. Returns the
-    /// winners and the files newly ignored (to log once).
+    /// winners and the lines to log about ignored files: each newly ignored
+    /// file once, at most `MAX_LOGGED_PER_MINUTE`, the rest summed up.
     pub fn poll(&mut self, now: Instant, watched_too: &[PathBuf]) -> Result<Option<Found>> {
         let mut signature = listing_signature(self.cluster.dir());
         for dir in watched_too {
@@ -530,17 +607,12 @@ impl Watch {
             .map(|(name, record)| (name, record.clone()))
             .collect();
         self.winners = winners.values().cloned().collect();
-        let fresh: Vec<(String, String)> = found
-            .ignored
-            .iter()
-            .filter(|item| !self.logged_ignored.contains(*item))
-            .cloned()
-            .collect();
-        if self.logged_ignored.len() < MAX_LOGGED_IGNORED {
-            self.logged_ignored.extend(fresh.iter().cloned());
-        }
-        self.ignored = found.ignored;
-        Ok(Some((winners, fresh)))
+        let lines = self.ignored_log.note(now, &found.ignored);
+        self.ignored_count = found.ignored.len();
+        let mut ignored = found.ignored;
+        ignored.truncate(STATUS_SAMPLE);
+        self.ignored_sample = ignored;
+        Ok(Some((winners, lines)))
     }
 
     /// The registry's state for `status`: declarations, tombstones and
@@ -560,29 +632,27 @@ impl Watch {
                 "device_name": r.device_name,
             })
         };
-        let declared: Vec<Value> = self
-            .winners
-            .iter()
-            .filter(|r| matches!(r.intent, Intent::Declared(_)))
-            .map(describe)
-            .collect();
-        let removed: Vec<Value> = self
-            .winners
-            .iter()
-            .filter(|r| matches!(r.intent, Intent::Removed { .. }))
-            .map(describe)
-            .collect();
-        let ignored: Vec<Value> = self
-            .ignored
-            .iter()
-            .map(|(file, reason)| json!({"file": file, "reason": reason}))
-            .collect();
+        let declared = || {
+            self.winners
+                .iter()
+                .filter(|r| matches!(r.intent, Intent::Declared(_)))
+        };
+        let removed = || {
+            self.winners
+                .iter()
+                .filter(|r| matches!(r.intent, Intent::Removed { .. }))
+        };
         json!({
             "registry": self.cluster.dir().display().to_string(),
             "cluster_id": self.cluster.id(),
-            "declared": declared,
-            "removed": removed,
-            "ignored": ignored,
+            "declared": sample(declared(), describe),
+            "declared_count": declared().count(),
+            "removed": sample(removed(), describe),
+            "removed_count": removed().count(),
+            "ignored": sample(&self.ignored_sample, |(file, reason)| {
+                json!({"file": file, "reason": reason})
+            }),
+            "ignored_count": self.ignored_count,
             "last_scan_seconds_ago": self.last_scan.map(|at| {
                 now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0)
             }),
@@ -594,8 +664,8 @@ impl Watch {
 type FileStamp = (String, u64, u64, i64, i64);
 
 /// What a poll found when something changed: the winning record of every
-/// namespace, and the files ignored that were not logged before.
-pub type Found = (BTreeMap<Name, Record>, Vec<(String, String)>);
+/// namespace, and the lines to log about ignored files.
+pub type Found = (BTreeMap<Name, Record>, Vec<String>);
 
 /// The stamp of every entry of `dir`, sorted.
 fn listing_signature(dir: &Path) -> Vec<FileStamp> {
@@ -781,6 +851,81 @@ mod tests {
             from_cluster: true,
         }];
         assert!(reconcile(&merge(&[]), &local).is_empty());
+    }
+
+    /// Run `read` on a thread; its answer, or `None` if it is still
+    /// blocked after a few seconds (the thread is then left behind).
+    fn within_seconds<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (sender, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(read());
+        });
+        answer.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_in_place_of_a_record_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("syncbox-cluster-fifo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let good = record("gitlab", Intent::Declared(Access::ReadWrite), NOW, "a");
+        let target = dir.join("target.txt");
+        fs::write(&target, good.to_json(CLUSTER)).unwrap();
+        // What the engine's user can swap in between scan's lstat and the open.
+        let fifo = dir.join(good.file_name());
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        let link = dir.join("link@aaaaaaaaaaaaaaaa.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let path = fifo.clone();
+        let outcome = within_seconds(move || read_small_file(&path));
+        if outcome.is_none() {
+            // Let the stuck open finish so the thread ends.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        let outcome =
+            outcome.expect("opening a FIFO record blocked (init's main thread would hang)");
+        assert_eq!(outcome, Err("not a small regular file".to_owned()));
+        assert_eq!(
+            read_small_file(&link),
+            Err("not a small regular file".to_owned()),
+            "a symbolic link was followed"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_flood_of_ignored_files_is_logged_in_a_few_lines_and_never_again() {
+        let junk = |n: usize| -> Vec<(String, String)> {
+            (0..n)
+                .map(|i| (format!("junk-{i:05}.json"), "not valid JSON".to_owned()))
+                .collect()
+        };
+        let mut log = IgnoredLog::default();
+        let start = Instant::now();
+        let first = log.note(start, &junk(5000));
+        assert_eq!(first.len(), MAX_LOGGED_PER_MINUTE + 1, "{first:?}");
+        assert!(first[MAX_LOGGED_PER_MINUTE].starts_with("5000 registry files are ignored"));
+        // Full rescans of the same files, past the remembered 1,000 too.
+        for minute in 1..4 {
+            let again = log.note(start + FULL_RESCAN * minute, &junk(5000));
+            assert!(again.is_empty(), "rescan {minute} logged {again:?}");
+        }
+        // One more: counted, once.
+        let more = log.note(start + FULL_RESCAN * 5, &junk(5001));
+        assert_eq!(
+            more,
+            ["5001 registry files are ignored; not every one is logged \
+                           ('status' shows the count and a sample)"]
+        );
+        // A few new files among few: each logged by name.
+        let mut small = IgnoredLog::default();
+        assert_eq!(small.note(start, &junk(3)).len(), 3);
+        assert!(small.note(start, &junk(3)).is_empty());
     }
 
     #[test]

@@ -21,11 +21,12 @@
 //! runs: the applets then work on the registry alone. The engine cannot
 //! outlive init (it gets SIGKILL when init dies), so that is safe for `del`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -34,6 +35,7 @@ use crate::engine_config::parse_seconds;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::name::Name;
+use crate::server;
 
 pub const APPLY_TIMEOUT_VAR: &str = "BTSYNC_APPLY_TIMEOUT";
 pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -260,15 +262,17 @@ pub enum Mode {
 }
 
 /// A request read from a client, to be answered with [`Request::reply`].
+/// The reply is handed to the connection's own thread, which writes it: the
+/// thread that answers (init's main loop) never waits on a client.
 pub struct Request {
     pub ask: Ask,
-    stream: UnixStream,
+    reply: mpsc::Sender<String>,
 }
 
 impl Request {
     /// Send the one reply line. A client that gave up waiting is not an error.
-    pub fn reply(mut self, line: &str) {
-        let _ = self.stream.write_all(format!("{line}\n").as_bytes());
+    pub fn reply(self, line: &str) {
+        let _ = self.reply.send(line.to_owned());
     }
 }
 
@@ -313,13 +317,7 @@ impl Drop for InitClaim {
 /// socket. A second init on the same directory is refused.
 pub fn claim(layout: &Layout) -> Result<(InitClaim, UnixListener)> {
     let lock_path = init_lock_path(layout);
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
+    let lock = crate::fsutil::open_lock_file(&lock_path)
         .map_err(|e| Error::io(format!("cannot open {}", lock_path.display()), e))?;
     match lock.try_lock() {
         Ok(()) => {}
@@ -361,38 +359,54 @@ pub fn claim(layout: &Layout) -> Result<(InitClaim, UnixListener)> {
     ))
 }
 
-/// Accept clients forever on a thread of its own, handing each parsed
-/// request to `deliver`. Malformed requests are answered here.
-pub fn serve(listener: UnixListener, deliver: impl Fn(Request) + Send + 'static) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(_) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            let mut line = String::new();
-            let read = stream
-                .set_read_timeout(Some(CONNECTION_TIMEOUT))
-                .and_then(|()| stream.set_write_timeout(Some(CONNECTION_TIMEOUT)))
-                .and_then(|()| {
-                    BufReader::new(&stream)
-                        .take(MAX_REQUEST)
-                        .read_line(&mut line)
-                });
-            if read.is_err() {
-                continue;
+/// How init serves its control socket: a request is one short line sent
+/// within a couple of seconds; a reply (`status` can be long) must be taken
+/// within a few. Clients that wait for an engine restart hold a slot while
+/// they wait, so there are plenty.
+pub const LIMITS: server::Limits = server::Limits {
+    max_clients: 64,
+    request_deadline: CONNECTION_TIMEOUT,
+    max_request_bytes: MAX_REQUEST,
+    reply_deadline: Duration::from_secs(5),
+};
+
+/// While waiting for init's answer, look this often whether the client is
+/// still there.
+const HANGUP_CHECK: Duration = Duration::from_millis(250);
+
+/// Accept clients forever, each on a thread of its own (see `server`),
+/// handing each parsed request to `deliver`. Malformed requests are
+/// answered here.
+pub fn serve(listener: UnixListener, deliver: impl Fn(Request) + Send + Sync + 'static) {
+    server::serve(listener, LIMITS, move |mut client| {
+        let line = match client.read_line() {
+            Ok(line) => line,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = client.write_all(format!("error {e}\n").as_bytes());
+                return;
             }
-            match parse_ask(line.trim_end()) {
-                Ok(ask) => deliver(Request { ask, stream }),
-                Err(problem) => Request {
-                    ask: Ask::Status,
-                    stream,
+            // Timed out or gone: nobody to answer.
+            Err(_) => return,
+        };
+        let ask = match parse_ask(line.trim_end()) {
+            Ok(ask) => ask,
+            Err(problem) => {
+                let _ = client.write_all(format!("error {problem}\n").as_bytes());
+                return;
+            }
+        };
+        let (reply, answer) = mpsc::channel();
+        deliver(Request { ask, reply });
+        loop {
+            match answer.recv_timeout(HANGUP_CHECK) {
+                Ok(line) => {
+                    let _ = client.write_all(format!("{line}\n").as_bytes());
+                    return;
                 }
-                .reply(&format!("error {problem}")),
+                // init let go of the request without answering (it stops).
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) if client.hung_up() => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
     });

@@ -24,3 +24,29 @@ pub fn crash_point(step: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub fn crash_point(_step: &str) {}
+
+/// For the race tests: with `SYNCBOX_PAUSE_AT=STEP` and
+/// `SYNCBOX_PAUSE_FILE=PATH`, the process that reaches `step` creates
+/// `PATH.here` and waits (up to a minute) until `PATH` exists. That holds a
+/// process at one exact point, as a SIGSTOP at the right instant or a
+/// starved machine would. Debug builds only.
+#[cfg(debug_assertions)]
+pub fn pause_point(step: &str) {
+    if std::env::var("SYNCBOX_PAUSE_AT").ok().as_deref() != Some(step) {
+        return;
+    }
+    let Some(release) = std::env::var_os("SYNCBOX_PAUSE_FILE").map(std::path::PathBuf::from) else {
+        return;
+    };
+    let mut here = release.clone().into_os_string();
+    here.push(".here");
+    let _ = std::fs::write(&here, step);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !release.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn pause_point(_step: &str) {}

@@ -43,9 +43,58 @@ pub fn ensure_private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Read a small regular file in a directory a less trusted party can write
+/// (with `BTSYNC_UID`, the engine's user owns the cluster registry and
+/// more): the last component is never followed if it is a symbolic link,
+/// the open never waits (a FIFO would block the caller, PID 1, until a
+/// writer came), and type and size are checked on the open file, so a swap
+/// after any earlier check changes nothing. At most `max` bytes are read.
+/// A missing file is `NotFound`; anything else refused is `InvalidData`.
+pub fn read_untrusted(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use crate::sys::open_flags::{ELOOP, O_NOFOLLOW, O_NONBLOCK};
+    use std::io::Read;
+    let refused = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(ELOOP) => refused("is a symbolic link"),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(refused("too big"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(refused("too big"));
+    }
+    Ok(bytes)
+}
+
+/// Open a directory for reading its entries, failing (ELOOP, ENOTDIR)
+/// instead of following a symbolic link or opening anything else.
+pub fn open_dir_nofollow(path: &Path) -> io::Result<File> {
+    use crate::sys::open_flags::{O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK};
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+}
+
 /// fsync a directory so that the renames and unlinks inside it survive a crash.
+/// Opened so that whatever was swapped in meanwhile (a FIFO) cannot block.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    use crate::sys::open_flags::{O_DIRECTORY, O_NONBLOCK};
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(O_DIRECTORY | O_NONBLOCK)
+        .open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("cannot sync directory {}", dir.display()), e))
 }
@@ -126,23 +175,63 @@ pub struct FileLock {
 
 impl FileLock {
     pub fn acquire(path: &Path) -> Result<FileLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
+        let file = open_lock_file(path)
             .map_err(|e| Error::io(format!("cannot open lock file {}", path.display()), e))?;
         file.lock()
             .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
         Ok(FileLock { _file: file })
     }
+
+    /// Is the lock held by someone right now? Probed without waiting and
+    /// released at once; a lock file that cannot be opened is not held.
+    pub fn is_held(path: &Path) -> bool {
+        let Ok(file) = open_lock_file(path) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+}
+
+/// Open (or create) a lock file without following a link planted in its
+/// place and without waiting on a FIFO planted there.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    use crate::sys::open_flags::{O_NOFOLLOW, O_NONBLOCK};
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifos_planted_in_place_of_files_are_refused_without_blocking() {
+        // Run on a thread so that a regression fails instead of hanging.
+        let (sender, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let root = std::env::temp_dir().join(format!("syncbox-fifo-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(&root).expect("test dir");
+            let fifo = root.join("planted");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+            let read = read_untrusted(&fifo, 100).map_err(|e| e.kind());
+            let synced = sync_dir(&fifo).is_err();
+            let _ = sender.send((read, synced));
+            let _ = fs::remove_dir_all(&root);
+        });
+        let (read, sync_refused) = answer
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("an open blocked on a FIFO");
+        assert_eq!(read, Err(io::ErrorKind::InvalidData));
+        assert!(sync_refused);
+    }
 
     #[test]
     fn write_atomic_never_writes_through_a_planted_temporary_link() {

@@ -15,6 +15,7 @@ pub mod name;
 pub mod ops;
 pub mod read_only;
 pub mod registry;
+pub mod server;
 pub mod supervisor;
 pub mod sys;
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::keys::{Access, Key};
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::{ClusterUnregistered, Registry, Removal, Unregistered};
+use crate::registry::{ClusterUnregistered, Parking, Registry, Removal, Unregistered};
 
 /// What `add` was asked to do.
 pub struct AddRequest {
@@ -123,7 +123,9 @@ impl DelOutcome {
                 "{name}: unregistered; {} is not a directory, left in place",
                 path.display()
             ),
-            DelOutcome::Removed(Removal::Deleted | Removal::NoFolder | Removal::NotPending) => {
+            DelOutcome::Removed(
+                Removal::Deleted | Removal::NoFolder | Removal::NotPending | Removal::Reparked(_),
+            ) => {
                 return None;
             }
             DelOutcome::ClusterOnlyLocalKept => format!(
@@ -183,15 +185,52 @@ pub fn del(layout: Layout, request: DelRequest) -> Result<DelOutcome> {
             control::announce_del(layout, &name, waiting, None)?;
             Ok(DelOutcome::FilesKept(folder))
         }
-        Unregistered::FilesPending => {
-            match control::announce_del(layout, &name, waiting, Some(Disposal::Delete))? {
-                Applied::Queued => Ok(DelOutcome::QueuedForInit(folder)),
-                Applied::Done | Applied::NoInit => {
-                    Ok(DelOutcome::Removed(registry.remove_files(&name)?))
-                }
-            }
+        Unregistered::FilesPending(parking) => {
+            let removal =
+                remove_when_released(&registry, &name, waiting, parking, Disposal::Delete)?;
+            Ok(match removal {
+                None => DelOutcome::QueuedForInit(folder),
+                Some(removal) => DelOutcome::Removed(removal),
+            })
         }
     }
+}
+
+/// How often a `del` asks init again when the namespace was added back and
+/// parked again each time it had its answer; then it gives up, files kept.
+const MAX_REASKS: usize = 20;
+
+/// Tell init that `ns` was parked, and once init answers that no engine
+/// holds it, delete or trash its files: `None` when init took the job
+/// (`--no-wait`). The answer is about one parking of `ns`; if `ns` was
+/// added back and parked again before the files are touched (this process
+/// stalled, say), the files are left alone and init is asked again.
+fn remove_when_released(
+    registry: &Registry,
+    ns: &Name,
+    waiting: Waiting,
+    mut parking: Parking,
+    disposal: Disposal,
+) -> Result<Option<Removal>> {
+    for _ in 0..MAX_REASKS {
+        match control::announce_del(registry.layout(), ns, waiting, Some(disposal))? {
+            Applied::Queued => return Ok(None),
+            Applied::Done | Applied::NoInit => {}
+        }
+        crate::faults::pause_point("del: init answered");
+        let removal = match disposal {
+            Disposal::Delete => registry.remove_files(ns, parking)?,
+            Disposal::Trash => registry.trash_files(ns, parking)?,
+        };
+        match removal {
+            Removal::Reparked(newer) => parking = newer,
+            removal => return Ok(Some(removal)),
+        }
+    }
+    Err(Error::Supervisor(format!(
+        "{ns} was added back and deleted again {MAX_REASKS} times while this 'del' waited; \
+         its files were kept. Run the same 'del' again to finish"
+    )))
 }
 
 /// `del --cluster`: a tombstone for every node, then this node's own copy
@@ -208,14 +247,11 @@ fn del_cluster(layout: Layout, name: &Name, waiting: Waiting, purge: bool) -> Re
     match cluster::tombstone(&registry, &cluster, name, purge, &device_name)? {
         ClusterUnregistered::LocalOnly => Ok(DelOutcome::ClusterOnlyLocalKept),
         ClusterUnregistered::NotRegistered => Ok(DelOutcome::ClusterNotHere),
-        ClusterUnregistered::Parked => {
-            match control::announce_del(registry.layout(), name, waiting, Some(disposal))? {
-                Applied::Queued => Ok(DelOutcome::ClusterQueued(disposal)),
-                Applied::Done | Applied::NoInit => Ok(DelOutcome::Removed(match disposal {
-                    Disposal::Delete => registry.remove_files(name)?,
-                    Disposal::Trash => registry.trash_files(name)?,
-                })),
-            }
-        }
+        ClusterUnregistered::Parked(parking) => Ok(
+            match remove_when_released(&registry, name, waiting, parking, disposal)? {
+                None => DelOutcome::ClusterQueued(disposal),
+                Some(removal) => DelOutcome::Removed(removal),
+            },
+        ),
     }
 }

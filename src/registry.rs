@@ -77,14 +77,33 @@ pub enum AddOutcome {
     AlreadyPresent,
 }
 
+/// Which parking of a namespace a removal is about. Every time an entry is
+/// parked in `deleting/` it gets a fresh random one, so an answer obtained
+/// for one parking ("no engine holds NS") is never applied to a later one:
+/// between them the namespace may have been added back, and an engine
+/// started with it may still run. Entries parked by older versions carry
+/// none and read as 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parking(u64);
+
+impl Parking {
+    fn fresh() -> Result<Parking> {
+        let mut bytes = [0u8; 8];
+        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut bytes)
+            .map_err(|e| Error::io("cannot generate a parking id", io::Error::other(e)))?;
+        Ok(Parking(u64::from_le_bytes(bytes)))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unregistered {
     /// The namespace was not registered and no deletion was pending.
     NotRegistered,
     /// Unregistered; its files stay (`--keep-data`).
     FilesKept,
-    /// Unregistered; its files wait for [`Registry::remove_files`].
-    FilesPending,
+    /// Unregistered; its files wait for [`Registry::remove_files`] with
+    /// this parking.
+    FilesPending(Parking),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +119,10 @@ pub enum Removal {
     NotPending,
     /// The folder was moved into the cluster trash, to this path.
     Trashed(PathBuf),
+    /// The namespace was added back and parked again since: the answer the
+    /// caller acted on is about the older parking, so nothing was touched.
+    /// Ask init again about this one.
+    Reparked(Parking),
     /// Something other than a directory stands at the folder's path; it was
     /// left alone.
     NotADirectory(PathBuf),
@@ -110,7 +133,7 @@ pub enum Removal {
 pub enum ClusterUnregistered {
     /// Parked: its files wait for [`Registry::trash_files`] or
     /// [`Registry::remove_files`] once the engine let go.
-    Parked,
+    Parked(Parking),
     /// Registered on this node by a local `add`, not from the cluster: kept.
     LocalOnly,
     /// Not registered here.
@@ -304,18 +327,23 @@ impl Registry {
     /// that is all; otherwise the entry is parked in `deleting/` until
     /// [`Registry::remove_files`] runs (after the engine let go of the folder).
     pub fn unregister(&self, ns: &Name, keep_files: bool) -> Result<Unregistered> {
+        let outcome = self.unregister_locked(ns, keep_files)?;
+        if outcome == Unregistered::NotRegistered {
+            // Possibly a repeat of a `del` that crashed after parking its
+            // folder in the trash: finish that (the lock is released by now).
+            self.sweep_leftover_trash();
+        }
+        Ok(outcome)
+    }
+
+    fn unregister_locked(&self, ns: &Name, keep_files: bool) -> Result<Unregistered> {
         let _lock = self.lock()?;
         let entry = self.layout.entry(ns);
         let parked = self.layout.deleting_entry(ns);
         let registered = entry_exists(&entry)?;
         let pending = entry_exists(&parked)?;
         match (registered, keep_files) {
-            (false, _) if !pending => {
-                // Possibly a repeat of a `del` that crashed after parking
-                // its folder in the trash: finish that.
-                sweep_trash(&self.trash_dir());
-                Ok(Unregistered::NotRegistered)
-            }
+            (false, _) if !pending => Ok(Unregistered::NotRegistered),
             (true, true) => {
                 remove_durably(&entry)?;
                 if pending {
@@ -327,11 +355,8 @@ impl Registry {
                 remove_durably(&parked)?;
                 Ok(Unregistered::FilesKept)
             }
-            (true, false) => {
-                rename_durably(&entry, &parked)?;
-                Ok(Unregistered::FilesPending)
-            }
-            (false, false) => Ok(Unregistered::FilesPending),
+            (true, false) => Ok(Unregistered::FilesPending(self.park(ns)?)),
+            (false, false) => Ok(Unregistered::FilesPending(self.parking_of(ns)?)),
         }
     }
 
@@ -350,12 +375,61 @@ impl Registry {
             if !entry.from_cluster {
                 return Ok(ClusterUnregistered::LocalOnly);
             }
-            rename_durably(&entry_path, &parked)?;
-            return Ok(ClusterUnregistered::Parked);
+            return Ok(ClusterUnregistered::Parked(self.park(ns)?));
         }
         match read_entry(&parked, ns) {
-            Ok(Some(entry)) if entry.from_cluster => Ok(ClusterUnregistered::Parked),
+            Ok(Some(entry)) if entry.from_cluster => {
+                Ok(ClusterUnregistered::Parked(self.parking_of(ns)?))
+            }
             _ => Ok(ClusterUnregistered::NotRegistered),
+        }
+    }
+
+    /// Move the entry of `ns` into `deleting/`, marked with a fresh parking.
+    /// The mark is written into the entry first, so the move stays one
+    /// atomic rename. A damaged entry is moved as it is (parking 0): it
+    /// cannot be restored by an `add`, so it is never parked twice.
+    fn park(&self, ns: &Name) -> Result<Parking> {
+        let entry = self.layout.entry(ns);
+        let parking = Parking::fresh()?;
+        let marked = fsutil::read_untrusted(&entry, MAX_ENTRY_BYTES)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .filter(Value::is_object);
+        let parking = match marked {
+            Some(mut value) => {
+                value[PARKING_FIELD] = json!(parking.0);
+                let mut text = value.to_string();
+                text.push('\n');
+                fsutil::write_atomic(&entry, text.as_bytes(), 0o600)?;
+                parking
+            }
+            None => Parking(0),
+        };
+        rename_durably(&entry, &self.layout.deleting_entry(ns))?;
+        Ok(parking)
+    }
+
+    /// The parking of `ns`'s entry in `deleting/`; 0 when it has no mark.
+    fn parking_of(&self, ns: &Name) -> Result<Parking> {
+        Ok(self.parking(ns)?.unwrap_or(Parking(0)))
+    }
+
+    /// The parking of `ns` if its entry is parked in `deleting/` now. init
+    /// reads it when it takes on a removal, to check it again before
+    /// touching the files (see [`Parking`]).
+    pub fn parking(&self, ns: &Name) -> Result<Option<Parking>> {
+        let path = self.layout.deleting_entry(ns);
+        match fsutil::read_untrusted(&path, MAX_ENTRY_BYTES) {
+            Ok(bytes) => Ok(Some(Parking(
+                serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get(PARKING_FIELD).and_then(Value::as_u64))
+                    .unwrap_or(0),
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Some(Parking(0))),
+            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
         }
     }
 
@@ -381,30 +455,87 @@ impl Registry {
     }
 
     /// Second half of `del`: delete the folder of a namespace that
-    /// [`Registry::unregister`] parked, unless it was added again meanwhile.
-    pub fn remove_files(&self, ns: &Name) -> Result<Removal> {
-        let trash_dir = self.trash_dir();
-        let removal = self.move_folder_to_trash(ns, &trash_dir, true);
-        sweep_trash(&trash_dir);
+    /// [`Registry::unregister`] parked as `parking`, unless it was added
+    /// again meanwhile (and maybe parked again: `Reparked`).
+    pub fn remove_files(&self, ns: &Name, parking: Parking) -> Result<Removal> {
+        let removal = self.move_folder_to_trash(ns, &self.trash_dir(), parking, true);
+        self.sweep_leftover_trash();
         removal
+    }
+
+    /// Best effort: delete trash left by a `del` that crashed. The items are
+    /// claimed under the lock (renamed out of reach of an `add` that would
+    /// take a folder back from the trash) and deleted after it is released:
+    /// deleting a big tree under the lock would stall every writer, init's
+    /// cluster reconcile included. Another `del` may be deleting the same
+    /// trees, so failures are expected and ignored; the next `del` retries.
+    fn sweep_leftover_trash(&self) {
+        let doomed = match self.lock() {
+            Ok(lock) => self.claim_leftover_trash(&lock),
+            Err(_) => return,
+        };
+        for path in doomed {
+            crate::faults::pause_point("sweep: deleting");
+            let _ = remove_tree(&path);
+        }
+    }
+
+    /// The trash items nobody can take back (no parked entry of their
+    /// namespace), renamed to `ITEM~doomed` so no `add` recovers one while
+    /// it is being deleted.
+    fn claim_leftover_trash(&self, _lock: &RegistryLock) -> Vec<PathBuf> {
+        let mut doomed = Vec::new();
+        let trash_dir = self.trash_dir();
+        let Some(listing) = trash_listing(&trash_dir) else {
+            return doomed;
+        };
+        for item in listing.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DOOMED_SUFFIX) {
+                doomed.push(item.path());
+                continue;
+            }
+            let recoverable = name
+                .rsplit_once('.')
+                .and_then(|(ns, _)| Name::parse(ns).ok())
+                .is_some_and(|ns| exists(&self.layout.deleting_entry(&ns)).unwrap_or(true));
+            if recoverable {
+                continue;
+            }
+            let claimed = trash_dir.join(format!("{name}{DOOMED_SUFFIX}"));
+            if fs::rename(item.path(), &claimed).is_ok() {
+                doomed.push(claimed);
+            }
+        }
+        doomed
     }
 
     /// Like [`Registry::remove_files`], but the folder is kept in the
     /// cluster trash (`.btsync/cluster-trash/NS@SECONDS`) for init to purge
     /// after `BTSYNC_TRASH_DAYS`.
-    pub fn trash_files(&self, ns: &Name) -> Result<Removal> {
-        self.move_folder_to_trash(ns, &self.layout.cluster_trash_dir(), false)
+    pub fn trash_files(&self, ns: &Name, parking: Parking) -> Result<Removal> {
+        self.move_folder_to_trash(ns, &self.layout.cluster_trash_dir(), parking, false)
     }
 
-    fn move_folder_to_trash(&self, ns: &Name, trash_dir: &Path, delete: bool) -> Result<Removal> {
+    fn move_folder_to_trash(
+        &self,
+        ns: &Name,
+        trash_dir: &Path,
+        parking: Parking,
+        delete: bool,
+    ) -> Result<Removal> {
         let doomed = {
             let _lock = self.lock()?;
             let parked = self.layout.deleting_entry(ns);
             if exists(&self.layout.entry(ns))? {
                 return Ok(Removal::Readded);
             }
-            if !exists(&parked)? {
-                return Ok(Removal::NotPending);
+            let current = match self.parking(ns)? {
+                None => return Ok(Removal::NotPending),
+                Some(current) => current,
+            };
+            if current != parking {
+                return Ok(Removal::Reparked(current));
             }
             let folder = self.layout.folder(ns);
             let outcome = match fs::symlink_metadata(&folder) {
@@ -636,16 +767,8 @@ fn trash_listing(trash_dir: &Path) -> Option<fs::ReadDir> {
     }
 }
 
-/// Best effort: trash left by a `del` that crashed. Another `del` may be
-/// deleting the same tree right now, so failures are expected and ignored;
-/// the next `del` tries again.
-fn sweep_trash(trash_dir: &Path) {
-    if let Some(listing) = trash_listing(trash_dir) {
-        for item in listing.flatten() {
-            let _ = remove_tree(&item.path());
-        }
-    }
-}
+/// Suffix of trash items claimed for deletion (see `claim_leftover_trash`).
+const DOOMED_SUFFIX: &str = "~doomed";
 
 fn entry_json(entry: &Entry) -> String {
     let value = json!({
@@ -660,19 +783,29 @@ fn entry_json(entry: &Entry) -> String {
     text
 }
 
+/// Entries are a few hundred bytes; anything much bigger is not ours.
+const MAX_ENTRY_BYTES: u64 = 64 * 1024;
+/// Field of a parked entry that holds its [`Parking`].
+const PARKING_FIELD: &str = "parked";
+
 fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
-    // Checked before opening: opening a FIFO would block.
+    // A directory or other non-file here is damage with its own repair
+    // advice; the open below would refuse it anyway, without blocking.
     if !entry_exists(path)? {
         return Ok(None);
     }
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
-    };
     let corrupt = |problem: &str| Error::CorruptEntry {
         path: path.to_owned(),
         problem: problem.to_owned(),
+    };
+    // Entries are a few hundred bytes; never follow a link, never wait on a FIFO.
+    let text = match fsutil::read_untrusted(path, MAX_ENTRY_BYTES) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8 text"))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            return Err(corrupt(&format!("{e}, not an entry syncbox wrote")));
+        }
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
     };
     let value: Value = serde_json::from_str(&text).map_err(|_| corrupt("not valid JSON"))?;
     if value.get("name").and_then(Value::as_str) != Some(ns.as_str()) {
@@ -706,6 +839,43 @@ fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removal_for_an_older_parking_touches_nothing() {
+        let root = std::env::temp_dir().join(format!("syncbox-parking-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("data root");
+        let registry = Registry::new(Layout::new(root.clone(), None));
+        let ns = Name::parse("ns1").expect("name");
+        registry.add(&ns, None).expect("add");
+        fs::write(root.join("ns1/data.txt"), "precious").expect("write");
+
+        let Unregistered::FilesPending(first) = registry.unregister(&ns, false).expect("del")
+        else {
+            panic!("not parked");
+        };
+        // Added back (the parked entry is restored) and parked again.
+        registry.add(&ns, None).expect("add again");
+        let Unregistered::FilesPending(second) = registry.unregister(&ns, false).expect("del")
+        else {
+            panic!("not parked again");
+        };
+        assert_ne!(first, second, "two parkings must differ");
+        assert_eq!(registry.parking(&ns).expect("read"), Some(second));
+        // The first del's answer is about the first parking: stale.
+        assert_eq!(
+            registry.remove_files(&ns, first).expect("remove"),
+            Removal::Reparked(second)
+        );
+        assert!(root.join("ns1/data.txt").exists(), "files touched");
+        assert_eq!(
+            registry.remove_files(&ns, second).expect("remove"),
+            Removal::Deleted
+        );
+        assert!(!root.join("ns1").exists());
+        assert_eq!(registry.parking(&ns).expect("read"), None);
+        fs::remove_dir_all(&root).expect("clean up");
+    }
 
     #[test]
     fn purge_trash_never_follows_a_symlinked_trash_directory() {

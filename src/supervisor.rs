@@ -31,7 +31,6 @@
 //!   Folders in the cluster trash are purged after `BTSYNC_TRASH_DAYS`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -52,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::{self, ClusterUnregistered, Registry, Removal};
+use crate::registry::{self, ClusterUnregistered, Parking, Registry, Removal};
 use crate::sys::{self, ExitStatus, Pid};
 
 /// Signals passed on to the engine unchanged.
@@ -78,6 +77,8 @@ const IDLE_WAKEUP: Duration = Duration::from_secs(5);
 /// How often the cluster registry folder is looked at (a directory listing
 /// when nothing changed).
 pub const CLUSTER_POLL: Duration = Duration::from_secs(1);
+/// `status` lists at most this many of the engine's folders (and counts all).
+const STATUS_FOLDERS: usize = 1000;
 /// How often the cluster trash is checked for folders past their time.
 const TRASH_SWEEP: Duration = Duration::from_secs(60);
 
@@ -159,7 +160,9 @@ struct Waiter {
     client: Option<Request>,
     /// `del --no-wait` or a cluster tombstone: delete or trash this
     /// namespace's files once released.
-    purge: Option<(Name, Disposal)>,
+    /// The parking is the one seen when the removal was taken on: the
+    /// files are touched only if the namespace is still parked that way.
+    purge: Option<(Name, Disposal, Parking)>,
 }
 
 struct PendingRestart {
@@ -401,11 +404,14 @@ impl Supervisor {
             }
             return;
         };
-        if let Err(e) = sys::send_signal(pid, signal) {
+        let forwarded = sys::send_signal(pid, signal);
+        if let Err(e) = &forwarded {
             log!("{name} received: cannot forward it to the engine (pid {pid}): {e}");
-            return;
-        }
-        if !stops {
+            // A stop still stops: the grace runs out and KILL follows.
+            if !stops {
+                return;
+            }
+        } else if !stops {
             log!("{name} received: forwarded to the engine (pid {pid})");
             return;
         }
@@ -433,7 +439,12 @@ impl Supervisor {
         };
         self.pending = None;
         log!(
-            "{name} received: forwarded to the engine (pid {pid}); stopping, KILL after {}s",
+            "{name} received: {} the engine (pid {pid}); stopping, KILL after {}s",
+            if forwarded.is_ok() {
+                "forwarded to"
+            } else {
+                "not forwarded to"
+            },
             grace.as_secs_f64()
         );
     }
@@ -478,8 +489,8 @@ impl Supervisor {
             },
             client: None,
             purge: match mode {
-                Mode::Purge => Some((ns.clone(), Disposal::Delete)),
-                Mode::Trash => Some((ns.clone(), Disposal::Trash)),
+                Mode::Purge => self.parked(&ns).map(|p| (ns.clone(), Disposal::Delete, p)),
+                Mode::Trash => self.parked(&ns).map(|p| (ns.clone(), Disposal::Trash, p)),
                 Mode::Wait | Mode::NoWait => None,
             },
         };
@@ -550,20 +561,28 @@ impl Supervisor {
         if let Some(client) = client.or(waiter.client) {
             client.reply("ok");
         }
-        if let Some((ns, disposal)) = waiter.purge {
-            self.purge(ns, disposal);
+        if let Some((ns, disposal, parking)) = waiter.purge {
+            self.purge(ns, disposal, parking);
         }
+    }
+
+    /// How `ns` is parked now (`None`: not parked, nothing to remove).
+    fn parked(&self, ns: &Name) -> Option<Parking> {
+        self.registry.parking(ns).unwrap_or_else(|e| {
+            log!("{ns}: cannot read its parked entry: {e}; run 'del {ns}' to finish");
+            None
+        })
     }
 
     /// `del --no-wait` or a tombstone: delete (or trash) the folder now that
     /// no engine can see it. Deleting a big tree takes a while, so it runs
     /// beside the loop.
-    fn purge(&self, ns: Name, disposal: Disposal) {
+    fn purge(&self, ns: Name, disposal: Disposal, parking: Parking) {
         let registry = Registry::new(self.registry.layout().clone());
         std::thread::spawn(move || {
             let outcome = match disposal {
-                Disposal::Delete => registry.remove_files(&ns),
-                Disposal::Trash => registry.trash_files(&ns),
+                Disposal::Delete => registry.remove_files(&ns, parking),
+                Disposal::Trash => registry.trash_files(&ns, parking),
             };
             match outcome {
                 Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
@@ -573,7 +592,9 @@ impl Supervisor {
                 ),
                 Ok(Removal::NoFolder) => log!("{ns}: no folder left to remove"),
                 Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
-                Ok(Removal::NotPending) => {}
+                // Added back and removed again since: that removal has a
+                // waiter of its own, which deletes once that is safe.
+                Ok(Removal::NotPending | Removal::Reparked(_)) => {}
                 Ok(Removal::NotADirectory(path)) => {
                     log!("{ns}: {} is not a directory; left in place", path.display())
                 }
@@ -886,10 +907,7 @@ impl Supervisor {
     /// Is a registry writer holding the lock right now? Probed with a
     /// non-blocking flock that is released at once.
     fn registry_writer_active(&self) -> bool {
-        let Ok(file) = File::open(self.registry.layout().lock_file()) else {
-            return false;
-        };
-        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+        crate::fsutil::FileLock::is_held(&self.registry.layout().lock_file())
     }
 
     /// Before the first engine start in cluster mode: give this node its
@@ -912,7 +930,9 @@ impl Supervisor {
         }
         for ns in self.registry.parked_cluster_removals()? {
             log!("{ns}: finishing a cluster removal an earlier init left unfinished");
-            self.purge(ns, Disposal::Trash);
+            if let Some(parking) = self.parked(&ns) {
+                self.purge(ns, Disposal::Trash, parking);
+            }
         }
         self.next_poll = now + CLUSTER_POLL;
         self.reconcile_cluster(now);
@@ -938,7 +958,7 @@ impl Supervisor {
             return;
         };
         let watched_too = [layout.namespaces_dir(), layout.deleting_dir()];
-        let (winners, fresh_ignored) = match watch.poll(now, &watched_too) {
+        let (winners, ignored_lines) = match watch.poll(now, &watched_too) {
             Ok(Some(found)) => found,
             Ok(None) => return,
             Err(e) => {
@@ -946,8 +966,8 @@ impl Supervisor {
                 return;
             }
         };
-        for (file, reason) in &fresh_ignored {
-            log!("cluster: ignored registry file {file:?}: {reason}");
+        for line in &ignored_lines {
+            log!("cluster: {line}");
         }
         let local: Vec<Local> = match self.registry.readable_entries() {
             // A damaged entry counts as held and local: the cluster neither
@@ -1028,7 +1048,7 @@ impl Supervisor {
                     .lock()
                     .and_then(|lock| self.registry.unregister_for_cluster(&lock, &name));
                 match parked {
-                    Ok(ClusterUnregistered::Parked) => {
+                    Ok(ClusterUnregistered::Parked(parking)) => {
                         let disposal = if purge {
                             Disposal::Delete
                         } else {
@@ -1043,7 +1063,7 @@ impl Supervisor {
                                 "go to the cluster trash"
                             }
                         );
-                        self.engine_should_reflect(&name, now, Some(disposal));
+                        self.engine_should_reflect(&name, now, Some((disposal, parking)));
                         Some(format!("removed {name}"))
                     }
                     Ok(ClusterUnregistered::LocalOnly | ClusterUnregistered::NotRegistered) => None,
@@ -1058,7 +1078,12 @@ impl Supervisor {
 
     /// The registry changed for `ns` (not through a client): bring the
     /// engine in line the way an `add --no-wait`/`del --no-wait` does.
-    fn engine_should_reflect(&mut self, ns: &Name, now: Instant, files: Option<Disposal>) {
+    fn engine_should_reflect(
+        &mut self,
+        ns: &Name,
+        now: Instant,
+        files: Option<(Disposal, Parking)>,
+    ) {
         let wanted = self.registry.get(ns).ok().flatten().map(|e| e.key);
         self.generation += 1;
         self.start_now(now);
@@ -1070,7 +1095,7 @@ impl Supervisor {
                 Needs::Released
             },
             client: None,
-            purge: files.map(|disposal| (ns.clone(), disposal)),
+            purge: files.map(|(disposal, parking)| (ns.clone(), disposal, parking)),
         };
         if let Engine::Up(engine) = &self.engine {
             if engine.folders.get(ns) == wanted.as_ref() {
@@ -1117,15 +1142,16 @@ impl Supervisor {
         status["last_reconcile"] = match &self.last_reconcile {
             Some((at, changes)) => json!({
                 "seconds_ago": now.duration_since(*at).map_or(0, |d| d.as_secs()),
-                "changes": changes,
+                "changes": cluster::sample(changes, |c| json!(c)),
+                "changes_count": changes.len(),
             }),
             None => Value::Null,
         };
-        status["failures"] = self
-            .cluster_failures
-            .iter()
-            .map(|(ns, why)| json!({"name": ns.as_str(), "problem": why}))
-            .collect();
+        status["failures"] = cluster::sample(
+            &self.cluster_failures,
+            |(ns, why)| json!({"name": ns.as_str(), "problem": why}),
+        );
+        status["failures_count"] = json!(self.cluster_failures.len());
         status
     }
 
@@ -1156,7 +1182,12 @@ impl Supervisor {
                 "state": state,
                 "pid": engine.map(|e| e.pid),
                 "uptime_seconds": engine.map(|e| now.duration_since(e.started).as_secs()),
-                "folders": engine.map(|e| e.folders.keys().map(Name::as_str).collect::<Vec<_>>()),
+                // Bounded like every list of the reply (names are at most
+                // 64 bytes): the reply stays far below the protocol's 1 MiB.
+                "folders": engine.map(|e| {
+                    e.folders.keys().take(STATUS_FOLDERS).map(Name::as_str).collect::<Vec<_>>()
+                }),
+                "folder_count": engine.map(|e| e.folders.len()),
                 "retry_in_seconds": retry_in,
             },
             "starts": self.starts,

@@ -10,6 +10,28 @@ use std::process::Command;
 /// A process id as the kernel reports it (in init's PID namespace).
 pub type Pid = i32;
 
+/// open(2) flags std has no names for, for `OpenOptionsExt::custom_flags`.
+/// Their values differ between architectures.
+pub mod open_flags {
+    use std::ffi::c_int;
+
+    /// Fail (ELOOP) instead of following a symbolic link in the last component.
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+    pub const O_NOFOLLOW: c_int = 0o100000;
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+    pub const O_NOFOLLOW: c_int = 0o400000;
+    /// Fail (ENOTDIR) unless the path is a directory.
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+    pub const O_DIRECTORY: c_int = 0o40000;
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+    pub const O_DIRECTORY: c_int = 0o200000;
+    /// Never wait in open(): a FIFO opens at once instead of waiting for a
+    /// writer. Reads of regular files are unaffected.
+    pub const O_NONBLOCK: c_int = 0o4000;
+    /// The errno of O_NOFOLLOW meeting a symbolic link.
+    pub const ELOOP: i32 = 40;
+}
+
 unsafe extern "C" {
     fn kill(pid: c_int, sig: c_int) -> c_int;
     fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;

@@ -460,6 +460,76 @@ fn a_fresh_node_with_an_empty_registry_deletes_nothing() {
 }
 
 #[test]
+fn twenty_thousand_junk_files_leave_status_health_and_the_log_bounded() {
+    let cluster = Cluster::new("junk-flood");
+    let node = cluster.node("node1");
+    let init = node.start_init(&[]);
+    let registry = cluster.registry();
+    // What any cluster member can write into the registry every node syncs.
+    // Listed in full, they would make the status reply pass the control
+    // protocol's 1 MiB and init's log grow by a line each.
+    let junk = 20_000;
+    for i in 0..junk {
+        fs::write(
+            registry.join(format!("junk-{i:06}-padding-padding.json")),
+            "{",
+        )
+        .expect("write junk");
+    }
+    wait_until(
+        "status counts every junk file",
+        || {
+            node.status()
+                .is_some_and(|s| s["cluster"]["ignored_count"] == junk)
+        },
+        || {
+            init.stderr()
+                .lines()
+                .take(50)
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    let health = node.run(&["health"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+    let status = node.status().expect("status answers");
+    let sample = status["cluster"]["ignored"].as_array().map_or(0, Vec::len);
+    assert!((1..=100).contains(&sample), "ignored sample of {sample}");
+    let logged = |log: &str| log.matches("ignored registry file").count();
+    let first = init.stderr();
+    assert!(logged(&first) <= 20, "{} lines logged", logged(&first));
+    assert!(
+        first.contains("registry files are ignored"),
+        "no summary line: {first}"
+    );
+
+    // One more junk file makes init read the whole registry again: only
+    // the news is logged, not the thousands it logged no line for.
+    fs::write(registry.join("junk-one-more.json"), "{").expect("write junk");
+    wait_until(
+        "status counts the new junk file",
+        || {
+            node.status()
+                .is_some_and(|s| s["cluster"]["ignored_count"] == junk + 1)
+        },
+        String::new,
+    );
+    let second = init.stderr();
+    assert!(
+        second.len() - first.len() < 2_000,
+        "a rescan logged {} more bytes",
+        second.len() - first.len()
+    );
+    assert!(
+        second.len() < 16 * 1024,
+        "init's log is {} bytes",
+        second.len()
+    );
+    assert_eq!(node.status().expect("status")["engine"]["state"], "running");
+    node.stop(init);
+}
+
+#[test]
 fn garbage_in_the_registry_is_logged_once_and_ignored() {
     let cluster = Cluster::new("garbage");
     let node = cluster.node("node1");

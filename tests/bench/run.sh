@@ -130,6 +130,9 @@ for _ in $(seq 3000); do grep -q "\"pid\":$engine_pid[,}]" "$STAND_IN_LOG" && br
 burst=$(( $(starts) - before ))
 row "engine restarts for 50 concurrent \`add\`s" "$burst" "one per add, unbatched: 50" "$(ratio "$burst" 50)" "<= 2"
 init_hwm=$(rss_kib "$init_pid" VmHWM)
+# Anchors of section 6: the same questions to an init with a few local namespaces.
+health_few=$(mean "$work/bin/health")
+status_few=$(mean "$work/bin/status --json")
 kill -TERM "$init_pid"; wait "$init_pid" || true
 pids=()
 
@@ -146,7 +149,45 @@ pids=()
 row "init resident memory, supervising (VmRSS)" "$(kib $((init_rss * 1024)))" "tini: $(kib $((tini_rss * 1024)))" "$(ratio "$init_rss" "$tini_rss")" "-"
 row "init peak resident memory after $((adds + 50)) adds (VmHWM)" "$(kib $((init_hwm * 1024)))" "tini: $(kib $((tini_rss * 1024)))" "$(ratio "$init_hwm" "$tini_rss")" "-"
 
-# 6. Image bytes beyond btsync and its libraries (the stand-in engine and the
+# 6. status and health of a cluster node whose registry declares $many
+#    namespaces (written straight into its registry folder, as the engine
+#    would sync them in): the reply is bounded, so it stays quick.
+export BTSYNC_DATA="$work/cluster" BTSYNC_CLUSTER_KEY="correct horse battery staple"
+mkdir -p "$BTSYNC_DATA/.btsync/cluster"
+# 925124d2a45407c2 is the cluster id of that key (README test vector).
+python3 - "$BTSYNC_DATA/.btsync/cluster" "$many" <<'PY'
+import json, sys, time
+folder, count = sys.argv[1], int(sys.argv[2])
+at = int(time.time() * 1000) - 60_000
+for i in range(1, count + 1):
+    name = f"ns{i:05d}"
+    record = {"v": 1, "cluster": "925124d2a45407c2", "name": name, "state": "declared",
+              "access": "read-write", "at": at, "device": "aaaaaaaaaaaaaaaa", "device_name": "bench"}
+    with open(f"{folder}/{name}@aaaaaaaaaaaaaaaa.json", "w") as f:
+        f.write(json.dumps(record) + "\n")
+PY
+"$syncbox" init 2>"$work/cluster-init.log" &
+init_pid=$!
+pids+=("$init_pid")
+held() { "$syncbox" status --json 2>/dev/null | python3 -c \
+  'import json,sys; e=json.load(sys.stdin)["engine"]; print(e["folder_count"] if e["state"] == "running" else 0)' \
+  2>/dev/null || echo 0; }
+t0=$(now)
+for _ in $(seq 1200); do [ "$(held)" -ge "$many" ] && break; sleep 0.5; done
+[ "$(held)" -ge "$many" ] || { echo "the cluster node never ran with $many namespaces" >&2; exit 1; }
+applied=$(py 'float(a[1]) - float(a[0])' "$t0" "$(now)")
+health_many=$(mean "$work/bin/health")
+status_many=$(mean "$work/bin/status --json")
+status_bytes=$("$syncbox" status --json | wc -c)
+kill -TERM "$init_pid"; wait "$init_pid" || true
+pids=()
+unset BTSYNC_CLUSTER_KEY
+row "\`health\` with $many cluster namespaces (applied in $(py 'f"{float(a[0]):.0f} s"' "$applied"))" "$(ms "$health_many")" \
+  "with a few local namespaces: $(ms "$health_few")" "$(ratio "$health_many" "$health_few")" "-"
+row "\`status --json\` with $many cluster namespaces ($status_bytes bytes)" "$(ms "$status_many")" \
+  "with a few local namespaces: $(ms "$status_few")" "$(ratio "$status_many" "$status_few")" "-"
+
+# 7. Image bytes beyond btsync and its libraries (the stand-in engine and the
 #    glibc loader and libraries it needs stand for btsync's).
 context="$work/context"
 if $quick; then
