@@ -385,6 +385,12 @@ impl Serving {
         for (folder, _) in &self.folders {
             watched.insert(folder.dir.clone());
             for item in fs::read_dir(&folder.dir).into_iter().flatten().flatten() {
+                // syncbox's own atomic writes into the synced cluster registry
+                // create `.tmp.*` files and rename them over the record: that
+                // is a rename of syncbox's file, not user data deleted.
+                if item.file_name().as_encoded_bytes().starts_with(b".tmp.") {
+                    continue;
+                }
                 watched.insert(item.path());
             }
         }
