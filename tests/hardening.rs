@@ -146,7 +146,8 @@ fn trickle(
 #[test]
 fn a_slow_client_holds_back_neither_status_nor_add() {
     let sandbox = Sandbox::new("slow-client");
-    let init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    // Idle (nothing to sync) is enough: this is about the control socket.
+    let init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     let socket = sandbox.data().join(".btsync/control.sock");
     // Two clients trickling a byte every 1.5 s: each byte would restart a
     // per-byte timeout, so a one-at-a-time server would never get past them.
@@ -186,6 +187,9 @@ fn a_slow_client_holds_back_neither_status_nor_add() {
 #[test]
 fn a_stalled_del_never_deletes_under_an_engine_that_got_the_namespace_back() {
     let sandbox = Sandbox::new("stale-answer");
+    // A namespace that stays, so that dropping ns1 restarts the engine
+    // rather than stopping it (init idles with nothing to sync).
+    add(&sandbox, "base");
     // Each restart takes a while: the engine lingers 2 s after TERM.
     let mut init = Init::start_running(
         &sandbox,
@@ -220,7 +224,7 @@ fn a_stalled_del_never_deletes_under_an_engine_that_got_the_namespace_back() {
     // to see its files vanish.
     wait_until(
         "an engine without ns1 runs",
-        || init.status()["engine"]["folders"] == serde_json::json!(["other"]),
+        || init.status()["engine"]["folders"] == serde_json::json!(["base", "other"]),
         || sandbox.context(),
     );
     assert_eq!(
@@ -298,7 +302,7 @@ fn a_fifo_swapped_over_a_registry_record_does_not_freeze_init() {
 #[test]
 fn an_oversized_or_unknown_request_gets_an_error_line() {
     let sandbox = Sandbox::new("bad-request");
-    let _init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let _init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     let socket = sandbox.data().join(".btsync/control.sock");
     let ask = |request: &[u8]| {
         let mut stream = UnixStream::connect(&socket).expect("connect");
