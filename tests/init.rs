@@ -738,6 +738,7 @@ fn btsync_uid_and_gid_accept_names_from_etc_passwd_and_group() {
     }
     let (uid, gid) = passwd_ids("nobody");
     let sandbox = Sandbox::new("uidname");
+    add(&sandbox, "base");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_UID", "nobody")]);
     let start = &sandbox.starts()[0];
     assert_eq!(
@@ -750,6 +751,7 @@ fn btsync_uid_and_gid_accept_names_from_etc_passwd_and_group() {
     assert_eq!(init.wait_exit(), 0);
 
     let sandbox = Sandbox::new("gidname");
+    add(&sandbox, "base");
     let group = group_name(0);
     let mut init = Init::start_running(
         &sandbox,
