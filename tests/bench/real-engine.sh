@@ -125,9 +125,16 @@ for n in c0 c1 c2; do wait_exists "$(now)" "$work/$n/.btsync/cluster/.sync/ID" >
 t0=$(now); ctl "$id-c0" add --cluster gitlab >/dev/null
 for n in c0 c1 c2; do wait_exists "$t0" "$work/$n/gitlab/.sync/ID" >/dev/null; done
 cluster=$(since "$t0")
+# Again, now that the engines have met: the registry's own first contact is
+# no longer part of it.
+t0=$(now); ctl "$id-c1" add --cluster wiki >/dev/null
+for n in c0 c1 c2; do wait_exists "$t0" "$work/$n/wiki/.sync/ID" >/dev/null; done
+cluster_again=$(since "$t0")
 t0=$(now); ctl "$id-c1" add local >/dev/null; local_add=$(since "$t0")
-row "\`add --cluster\` until all 3 nodes' engines hold the namespace" "$(s "$cluster")" \
+row "\`add --cluster\` until all 3 fresh nodes' engines hold the namespace" "$(s "$cluster")" \
   "a local \`add\` on one of them: $(s "$local_add")" "$(ratio "$cluster" "$local_add")"
+row "a second \`add --cluster\`, the engines connected" "$(s "$cluster_again")" \
+  "a local \`add\`: $(s "$local_add")" "$(ratio "$cluster_again" "$local_add")"
 
 # 4. The engine alone, outside docker: two engines in one network namespace
 #    of their own (unshare -n, loopback only), same settings, new files each

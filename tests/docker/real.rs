@@ -282,6 +282,13 @@ fn real_btsync_seed_scenario_on_a_fresh_node() {
     assert_eq!(config_dirs(&config), ["/data/gitlab"]);
     assert!(config["shared_folders"][0]["secret"] == key.as_str());
     wait_loaded(&node, "gitlab");
+    // The engine's own output reaches `docker logs` (it prints its peer id
+    // on stdout when it starts).
+    wait_for(
+        "the engine's output in docker logs",
+        Duration::from_secs(30),
+        || node.logs().contains("My PeerID").then_some(()),
+    );
     let running = status(&node);
     assert_eq!(running["engine"]["state"], "running", "{running}");
     // The engine keeps running with its folder (it is not crash-looping).
