@@ -15,10 +15,10 @@ struct Args {
 }
 
 pub fn run(inv: &Invocation) -> u8 {
-    run_applet(inv, |args: Args| Ok(emit(&render(args.json)?)))
+    run_applet(inv, |args: Args| Ok(emit(&render(inv.name, args.json)?)))
 }
 
-fn render(as_json: bool) -> syncbox::Result<String> {
+fn render(applet: &str, as_json: bool) -> syncbox::Result<String> {
     let registry = Registry::new(Layout::from_env()?);
     if !as_json {
         let names = registry.names()?;
@@ -29,19 +29,36 @@ fn render(as_json: bool) -> syncbox::Result<String> {
         return Ok(format!("{}\n", line.join(" ")));
     }
     let layout = registry.layout();
-    let items: Vec<Value> = registry
-        .entries()?
-        .iter()
-        .map(|entry| {
-            json!({
-                "name": entry.name.as_str(),
-                "container_path": layout.folder(&entry.name).display().to_string(),
-                "host_path": layout.host_folder(&entry.name).map(|p| p.display().to_string()),
+    let mut items = Vec::new();
+    for name in registry.names()? {
+        let container_path = layout.folder(&name).display().to_string();
+        let host_path = layout.host_folder(&name).map(|p| p.display().to_string());
+        match registry.get(&name) {
+            Ok(Some(entry)) => items.push(json!({
+                "name": name.as_str(),
+                "container_path": container_path,
+                "host_path": host_path,
                 "access": entry.key.access().as_str(),
                 "key_origin": entry.origin.as_str(),
                 "declared": if entry.from_cluster { "cluster" } else { "local" },
-            })
-        })
-        .collect();
+            })),
+            // Deleted between the listing and the read: simply gone.
+            Ok(None) => {}
+            // One damaged entry must not hide the others: it is listed
+            // with what its name tells and what is wrong, and reported.
+            Err(e) => match e.damage() {
+                Some(damage) => {
+                    eprintln!("{applet}: {e}");
+                    items.push(json!({
+                        "name": name.as_str(),
+                        "container_path": container_path,
+                        "host_path": host_path,
+                        "damaged": damage,
+                    }));
+                }
+                None => return Err(e),
+            },
+        }
+    }
     Ok(format!("{}\n", Value::Array(items)))
 }

@@ -148,7 +148,10 @@ fn render(status: &Value) -> String {
             }
         }
     }
-    text
+    // An empty list leaves "folders:  0 "; no line ends in a space.
+    text.lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
 fn duration(total: u64) -> String {

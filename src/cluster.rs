@@ -95,8 +95,10 @@ impl Record {
         if value.get("v").and_then(Value::as_u64) != Some(FORMAT) {
             return Err("unknown format version".into());
         }
-        if field("cluster") != Some(cluster_id) {
-            return Err("written for another cluster (a different cluster key)".into());
+        match field("cluster") {
+            Some(id) if id == cluster_id => {}
+            Some(_) => return Err("written for another cluster (a different cluster key)".into()),
+            None => return Err("missing fields (no cluster id)".into()),
         }
         let name = field("name")
             .and_then(|n| Name::parse(n).ok())
@@ -678,6 +680,21 @@ mod tests {
             let outcome = Record::parse(&file, &body, CLUSTER, NOW);
             assert!(outcome.is_err(), "{file}: {body} was accepted");
         }
+    }
+
+    /// Issue 16: a record that only lacks fields is not blamed on another
+    /// cluster.
+    #[test]
+    fn a_record_missing_fields_is_reported_as_such() {
+        let name = "gitlab@aaaaaaaaaaaaaaaa.json";
+        for body in ["{\"v\":1}", "{\"v\":1,\"name\":\"gitlab\"}"] {
+            let why = Record::parse(name, body, CLUSTER, NOW).expect_err(body);
+            assert!(!why.contains("another cluster"), "{body}: {why}");
+            assert!(why.contains("missing"), "{body}: {why}");
+        }
+        let other = r#"{"v":1,"cluster":"ffffffffffffffff"}"#;
+        let why = Record::parse(name, other, CLUSTER, NOW).expect_err("other cluster");
+        assert!(why.contains("another cluster"), "{why}");
     }
 
     #[test]

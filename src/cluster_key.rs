@@ -75,6 +75,14 @@ impl ClusterKey {
                     "is empty; set it to the path of the cluster key file, or unset it",
                 ));
             }
+            // A relative path would make the key depend on the working
+            // directory of whoever runs the applet.
+            if !std::path::Path::new(&path).is_absolute() {
+                return Err(env_error(
+                    CLUSTER_KEY_FILE_VAR,
+                    &format!("{} is not an absolute path", path.to_string_lossy()),
+                ));
+            }
             let cannot_read = |problem: String| {
                 env_error(
                     CLUSTER_KEY_FILE_VAR,

@@ -42,39 +42,59 @@ pub fn main(applets: &[Applet]) -> ExitCode {
     ExitCode::from(run(applets, &applet_name(&argv0), &args))
 }
 
-/// The applet named by argv[0]: its basename, without the leading '-' that
-/// login shells add.
+/// The applet named by argv[0]: its basename, without the one leading '-'
+/// that login shells add. Only one: a link named `--list` is no applet.
 pub fn applet_name(argv0: &str) -> String {
     let base = argv0.rsplit('/').next().unwrap_or(argv0);
-    base.trim_start_matches('-').to_owned()
+    base.strip_prefix('-').unwrap_or(base).to_owned()
 }
 
 /// Run the applet `name` (or a multiplexer) with `args`; returns the exit status.
 pub fn run(applets: &[Applet], name: &str, args: &[String]) -> u8 {
     if name == CTL {
-        return ctl(applets, args);
+        return multiplexer(applets, CTL, args);
     }
     if let Some(applet) = find(applets, name) {
         return (applet.run)(&Invocation { name, args });
     }
     if name.starts_with(MULTIPLEXER) {
-        return multiplexer(applets, args);
+        return multiplexer(applets, MULTIPLEXER, args);
     }
-    eprintln!("{name}: applet not found");
-    NOT_FOUND
+    not_found(name)
 }
 
 fn find<'t>(applets: &'t [Applet], name: &str) -> Option<&'t Applet> {
     applets.iter().find(|a| a.name == name)
 }
 
-fn multiplexer(applets: &[Applet], args: &[String]) -> u8 {
+fn not_found(name: &str) -> u8 {
+    eprintln!("{name}: applet not found");
+    NOT_FOUND
+}
+
+/// `syncbox ARGS` and `ctl ARGS` (`who`): the same applets and options;
+/// only the usage text differs.
+fn multiplexer(applets: &[Applet], who: &str, args: &[String]) -> u8 {
+    let usage = || {
+        if who == CTL {
+            ctl_usage(applets)
+        } else {
+            multiplexer_usage(applets)
+        }
+    };
     let Some(first) = args.first() else {
-        eprint!("{}", multiplexer_usage(applets));
+        eprint!("{}", usage());
         return USAGE;
     };
+    let rest = &args[1..];
     match first.as_str() {
-        "--help" | "-h" => emit(&multiplexer_usage(applets)),
+        // `ctl help` alone is the seed's way to ask; `help` is otherwise a
+        // namespace name, never an applet.
+        "help" if who == CTL && rest.is_empty() => emit(&usage()),
+        option @ ("--help" | "-h" | "--version" | "--list") if !rest.is_empty() => {
+            usage_error(who, &format!("{option} takes no arguments"))
+        }
+        "--help" | "-h" => emit(&usage()),
         "--version" => emit(&format!("{MULTIPLEXER} {}\n", env!("CARGO_PKG_VERSION"))),
         "--list" => {
             let mut names: Vec<&str> = applets.iter().map(|a| a.name).collect();
@@ -82,49 +102,17 @@ fn multiplexer(applets: &[Applet], args: &[String]) -> u8 {
             names.sort_unstable();
             emit(&names.iter().map(|n| format!("{n}\n")).collect::<String>())
         }
-        "--install" => match &args[1..] {
-            [dir] => match install(applets, Path::new(dir)) {
-                Ok(()) => 0,
-                Err(e) => report(MULTIPLEXER, &e),
-            },
-            _ => usage_error(MULTIPLEXER, "--install takes exactly one directory"),
+        "--install" => match rest {
+            [dir] => install(applets, who, Path::new(dir)),
+            _ => usage_error(who, "--install takes exactly one directory"),
         },
         option if option.starts_with('-') => {
-            usage_error(MULTIPLEXER, &format!("unknown option {option:?}"))
+            usage_error(who, &format!("unknown option {option:?}"))
         }
-        name => match name {
-            CTL => ctl(applets, &args[1..]),
-            _ => match find(applets, name) {
-                Some(applet) => (applet.run)(&Invocation {
-                    name,
-                    args: &args[1..],
-                }),
-                None => {
-                    eprintln!("{name}: applet not found");
-                    NOT_FOUND
-                }
-            },
-        },
-    }
-}
-
-fn ctl(applets: &[Applet], args: &[String]) -> u8 {
-    let Some(first) = args.first() else {
-        eprint!("{}", ctl_usage(applets));
-        return USAGE;
-    };
-    match first.as_str() {
-        "--help" | "-h" | "help" if args.len() == 1 => emit(&ctl_usage(applets)),
+        CTL => multiplexer(applets, CTL, rest),
         name => match find(applets, name) {
-            Some(applet) => (applet.run)(&Invocation {
-                name,
-                args: &args[1..],
-            }),
-            None => {
-                eprintln!("{CTL}: unknown command {name:?}");
-                eprint!("{}", ctl_usage(applets));
-                USAGE
-            }
+            Some(applet) => (applet.run)(&Invocation { name, args: rest }),
+            None => not_found(name),
         },
     }
 }
@@ -138,7 +126,7 @@ fn applet_lines(applets: &[Applet]) -> String {
 
 fn ctl_usage(applets: &[Applet]) -> String {
     format!(
-        "Usage: {CTL} COMMAND [ARGS...]\n\n\
+        "Usage: {CTL} COMMAND [ARGS...]\n   or: {CTL} --list | --install DIR | --help | --version\n\n\
          Manage the namespaces this node syncs. '{CTL} COMMAND' is the same as the bare\n\
          applet COMMAND; run '{CTL} COMMAND --help' for its options.\n\nCommands:\n{}",
         applet_lines(applets)
@@ -157,40 +145,56 @@ fn multiplexer_usage(applets: &[Applet]) -> String {
 }
 
 /// Create `DIR/NAME -> /absolute/path/of/this/binary` for every applet.
-/// Links that already point here are left alone; links pointing elsewhere
-/// are replaced atomically; anything that is not a link is never touched.
-fn install(applets: &[Applet], dir: &Path) -> crate::Result<()> {
-    let exe =
-        std::env::current_exe().map_err(|e| Error::io("cannot find the path of this binary", e))?;
+/// Links that already resolve to this binary (also relative ones) are left
+/// alone; other links are replaced atomically; anything that is not a link
+/// is never touched. Every name is tried; each refusal or failure is one
+/// line on stderr, and any of them makes the exit status 1.
+fn install(applets: &[Applet], who: &str, dir: &Path) -> u8 {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return report(who, &Error::io("cannot find the path of this binary", e)),
+    };
     let exe = fs::canonicalize(&exe).unwrap_or(exe);
-    let names = applets.iter().map(|a| a.name).chain([CTL]);
-    for name in names {
-        let link = dir.join(name);
-        match fs::symlink_metadata(&link) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                if fs::read_link(&link).ok().as_deref() == Some(exe.as_path()) {
-                    continue;
-                }
-                let temp = dir.join(format!(".{name}.syncbox-install"));
-                let _ = fs::remove_file(&temp);
-                symlink(&exe, &temp)
-                    .and_then(|()| fs::rename(&temp, &link))
-                    .map_err(|e| Error::io(format!("cannot replace {}", link.display()), e))?;
-            }
-            Ok(_) => {
-                return Err(Error::FolderOccupied {
-                    path: link,
-                    problem: "exists and is not a symbolic link, so it was not replaced",
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                symlink(&exe, &link)
-                    .map_err(|e| Error::io(format!("cannot create {}", link.display()), e))?;
-            }
-            Err(e) => return Err(Error::io(format!("cannot inspect {}", link.display()), e)),
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return report(
+                who,
+                &Error::Usage(format!("{} is not a directory", dir.display())),
+            );
+        }
+        Err(e) => return report(who, &Error::io(format!("cannot use {}", dir.display()), e)),
+    }
+    let mut status = 0;
+    for name in applets.iter().map(|a| a.name).chain([CTL]) {
+        if let Err(e) = install_link(&exe, &dir.join(name), dir, name) {
+            report(who, &e);
+            status = 1;
         }
     }
-    Ok(())
+    status
+}
+
+fn install_link(exe: &Path, link: &Path, dir: &Path, name: &str) -> crate::Result<()> {
+    match fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            if fs::canonicalize(link).ok().as_deref() == Some(exe) {
+                return Ok(());
+            }
+            let temp = dir.join(format!(".{name}.syncbox-install"));
+            let _ = fs::remove_file(&temp);
+            symlink(exe, &temp)
+                .and_then(|()| fs::rename(&temp, link))
+                .map_err(|e| Error::io(format!("cannot replace {}", link.display()), e))
+        }
+        Ok(_) => Err(Error::FolderOccupied {
+            path: link.to_owned(),
+            problem: "exists and is not a symbolic link, so it was not replaced",
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => symlink(exe, link)
+            .map_err(|e| Error::io(format!("cannot create {}", link.display()), e)),
+        Err(e) => Err(Error::io(format!("cannot inspect {}", link.display()), e)),
+    }
 }
 
 /// The shape of every applet: parse `T` from the arguments, run `body`, and

@@ -39,6 +39,11 @@ pub const DEFAULT_BIN: &str = "/bin/btsync";
 pub const DEFAULT_LISTEN_PORT: u16 = 55555;
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(8);
 pub const DEFAULT_TRASH_DAYS: u64 = 7;
+/// Where `BTSYNC_UID`/`BTSYNC_GID` names are looked up (`passwd`, `group`);
+/// the image ships both.
+pub const USER_DB_DIR: &str = "/etc";
+/// A user database is a few lines; reading stops past this.
+const MAX_USER_DB_BYTES: u64 = 1024 * 1024;
 
 /// How the engine finds peers and keeps deleted files, the same for every folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +57,7 @@ pub struct FolderOptions {
     pub known_hosts: Vec<String>,
 }
 
-/// Numeric owner the engine runs as (there is no user database in a scratch image).
+/// The owner the engine runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
     pub uid: u32,
@@ -86,8 +91,21 @@ impl Settings {
         lookup: impl Fn(&str) -> Option<String>,
         hostname: &str,
     ) -> Result<Settings> {
+        Settings::from_lookup_in(lookup, hostname, Path::new(USER_DB_DIR))
+    }
+
+    /// [`Settings::from_lookup`] with user and group names looked up in
+    /// `user_db/passwd` and `user_db/group`.
+    pub fn from_lookup_in(
+        lookup: impl Fn(&str) -> Option<String>,
+        hostname: &str,
+        user_db: &Path,
+    ) -> Result<Settings> {
         let get = |var: &str| lookup(var).filter(|v| !v.is_empty());
-        let engine_bin = get(BIN_VAR).map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
+        let engine_bin = match get(BIN_VAR) {
+            Some(text) => absolute_engine_bin(&text)?,
+            None => PathBuf::from(DEFAULT_BIN),
+        };
         let device_name = match get(DEVICE_NAME_VAR) {
             Some(name) => check_device_name(DEVICE_NAME_VAR, &name)?,
             None if hostname.is_empty() => "syncbox".to_owned(),
@@ -124,17 +142,21 @@ impl Settings {
             Some(text) => parse_seconds(STOP_GRACE_VAR, &text)?,
             None => DEFAULT_STOP_GRACE,
         };
-        let uid = get(UID_VAR).map(|t| parse_id(UID_VAR, &t)).transpose()?;
-        let gid = get(GID_VAR).map(|t| parse_id(GID_VAR, &t)).transpose()?;
-        let owner = match (uid, gid) {
-            (Some(uid), gid) => Some(Owner {
+        let user = get(UID_VAR)
+            .map(|t| user_id(&t, &user_db.join("passwd")))
+            .transpose()?;
+        let gid = get(GID_VAR)
+            .map(|t| group_id(&t, &user_db.join("group")))
+            .transpose()?;
+        let owner = match (user, gid) {
+            (Some((uid, primary)), gid) => Some(Owner {
                 uid,
-                gid: gid.unwrap_or(uid),
+                gid: gid.unwrap_or(primary),
             }),
             (None, Some(_)) => {
                 return Err(Error::Env {
                     var: GID_VAR,
-                    problem: format!("is set but {UID_VAR} is not; set both (numeric ids)"),
+                    problem: format!("is set but {UID_VAR} is not; set both"),
                 });
             }
             (None, None) => None,
@@ -151,6 +173,23 @@ impl Settings {
             stop_grace,
             owner,
             trash_kept,
+        })
+    }
+}
+
+/// `BTSYNC_BIN` as a path. Only an absolute path: a bare name would be
+/// looked up on PATH (`BTSYNC_BIN=sleep` ran /usr/bin/sleep) and a relative
+/// one would depend on the working directory.
+pub fn absolute_engine_bin(text: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(Error::Env {
+            var: BIN_VAR,
+            problem: format!(
+                "{text:?} is not an absolute path (e.g. {DEFAULT_BIN}; it is never looked up on PATH)"
+            ),
         })
     }
 }
@@ -173,17 +212,75 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-fn parse_id(var: &'static str, text: &str) -> Result<u32> {
+/// A numeric id: digits only, below u32::MAX (which means "no change" to
+/// chown).
+fn numeric_id(text: &str) -> Option<u32> {
     let trimmed = text.trim();
     match trimmed.parse::<u32>() {
-        Ok(id) if id != u32::MAX && trimmed.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        Ok(id) if id != u32::MAX && trimmed.bytes().all(|b| b.is_ascii_digit()) => Some(id),
+        _ => None,
+    }
+}
+
+/// `BTSYNC_UID`: a numeric uid (its group defaults to the same number), or
+/// a user name from `passwd` (its group defaults to the user's primary
+/// group).
+fn user_id(text: &str, passwd: &Path) -> Result<(u32, u32)> {
+    if let Some(uid) = numeric_id(text) {
+        return Ok((uid, uid));
+    }
+    let fields = lookup_name(UID_VAR, text, passwd)?;
+    match (
+        fields.get(2).and_then(|f| numeric_id(f)),
+        fields.get(3).and_then(|f| numeric_id(f)),
+    ) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
         _ => Err(Error::Env {
-            var,
-            problem: format!(
-                "{text:?} is not a numeric id (names cannot be looked up: the image has no /etc/passwd)"
-            ),
+            var: UID_VAR,
+            problem: format!("the line of {text:?} in {} is malformed", passwd.display()),
         }),
     }
+}
+
+/// `BTSYNC_GID`: a numeric gid or a group name from `group`.
+fn group_id(text: &str, group: &Path) -> Result<u32> {
+    if let Some(gid) = numeric_id(text) {
+        return Ok(gid);
+    }
+    let fields = lookup_name(GID_VAR, text, group)?;
+    fields
+        .get(2)
+        .and_then(|f| numeric_id(f))
+        .ok_or_else(|| Error::Env {
+            var: GID_VAR,
+            problem: format!("the line of {text:?} in {} is malformed", group.display()),
+        })
+}
+
+/// The `:`-separated fields of `name`'s line in a passwd-format file. Read
+/// directly, never through NSS: a static binary has none, and the image's
+/// files are all there is.
+fn lookup_name(var: &'static str, name: &str, file: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let unknown = |why: String| Error::Env {
+        var,
+        problem: format!("{name:?} is neither a numeric id nor {why}"),
+    };
+    let mut text = String::new();
+    fs::File::open(file)
+        .and_then(|f| f.take(MAX_USER_DB_BYTES).read_to_string(&mut text))
+        .map_err(|e| {
+            unknown(format!(
+                "a name that can be looked up ({}: {e})",
+                file.display()
+            ))
+        })?;
+    let valid_name = !name.is_empty() && !name.contains([':', '\n']);
+    text.lines()
+        .filter(|_| valid_name)
+        .map(|line| line.split(':').map(str::to_owned).collect::<Vec<_>>())
+        .find(|fields| fields.first().is_some_and(|f| f == name))
+        .ok_or_else(|| unknown(format!("a name in {}", file.display())))
 }
 
 /// Seconds as a decimal number: `8`, `0.5`. At most a day: anything longer
@@ -426,7 +523,8 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Settings::from_lookup(|var| map.get(var).cloned(), "node-7")
+        let user_db = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/etc");
+        Settings::from_lookup_in(|var| map.get(var).cloned(), "node-7", &user_db)
     }
 
     fn env_error_var(result: Result<Settings>) -> &'static str {
@@ -502,8 +600,12 @@ mod tests {
             ("BTSYNC_STOP_GRACE", "-1"),
             ("BTSYNC_STOP_GRACE", "8s"),
             ("BTSYNC_STOP_GRACE", "1e9"),
-            ("BTSYNC_UID", "btsync"),
+            ("BTSYNC_UID", "no-such-user"),
             ("BTSYNC_UID", "-5"),
+            ("BTSYNC_UID", "btsync:x"),
+            ("BTSYNC_GID", "no-such-group"),
+            ("BTSYNC_BIN", "btsync"),
+            ("BTSYNC_BIN", "bin/btsync"),
             ("BTSYNC_DEVICE_NAME", "a\nb"),
         ];
         for (var, value) in cases {
@@ -517,6 +619,40 @@ mod tests {
             env_error_var(settings(&[("BTSYNC_GID", "100")])),
             "BTSYNC_GID"
         );
+    }
+
+    /// Issue 16, item 8: the names the image's /etc/passwd and /etc/group
+    /// hold work; a named user's group defaults to its primary group.
+    #[test]
+    fn uid_and_gid_take_names_from_the_images_user_database() {
+        let owner = |vars: &[(&str, &str)]| settings(vars).expect("valid").owner;
+        assert_eq!(
+            owner(&[("BTSYNC_UID", "btsync")]),
+            Some(Owner {
+                uid: 1000,
+                gid: 1000
+            })
+        );
+        assert_eq!(
+            owner(&[("BTSYNC_UID", "nobody"), ("BTSYNC_GID", "btsync")]),
+            Some(Owner {
+                uid: 65534,
+                gid: 1000
+            })
+        );
+        assert_eq!(
+            owner(&[("BTSYNC_UID", "1000"), ("BTSYNC_GID", "nogroup")]),
+            Some(Owner {
+                uid: 1000,
+                gid: 65534
+            })
+        );
+        let missing = Settings::from_lookup_in(
+            |var| (var == UID_VAR).then(|| "btsync".to_owned()),
+            "node-7",
+            Path::new("/nonexistent"),
+        );
+        assert_eq!(env_error_var(missing), "BTSYNC_UID");
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub enum Error {
     KeyConflict(String),
     /// `path --scope=host` without `BTSYNC_HOST_PATH`.
     HostPathUnknown,
-    /// The data root itself is missing or is not a directory.
+    /// The data root itself is missing or is not a directory: a setting
+    /// (or a mount) is wrong, so it is bad input (exit 2).
     DataRoot { path: PathBuf, problem: String },
     /// `$BTSYNC_DATA/NS` exists but is not a plain directory.
     FolderOccupied {
@@ -33,6 +34,12 @@ pub enum Error {
     },
     /// A registry file that cannot be understood.
     CorruptEntry { path: PathBuf, problem: String },
+    /// Something other than a regular file (a directory, say) where a
+    /// registry entry belongs. syncbox never wrote it, so it never removes it.
+    EntryNotAFile { path: PathBuf },
+    /// `add` with a different key while a `del` of the namespace has not
+    /// finished: its files would be adopted under the new key.
+    DelUnfinished(String),
     /// init (or talking to it) failed; the message says what to do.
     Supervisor(String),
     /// The read-only form of a D key needs the btsync binary, which is
@@ -60,7 +67,11 @@ impl Error {
     /// wrongly (nothing was changed), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::InvalidName(_) | Error::InvalidKey(_) | Error::Usage(_) | Error::Env { .. } => 2,
+            Error::InvalidName(_)
+            | Error::InvalidKey(_)
+            | Error::Usage(_)
+            | Error::Env { .. }
+            | Error::DataRoot { .. } => 2,
             _ => 1,
         }
     }
@@ -84,13 +95,12 @@ impl fmt::Display for Error {
                 "the host path of the data volume is unknown: start the container with \
                  -e BTSYNC_HOST_PATH=/host/dir/mounted/at/data, or use --scope=container"
             ),
-            Error::DataRoot { path, problem } => {
-                write!(
-                    f,
-                    "data root {}: {problem} (set BTSYNC_DATA)",
-                    path.display()
-                )
-            }
+            Error::DataRoot { path, problem } => write!(
+                f,
+                "environment variable {}: the data root {} {problem}",
+                crate::layout::DATA_VAR,
+                path.display()
+            ),
             Error::FolderOccupied { path, problem } => {
                 write!(f, "{}: {problem}; move it away first", path.display())
             }
@@ -98,6 +108,20 @@ impl fmt::Display for Error {
                 f,
                 "registry file {} is damaged ({problem}); restore it or remove it",
                 path.display()
+            ),
+            Error::EntryNotAFile { path } => write!(
+                f,
+                "registry entry {} is not a regular file; nothing changed. syncbox never \
+                 removes what it did not write: move it out of {} by hand, then run the \
+                 command again",
+                path.display(),
+                path.parent().unwrap_or(path).display()
+            ),
+            Error::DelUnfinished(ns) => write!(
+                f,
+                "{ns}: a 'del {ns}' has not finished and its files are still here; nothing \
+                 changed. Run 'del {ns}' to finish it first, then add it with the new key \
+                 (adding it with its old key, or none, undoes the deletion instead)"
             ),
             Error::Supervisor(msg) => write!(f, "{msg}"),
             Error::ReadOnlyUnavailable { bin, problem } => write!(
@@ -121,6 +145,18 @@ impl fmt::Display for Error {
                  from every node (each moves its copy to the cluster trash)"
             ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
+        }
+    }
+}
+
+impl Error {
+    /// What is wrong with a damaged registry entry, in a few words; `None`
+    /// for any other error.
+    pub fn damage(&self) -> Option<&str> {
+        match self {
+            Error::CorruptEntry { problem, .. } => Some(problem),
+            Error::EntryNotAFile { .. } => Some("not a regular file"),
+            _ => None,
         }
     }
 }

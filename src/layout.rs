@@ -29,11 +29,16 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Read `BTSYNC_DATA` and `BTSYNC_HOST_PATH`. An empty variable counts as unset.
+    /// Read `BTSYNC_DATA` and `BTSYNC_HOST_PATH` (an empty variable counts
+    /// as unset) and check that the data root is a directory. Every applet
+    /// that uses the data root starts here: a volume that was not mounted
+    /// must never read as "no namespaces".
     pub fn from_env() -> Result<Layout> {
         let data = absolute_var(DATA_VAR)?.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
         let host = absolute_var(HOST_PATH_VAR)?;
-        Ok(Layout { data, host })
+        let layout = Layout { data, host };
+        layout.check_data_root()?;
+        Ok(layout)
     }
 
     pub fn new(data: PathBuf, host: Option<PathBuf>) -> Layout {
@@ -50,7 +55,12 @@ impl Layout {
         let problem = match std::fs::metadata(&self.data) {
             Ok(meta) if meta.is_dir() => return Ok(()),
             Ok(_) => "is not a directory".to_owned(),
-            Err(e) => e.to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                "does not exist (syncbox never creates it: mount the data volume there \
+                 or fix the variable)"
+                    .to_owned()
+            }
+            Err(e) => format!("cannot be inspected: {e}"),
         };
         Err(Error::DataRoot {
             path: self.data.clone(),

@@ -28,10 +28,12 @@ pub fn read_only_key(key: &Key) -> Result<Key> {
     }
 }
 
-fn engine_bin() -> PathBuf {
+fn engine_bin() -> Result<PathBuf> {
     match std::env::var_os(ENGINE_BIN_VAR) {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => PathBuf::from(DEFAULT_ENGINE_BIN),
+        Some(path) if !path.is_empty() => {
+            crate::engine_config::absolute_engine_bin(&path.to_string_lossy())
+        }
+        _ => Ok(PathBuf::from(DEFAULT_ENGINE_BIN)),
     }
 }
 
@@ -39,7 +41,7 @@ fn engine_bin() -> PathBuf {
 /// command line; syncbox itself never prints it, and never shows btsync's
 /// output in errors (it may repeat the key).
 fn ask_engine(key: &Key) -> Result<Key> {
-    let bin = engine_bin();
+    let bin = engine_bin()?;
     let unavailable = |problem: String| Error::ReadOnlyUnavailable {
         bin: bin.clone(),
         problem,

@@ -258,10 +258,14 @@ impl Registry {
         // A `del` that has not finished (waiting for the engine, or
         // interrupted): adding the namespace back with no key or the same
         // key restores its entry, so it keeps syncing with the same peers.
+        // With another key it is refused: the old files would be pushed to
+        // the new key's peers. A damaged parked entry cannot tell which
+        // key it had, so it is refused too (`del NS` finishes it).
         let parked = self.layout.deleting_entry(ns);
-        if let Ok(Some(previous)) = read_entry(&parked, ns)
-            && key.as_ref().is_none_or(|(k, _)| *k == previous.key)
-        {
+        if let Some(previous) = read_entry(&parked, ns)? {
+            if key.as_ref().is_some_and(|(k, _)| *k != previous.key) {
+                return Err(Error::DelUnfinished(ns.to_string()));
+            }
             self.recover_folder_from_trash(ns)?;
             self.ensure_folder(ns)?;
             rename_durably(&parked, &entry_path)?;
@@ -303,8 +307,8 @@ impl Registry {
         let _lock = self.lock()?;
         let entry = self.layout.entry(ns);
         let parked = self.layout.deleting_entry(ns);
-        let registered = exists(&entry)?;
-        let pending = exists(&parked)?;
+        let registered = entry_exists(&entry)?;
+        let pending = entry_exists(&parked)?;
         match (registered, keep_files) {
             (false, _) if !pending => {
                 // Possibly a repeat of a `del` that crashed after parking
@@ -564,6 +568,20 @@ fn exists(path: &Path) -> Result<bool> {
     }
 }
 
+/// Like [`exists`] for a registry entry, which is a regular file or
+/// damaged: a directory (or anything else) there is refused, never moved
+/// or removed, since syncbox did not write it.
+fn entry_exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(true),
+        Ok(_) => Err(Error::EntryNotAFile {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot inspect {}", path.display()), e)),
+    }
+}
+
 fn remove_durably(path: &Path) -> Result<()> {
     fs::remove_file(path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
     crash_point("removed, directory not yet synced");
@@ -643,6 +661,10 @@ fn entry_json(entry: &Entry) -> String {
 }
 
 fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
+    // Checked before opening: opening a FIFO would block.
+    if !entry_exists(path)? {
+        return Ok(None);
+    }
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -383,7 +383,8 @@ fn has_prints_nothing() {
         assert!(run.stdout.is_empty(), "{run:?}");
     }
     sb.run("has", &["gitlab"]).code(1);
-    sb.run("has", &["INVALID"]).code(2);
+    // Exit 2 (cannot answer) is the one case with a line on stderr.
+    sb.run("has", &["INVALID"]).code(2).one_line_error();
     sb.run("add", &["gitlab"]).ok();
     let run = sb.run("has", &["gitlab"]);
     run.ok();
@@ -457,11 +458,193 @@ fn environment_errors_are_clear() {
     let missing = sb.root.join("no-such-dir");
     let sb = sb.with_env("BTSYNC_DATA", &missing);
     let run = sb.run("add", &["gitlab"]);
-    run.code(1).one_line_error();
+    run.code(2).one_line_error();
     assert!(run.stderr.contains("data root"), "{run:?}");
     assert!(!missing.exists(), "a missing data root must not be created");
-    sb.run("has", &["gitlab"]).code(1);
-    assert_eq!(sb.run("list", &[]).ok().stdout, "");
+    // "Cannot answer", never "not registered" or "no namespaces".
+    sb.run("has", &["gitlab"]).code(2).one_line_error();
+    sb.run("list", &[]).code(2).one_line_error();
+}
+
+/// Issue 16, item 1: a data root that is missing (a volume not mounted, a
+/// typo) or not a directory must never read as "no namespaces". Every
+/// applet that uses it refuses with exit 2 and one line naming the
+/// variable and the path.
+#[test]
+fn every_applet_refuses_a_missing_or_non_directory_data_root() {
+    let sb = Sandbox::new();
+    let missing = sb.root.join("not-mounted");
+    let file = sb.root.join("a-file");
+    fs::write(&file, "not a directory").unwrap();
+    let calls: &[&[&str]] = &[
+        &["add", "gitlab"],
+        &["add", "--token", A_KEY, "gitlab"],
+        &["del", "gitlab"],
+        &["has", "gitlab"],
+        &["list"],
+        &["list", "--json"],
+        &["path", "--scope=container", "gitlab"],
+        &["secret", "gitlab"],
+        &["status"],
+        &["health"],
+        &["init"],
+    ];
+    for root in [&missing, &file] {
+        let sb = sb.with_env("BTSYNC_DATA", root);
+        for call in calls {
+            let run = sb.syncbox(call);
+            run.code(2).one_line_error();
+            assert!(
+                run.stderr.contains("BTSYNC_DATA") && run.stderr.contains(root.to_str().unwrap()),
+                "{call:?}: {run:?}"
+            );
+        }
+        assert!(!missing.exists(), "a missing data root must not be created");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+    }
+}
+
+/// Issue 16, item 2: the key must not depend on the working directory.
+#[test]
+fn a_relative_cluster_key_file_is_refused() {
+    let sb = Sandbox::new();
+    fs::write(
+        sb.root.join("cluster.key"),
+        "correct horse battery staple\n",
+    )
+    .unwrap();
+    let sb = sb.with_env("BTSYNC_CLUSTER_KEY_FILE", "cluster.key");
+    for args in [&["add", "gitlab"][..], &["add", "--cluster", "gitlab"]] {
+        let out = sb
+            .command(Via::Multiplexer, args[0], &args[1..])
+            .current_dir(&sb.root)
+            .output()
+            .unwrap();
+        let run = common::Run::from(out);
+        run.code(2).one_line_error();
+        assert!(
+            run.stderr.contains("BTSYNC_CLUSTER_KEY_FILE") && run.stderr.contains("absolute"),
+            "{run:?}"
+        );
+    }
+    assert!(sb.snapshot().is_empty(), "a refused add changed state");
+}
+
+/// Issue 16, item 3: BTSYNC_BIN is an absolute path, also for the one
+/// applet besides init that runs it (`secret --read-only` of a D key).
+#[test]
+fn a_relative_btsync_bin_is_refused() {
+    let sb = Sandbox::new();
+    sb.run("add", &["--token", &format!("D{}", &A_KEY[1..]), "vault"])
+        .ok();
+    for bin in ["btsync", "bin/btsync", "sleep"] {
+        let sb = sb.with_env("BTSYNC_BIN", bin);
+        let run = sb.run("secret", &["--read-only", "vault"]);
+        run.code(2).one_line_error();
+        assert!(
+            run.stderr.contains("BTSYNC_BIN") && run.stderr.contains("absolute"),
+            "{bin}: {run:?}"
+        );
+    }
+}
+
+/// Issue 16, item 4: one damaged entry does not blind `list --json`; it is
+/// listed, marked, with only the fields its name gives, and `list` and
+/// `list --json` agree (both exit 0).
+#[test]
+fn list_json_lists_a_damaged_entry_marked() {
+    let sb = Sandbox::new().with_env("BTSYNC_HOST_PATH", "/host");
+    for ns in ["alpha", "broken", "zeta"] {
+        sb.run("add", &[ns]).ok();
+    }
+    fs::write(sb.entry("broken"), "{\"name\": \"broken\", \"secr").unwrap();
+    let plain = sb.run("list", &[]);
+    assert_eq!(plain.ok().stdout, "alpha broken zeta\n");
+    let run = sb.run("list", &["--json"]);
+    run.ok();
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains("broken") && run.stderr.contains("damaged"),
+        "{run:?}"
+    );
+    let items: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let items = items.as_array().expect("an array");
+    let names: Vec<&str> = items.iter().filter_map(|i| i["name"].as_str()).collect();
+    assert_eq!(names, ["alpha", "broken", "zeta"]);
+    let broken = items[1].as_object().expect("an object");
+    assert_eq!(broken["damaged"], "not valid JSON");
+    for unknown in ["access", "key_origin", "declared"] {
+        assert!(!broken.contains_key(unknown), "{unknown}: {broken:?}");
+    }
+    assert_eq!(broken["host_path"], "/host/broken");
+    assert!(items[0].get("damaged").is_none(), "{:?}", items[0]);
+}
+
+/// Issue 16, item 9: the files of an unfinished `del` are never adopted
+/// under another key (they would be pushed to another key's peers).
+#[test]
+fn add_with_another_key_over_an_unfinished_del_is_refused() {
+    let sb = Sandbox::new();
+    sb.run("add", &["--token", A_KEY, "gitlab"]).ok();
+    fs::write(sb.folder("gitlab").join("f"), "old files").unwrap();
+    // A `del` interrupted after unregistering, before deleting the files.
+    let state = sb.data.join(".btsync");
+    fs::rename(sb.entry("gitlab"), state.join("deleting/gitlab")).unwrap();
+    let before = sb.snapshot();
+    let other = format!("D{}", &A_KEY[1..]);
+    let run = sb.run("add", &["--token", &other, "gitlab"]);
+    run.code(1).one_line_error();
+    assert!(
+        run.stderr.contains("del gitlab") && run.stderr.contains("finish"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains(&A_KEY[1..]), "key echoed: {run:?}");
+    assert_eq!(sb.snapshot(), before, "a refused add changed state");
+    // The same key still undoes the deletion.
+    sb.run("add", &["--token", A_KEY, "gitlab"]).ok();
+    assert_eq!(
+        fs::read_to_string(sb.folder("gitlab").join("f")).unwrap(),
+        "old files"
+    );
+    assert_eq!(
+        sb.run("secret", &["gitlab"]).ok().stdout,
+        format!("{A_KEY}\n")
+    );
+}
+
+/// Issue 16, item 10: a directory where a registry entry belongs is a
+/// damaged entry: `add` and `del` refuse it, change nothing and say how to
+/// repair it; `list --json` marks it.
+#[test]
+fn a_directory_in_the_registry_is_damaged_and_left_alone() {
+    let sb = Sandbox::new();
+    sb.run("add", &["gitlab"]).ok();
+    fs::create_dir(sb.entry("web")).unwrap();
+    fs::write(sb.entry("web").join("inside"), "x").unwrap();
+    let before = sb.snapshot();
+    for (applet, args) in [
+        ("add", &["web"][..]),
+        ("add", &["--token", A_KEY, "web"]),
+        ("del", &["web"]),
+        ("del", &["--keep-data", "web"]),
+        ("secret", &["web"]),
+    ] {
+        let run = sb.run(applet, args);
+        run.code(1).one_line_error();
+        assert!(
+            run.stderr.contains("namespaces/web")
+                && run.stderr.contains("not a regular file")
+                && run.stderr.contains("nothing changed"),
+            "{applet} {args:?}: {run:?}"
+        );
+        assert_eq!(sb.snapshot(), before, "{applet} {args:?} changed state");
+    }
+    let run = sb.run("list", &["--json"]);
+    run.ok();
+    let items: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(items[1]["name"], "web");
+    assert_eq!(items[1]["damaged"], "not a regular file");
+    assert_eq!(sb.snapshot(), before);
 }
 
 #[test]
@@ -475,7 +658,8 @@ fn a_damaged_registry_file_is_reported_not_trusted() {
     run.code(1).one_line_error();
     assert!(run.stderr.contains("damaged"), "{run:?}");
     sb.run("add", &["broken"]).code(1).one_line_error();
-    sb.run("list", &["--json"]).code(1).one_line_error();
+    // Listed and marked (see list_json_lists_a_damaged_entry_marked).
+    sb.run("list", &["--json"]).ok();
     // The names alone still list and `has` still answers.
     assert_eq!(sb.run("list", &[]).ok().stdout, "broken good\n");
     sb.run("has", &["broken"]).ok();

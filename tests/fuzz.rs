@@ -273,13 +273,13 @@ fn dispatch_fuzz() {
 /// The routing rule, stated independently of the dispatcher.
 fn names_an_applet(name: &str, args: &[String]) -> bool {
     let is_stub = |n: &str| STUBS.iter().any(|a| a.name == n);
-    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     if is_stub(name) {
         true
-    } else if name == "ctl" {
-        is_stub(arg(0))
-    } else if name.starts_with("syncbox") {
-        is_stub(arg(0)) || (arg(0) == "ctl" && is_stub(arg(1)))
+    } else if name == "ctl" || name.starts_with("syncbox") {
+        // `ctl` and `syncbox` are the same multiplexer, and `ctl` is one of
+        // the names it runs: `syncbox ctl ctl add` is `add`.
+        let first = args.iter().map(String::as_str).find(|a| *a != "ctl");
+        first.is_some_and(is_stub)
     } else {
         false
     }

@@ -626,7 +626,10 @@ fn malformed_variable_stops_init_before_the_engine_starts() {
     for (var, value) in [
         ("BTSYNC_LISTEN_PORT", "seventy"),
         ("BTSYNC_KNOWN_HOSTS", "node-b"),
-        ("BTSYNC_UID", "btsync"),
+        ("BTSYNC_UID", "no-such-user-here"),
+        ("BTSYNC_GID", "no-such-group-here"),
+        ("BTSYNC_BIN", "stand-in-btsync"),
+        ("BTSYNC_BIN", "relative/btsync"),
         ("BTSYNC_STOP_GRACE", "soon"),
         ("BTSYNC_USE_DHT", "perhaps"),
     ] {
@@ -654,6 +657,95 @@ fn malformed_variable_stops_init_before_the_engine_starts() {
         !sandbox.folder("alpha").exists(),
         "bad input changes nothing"
     );
+}
+
+/// Issue 16, item 3: `BTSYNC_BIN=sleep` once ran /usr/bin/sleep from PATH
+/// and crash-looped. Only an absolute path is accepted.
+#[test]
+fn btsync_bin_must_be_an_absolute_path() {
+    let sandbox = Sandbox::new("relbin");
+    let examples = stand_in_bin().parent().expect("examples dir").to_owned();
+    let path = format!(
+        "{}:{}",
+        examples.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for bin in ["sleep", "stand-in-btsync", "examples/stand-in-btsync"] {
+        let mut init = Init::start(
+            &sandbox,
+            Mode::Subreaper,
+            &[("BTSYNC_BIN", bin), ("PATH", &path)],
+        );
+        assert_eq!(init.wait_exit(), 2, "{bin}: {}", init.stderr());
+        let log = init.stderr();
+        assert!(
+            log.contains("BTSYNC_BIN") && log.contains("absolute") && log.lines().count() == 1,
+            "{bin}: {log}"
+        );
+        assert!(
+            sandbox.events().is_empty(),
+            "{bin}: the engine must not start"
+        );
+    }
+}
+
+/// The uid and primary gid of `user` in this host's /etc/passwd.
+fn passwd_ids(user: &str) -> (u32, u32) {
+    let text = fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let line = text
+        .lines()
+        .find(|l| l.split(':').next() == Some(user))
+        .unwrap_or_else(|| panic!("{user} not in /etc/passwd"));
+    let fields: Vec<&str> = line.split(':').collect();
+    (
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    )
+}
+
+/// The first group name in this host's /etc/group with `gid`.
+fn group_name(gid: u32) -> String {
+    let text = fs::read_to_string("/etc/group").expect("/etc/group");
+    text.lines()
+        .find(|l| l.split(':').nth(2) == Some(&gid.to_string()))
+        .and_then(|l| l.split(':').next())
+        .expect("a group with that gid")
+        .to_owned()
+}
+
+/// Issue 16, item 8: where /etc/passwd exists (the image ships one with
+/// `btsync`), BTSYNC_UID takes a user name and BTSYNC_GID a group name;
+/// a named user's group defaults to its primary group.
+#[test]
+fn btsync_uid_and_gid_accept_names_from_etc_passwd_and_group() {
+    if !root_available("btsync_uid_and_gid_accept_names_from_etc_passwd_and_group") {
+        return;
+    }
+    let (uid, gid) = passwd_ids("nobody");
+    let sandbox = Sandbox::new("uidname");
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_UID", "nobody")]);
+    let start = &sandbox.starts()[0];
+    assert_eq!(
+        (start["uid"].as_u64(), start["gid"].as_u64()),
+        (Some(u64::from(uid)), Some(u64::from(gid))),
+        "{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+
+    let sandbox = Sandbox::new("gidname");
+    let group = group_name(0);
+    let mut init = Init::start_running(
+        &sandbox,
+        Mode::Pid1,
+        &[("BTSYNC_UID", "nobody"), ("BTSYNC_GID", &group)],
+    );
+    let start = &sandbox.starts()[0];
+    assert_eq!(start["uid"].as_u64(), Some(u64::from(uid)));
+    assert_eq!(start["gid"].as_u64(), Some(0), "{}", sandbox.context());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
 }
 
 #[test]
@@ -767,4 +859,21 @@ fn status_and_health_report_init_and_the_engine() {
         Some(1),
         "init is gone"
     );
+}
+
+/// Issue 16, also settled: the text `status` has no trailing spaces, also
+/// with no folders (it printed "folders:  0 ").
+#[test]
+fn status_text_has_no_trailing_spaces() {
+    let sandbox = Sandbox::new("statustext");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let out = sandbox.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("folders:  0"), "{text}");
+    for line in text.lines() {
+        assert_eq!(line, line.trim_end(), "trailing space: {text:?}");
+    }
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
 }
