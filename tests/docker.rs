@@ -13,6 +13,10 @@
 #[path = "docker/support.rs"]
 mod support;
 
+// The real-engine suites (real_btsync_*).
+#[path = "docker/real.rs"]
+mod real;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -748,30 +752,4 @@ fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the
             node.name
         );
     }
-}
-
-#[test]
-#[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
-fn real_btsync_two_nodes_sync_a_file() {
-    let Some(real) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) else {
-        panic!("{REAL_ENGINE_VAR} must name a real btsync/rslsync binary for this test");
-    };
-    let scope = Scope::new("real");
-    let image = scope.build_image("real", Path::new(&real));
-    let network = scope.network("net");
-    let names = [scope.unique("a"), scope.unique("b")];
-    let known_hosts = format!("BTSYNC_KNOWN_HOSTS={}:55555,{}:55555", names[0], names[1]);
-    let a = Node::start(&scope, &image, "a", &network, &["-e", &known_hosts]);
-    let b = Node::start(&scope, &image, "b", &network, &["-e", &known_hosts]);
-    a.exec_ok(&["ctl", "add", "shared"]);
-    let key = a.exec_ok(&["secret", "shared"]).trim().to_owned();
-    b.exec_ok(&["ctl", "add", &format!("--token={key}"), "shared"]);
-    let content = format!("written on {} at {:?}\n", a.name, Instant::now());
-    fs::write(a.data.join("shared/hello.txt"), &content).expect("write on node a");
-    let copy = b.data.join("shared/hello.txt");
-    wait_for(
-        "hello.txt to reach node b",
-        Duration::from_secs(180),
-        || (fs::read_to_string(&copy).ok()? == content).then_some(()),
-    );
 }

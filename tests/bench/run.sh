@@ -6,6 +6,8 @@
 #   tests/bench/run.sh           full run (10,000 namespaces, the image built with docker)
 #   tests/bench/run.sh --quick   short run for CI (fewer runs, 2,000 namespaces,
 #                                image bytes from the staged build context, no docker)
+#   tests/bench/run.sh --real    the real engine's figures instead (btsync 1.4.111 in
+#                                docker: tests/bench/real-engine.sh; about 5 minutes)
 #
 # Everything syncbox-side runs the shipped binary: static musl, release.
 # init supervises the stand-in engine (tests/support/stand_in_engine.rs), so
@@ -14,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+[ "${1:-}" = "--real" ] && exec tests/bench/real-engine.sh
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
 if $quick; then runs=200; many=2000; adds=5; else runs=1000; many=10000; adds=20; fi

@@ -154,6 +154,11 @@ impl Scope {
         name
     }
 
+    /// Remove a container named elsewhere (e.g. by docker-compose) at the end.
+    pub fn adopt_container(&self, name: &str) {
+        self.containers.borrow_mut().push(name.to_owned());
+    }
+
     /// `docker run --rm` a one-shot container of `image` with no network,
     /// named and registered like every other (a hung client must not leave an
     /// anonymous container behind).
