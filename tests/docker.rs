@@ -13,6 +13,10 @@
 #[path = "docker/support.rs"]
 mod support;
 
+// rootfs/build-image's engine input (vendor tarballs, refusals) and labels.
+#[path = "docker/image_input.rs"]
+mod image_input;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
