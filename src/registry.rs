@@ -164,7 +164,7 @@ impl Registry {
                 names.push(name);
             }
         }
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 
@@ -372,7 +372,7 @@ impl Registry {
                 names.push(name);
             }
         }
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 
@@ -545,7 +545,7 @@ pub fn purge_trash(trash_dir: &Path, cutoff: u64) -> Vec<String> {
             purged.push(name);
         }
     }
-    purged.sort();
+    purged.sort_unstable();
     purged
 }
 
