@@ -83,7 +83,7 @@ rustc --edition 2021 --target "$target" -C opt-level=s -C panic=abort -C strip=s
   -o "$work/hello" "$work/hello.rs"
 hello=$(stat -c %s "$work/hello")
 stable_size=$(stat -c %s "$stable_syncbox")
-row "static binary size, the image's ($built_with)" "$(kib "$size") ($size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$size" "$tini_static")" "<= 1.0"
+row "static binary size, the image's (built with $built_with)" "$(kib "$size") ($size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$size" "$tini_static")" "<= 1.0"
 row "static binary size, stable release build" "$(kib "$stable_size") ($stable_size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$stable_size" "$tini_static")" "-"
 row "static binary size, the image's" "$(kib "$size")" "musl hello-world: $(kib "$hello")" "$(ratio "$size" "$hello")" "-"
 
