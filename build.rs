@@ -2,10 +2,14 @@
 //! the image's `org.opencontainers.image.revision` label (rootfs/build-image
 //! reads it back from the binary, so the label names what is in the image).
 //!
-//! `SYNCBOX_COMMIT` in the build environment wins (a build from a source
-//! tarball, which has no .git, can still say where it came from); otherwise
-//! `git rev-parse HEAD` in a checkout, with `-dirty` appended when the files the
-//! binary is compiled from differ from that commit; otherwise nothing, and
+//! `SYNCBOX_BUILD_COMMIT` in the build environment wins (a build from a
+//! source tarball, which has no .git, can still say where it came from). It is
+//! not named SYNCBOX_COMMIT: `cargo test` and `cargo run` put the rustc-env
+//! below into their programs' environment, and a build those programs start
+//! (the docker tests run rootfs/build-image) must not take that stale value.
+//! Otherwise `git rev-parse HEAD` in a checkout, with `-dirty` appended when
+//! the files the binary is compiled from differ from that commit; otherwise
+//! nothing, and
 //! `--version` prints the version alone.
 
 use std::path::Path;
@@ -16,11 +20,11 @@ use std::process::Command;
 const SOURCES: &[&str] = &["src", "applets", "build.rs", "Cargo.toml", "Cargo.lock"];
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=SYNCBOX_COMMIT");
+    println!("cargo:rerun-if-env-changed=SYNCBOX_BUILD_COMMIT");
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }
-    let commit = match std::env::var("SYNCBOX_COMMIT") {
+    let commit = match std::env::var("SYNCBOX_BUILD_COMMIT") {
         Ok(given) => Some(given.trim().to_owned()).filter(|c| !c.is_empty()),
         Err(_) => from_git(),
     };
