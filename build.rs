@@ -9,8 +9,7 @@
 //! (the docker tests run rootfs/build-image) must not take that stale value.
 //! Otherwise `git rev-parse HEAD` in a checkout, with `-dirty` appended when
 //! the files the binary is compiled from differ from that commit; otherwise
-//! nothing, and
-//! `--version` prints the version alone.
+//! nothing, and `--version` prints the version alone.
 
 use std::path::Path;
 use std::process::Command;
