@@ -17,6 +17,10 @@ mod support;
 #[path = "docker/real.rs"]
 mod real;
 
+// rootfs/build-image's engine input (vendor tarballs, refusals) and labels.
+#[path = "docker/image_input.rs"]
+mod image_input;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
