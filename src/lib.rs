@@ -17,5 +17,6 @@ pub mod read_only;
 pub mod registry;
 pub mod supervisor;
 pub mod sys;
+pub mod volume_plugin;
 
 pub use error::{Error, Result};
