@@ -426,3 +426,17 @@ fn plugin_needs_an_absolute_socket_and_the_host_path() {
         assert!(!socket.exists());
     }
 }
+
+#[test]
+fn readme_shows_the_compose_example_exactly() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = fs::read_to_string(repo.join("examples/docker-compose.volume-plugin.yml"))
+        .expect("the example");
+    let readme = fs::read_to_string(repo.join("README.md")).expect("README");
+    assert!(
+        readme.contains(&format!("```yaml\n{example}```\n")),
+        "README must show examples/docker-compose.volume-plugin.yml exactly"
+    );
+    // The file is what tests/docker.rs runs with docker-compose.
+    assert!(example.contains("driver: syncbox") && example.contains("token: ${GITLAB_KEY}"));
+}
