@@ -778,8 +778,41 @@ fn real_btsync_two_nodes_sync_a_file() {
 
 const PLUGINS_DIR: &str = "/run/docker/plugins";
 
-/// A node serving the volume plugin under a driver name unique to this test
-/// run (the socket's file name), and what Docker made with it. Dropped
+/// The plugin tests reuse two driver names instead of making one per run:
+/// Docker never forgets a legacy plugin it has used, and each one whose
+/// socket is gone costs about 15 s on every later lookup of a volume name it
+/// does not know (`docker volume inspect`, `rm -f`, `docker-compose up`)
+/// until dockerd restarts. A lock file per name keeps concurrent runs (other
+/// checkouts) apart, and one plugin test at a time runs in this process.
+struct DriverSlot {
+    name: String,
+    _lock: fs::File,
+}
+
+fn driver_slot(n: usize) -> DriverSlot {
+    let path = std::env::temp_dir().join(format!("sbxt-volume-plugin-{n}.lock"));
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    // Blocks while another run uses this driver name.
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    DriverSlot {
+        name: format!("sbxt-plugin-{n}"),
+        _lock: lock,
+    }
+}
+
+fn one_plugin_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static PLUGIN_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PLUGIN_TESTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A node serving the volume plugin under a driver name no other run uses
+/// meanwhile (the socket's file name), and what Docker made with it. Dropped
 /// before the scope, it removes the containers using its volumes, then the
 /// volumes (through the plugin, which still runs), then its socket.
 struct PluginNode {
@@ -788,11 +821,20 @@ struct PluginNode {
     socket: std::path::PathBuf,
     users: std::cell::RefCell<Vec<String>>,
     volumes: std::cell::RefCell<Vec<String>>,
+    _slot: DriverSlot,
 }
 
 impl PluginNode {
-    fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> PluginNode {
-        let driver = scope.unique(&format!("{what}-driver"));
+    fn start(
+        scope: &Scope,
+        image: &str,
+        what: &str,
+        network: &str,
+        extra: &[&str],
+        slot: usize,
+    ) -> PluginNode {
+        let slot = driver_slot(slot);
+        let driver = slot.name.clone();
         let socket = Path::new(PLUGINS_DIR).join(format!("{driver}.sock"));
         fs::create_dir_all(PLUGINS_DIR).expect("create /run/docker/plugins");
         let plugins = format!("{PLUGINS_DIR}:{PLUGINS_DIR}");
@@ -806,8 +848,10 @@ impl PluginNode {
             socket,
             users: Default::default(),
             volumes: Default::default(),
+            _slot: slot,
         };
-        plugin.node.engine_config();
+        // Not waiting for the engine: the real one exits while it has no
+        // folder, and the first create starts it again.
         wait_for(
             &format!("{} to serve {}", plugin.node.name, plugin.socket.display()),
             Duration::from_secs(60),
@@ -876,9 +920,10 @@ fn refused_create(args: &[&str]) -> String {
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
+    let _one = one_plugin_test_at_a_time();
     let (scope, image, _) = engine_image("plugin");
     let writer = writer_image(&scope);
-    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[], 0);
     let (node, driver) = (&plugin.node, plugin.driver.as_str());
 
     // create without and with a key; inspect shows the host folder.
@@ -1039,9 +1084,10 @@ fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
 #[test]
 #[ignore = "needs docker and docker-compose: .ci/run runs it through tests/docker/run"]
 fn volume_plugin_serves_the_compose_example() {
+    let _one = one_plugin_test_at_a_time();
     let (scope, image, _) = engine_image("compose");
     let writer = writer_image(&scope);
-    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[], 0);
     let project = scope.unique("proj");
     let data = plugin.volume(&scope, "proj_gitlab-data");
     let config = plugin.volume(&scope, "proj_gitlab-config");
@@ -1075,7 +1121,9 @@ fn volume_plugin_serves_the_compose_example() {
             .arg(&path)
             .args(args)
             .env("GITLAB_KEY", &key);
-        run_with_deadline(&mut command, COMMAND_DEADLINE)
+        // compose looks each volume up by name first: Docker asks every
+        // driver it ever used, and each gone one costs ~15 s (see DriverSlot).
+        run_with_deadline(&mut command, Duration::from_secs(900))
     };
     let up = compose(&["up", "--no-color"]);
     assert!(
@@ -1105,6 +1153,7 @@ fn volume_plugin_serves_the_compose_example() {
 #[test]
 #[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
 fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
+    let _one = one_plugin_test_at_a_time();
     let Some(real) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) else {
         panic!("{REAL_ENGINE_VAR} must name a real btsync/rslsync binary for this test");
     };
@@ -1126,8 +1175,8 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
         "-e",
         "BTSYNC_USE_DHT=false",
     ];
-    let a = PluginNode::start(&scope, &image, "a", &network, &off);
-    let b = PluginNode::start(&scope, &image, "b", &network, &off);
+    let a = PluginNode::start(&scope, &image, "a", &network, &off, 0);
+    let b = PluginNode::start(&scope, &image, "b", &network, &off, 1);
     // Volume names are per Docker host: each node's volume has its own name,
     // the key makes them one folder.
     let on_a = a.volume(&scope, "shared-a");
