@@ -778,41 +778,8 @@ fn real_btsync_two_nodes_sync_a_file() {
 
 const PLUGINS_DIR: &str = "/run/docker/plugins";
 
-/// The plugin tests reuse two driver names instead of making one per run:
-/// Docker never forgets a legacy plugin it has used, and each one whose
-/// socket is gone costs about 15 s on every later lookup of a volume name it
-/// does not know (`docker volume inspect`, `rm -f`, `docker-compose up`)
-/// until dockerd restarts. A lock file per name keeps concurrent runs (other
-/// checkouts) apart, and one plugin test at a time runs in this process.
-struct DriverSlot {
-    name: String,
-    _lock: fs::File,
-}
-
-fn driver_slot(n: usize) -> DriverSlot {
-    let path = std::env::temp_dir().join(format!("sbxt-volume-plugin-{n}.lock"));
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    // Blocks while another run uses this driver name.
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
-    DriverSlot {
-        name: format!("sbxt-plugin-{n}"),
-        _lock: lock,
-    }
-}
-
-fn one_plugin_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static PLUGIN_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    PLUGIN_TESTS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A node serving the volume plugin under a driver name no other run uses
-/// meanwhile (the socket's file name), and what Docker made with it. Dropped
+/// A node serving the volume plugin under a driver name unique to this test
+/// run (the socket's file name), and what Docker made with it. Dropped
 /// before the scope, it removes the containers using its volumes, then the
 /// volumes (through the plugin, which still runs), then its socket.
 struct PluginNode {
@@ -821,27 +788,13 @@ struct PluginNode {
     socket: std::path::PathBuf,
     users: std::cell::RefCell<Vec<String>>,
     volumes: std::cell::RefCell<Vec<String>>,
-    _slot: DriverSlot,
 }
 
 impl PluginNode {
-    fn start(
-        scope: &Scope,
-        image: &str,
-        what: &str,
-        network: &str,
-        extra: &[&str],
-        slot: usize,
-    ) -> PluginNode {
-        let slot = driver_slot(slot);
-        let driver = slot.name.clone();
+    fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> PluginNode {
+        let driver = scope.unique(&format!("{what}-driver"));
         let socket = Path::new(PLUGINS_DIR).join(format!("{driver}.sock"));
         fs::create_dir_all(PLUGINS_DIR).expect("create /run/docker/plugins");
-        // The link an earlier run parked there (see park_driver); init
-        // refuses to replace anything but a stale socket.
-        if fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_symlink()) {
-            fs::remove_file(&socket).expect("remove the parked driver link");
-        }
         let plugins = format!("{PLUGINS_DIR}:{PLUGINS_DIR}");
         let variable = format!("BTSYNC_VOLUME_PLUGIN={}", socket.display());
         let mut options = vec!["-v", &plugins, "-e", &variable];
@@ -853,7 +806,6 @@ impl PluginNode {
             socket,
             users: Default::default(),
             volumes: Default::default(),
-            _slot: slot,
         };
         // Not waiting for the engine: the real one exits while it has no
         // folder, and the first create starts it again.
@@ -912,8 +864,11 @@ const DAEMON_SOCKET: &str = "/run/docker.sock";
 /// dockerd keeps asking every volume driver it ever used about names it
 /// does not know (also for each anonymous volume of every `docker run`),
 /// and waits ~15 s for one whose socket is gone, machine-wide, until it
-/// restarts. A 404 from its own API fails that at once. The next run
-/// removes the link before its init binds the name.
+/// restarts. A 404 from its own API fails that at once. The name is never
+/// used again (unique per run): dockerd keeps its connection to its own
+/// API open, so a later plugin on the same name would not be reached. The
+/// link is a few bytes in /run (tmpfs) and does nothing once dockerd
+/// restarts.
 fn park_driver(socket: &Path) {
     let _ = fs::remove_file(socket);
     if Path::new(DAEMON_SOCKET).exists() {
@@ -942,10 +897,9 @@ fn refused_create(args: &[&str]) -> String {
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
-    let _one = one_plugin_test_at_a_time();
     let (scope, image, _) = engine_image("plugin");
     let writer = writer_image(&scope);
-    let plugin = PluginNode::start(&scope, &image, "node", "none", &[], 0);
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
     let (node, driver) = (&plugin.node, plugin.driver.as_str());
 
     // create without and with a key; inspect shows the host folder.
@@ -1106,10 +1060,9 @@ fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
 #[test]
 #[ignore = "needs docker and docker-compose: .ci/run runs it through tests/docker/run"]
 fn volume_plugin_serves_the_compose_example() {
-    let _one = one_plugin_test_at_a_time();
     let (scope, image, _) = engine_image("compose");
     let writer = writer_image(&scope);
-    let plugin = PluginNode::start(&scope, &image, "node", "none", &[], 0);
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
     let project = scope.unique("proj");
     let data = plugin.volume(&scope, "proj_gitlab-data");
     let config = plugin.volume(&scope, "proj_gitlab-config");
@@ -1173,7 +1126,6 @@ fn volume_plugin_serves_the_compose_example() {
 #[test]
 #[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
 fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
-    let _one = one_plugin_test_at_a_time();
     let Some(real) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) else {
         panic!("{REAL_ENGINE_VAR} must name a real btsync/rslsync binary for this test");
     };
@@ -1195,8 +1147,8 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
         "-e",
         "BTSYNC_USE_DHT=false",
     ];
-    let a = PluginNode::start(&scope, &image, "a", &network, &off, 0);
-    let b = PluginNode::start(&scope, &image, "b", &network, &off, 1);
+    let a = PluginNode::start(&scope, &image, "a", &network, &off);
+    let b = PluginNode::start(&scope, &image, "b", &network, &off);
     // Volume names are per Docker host: each node's volume has its own name,
     // the key makes them one folder.
     let on_a = a.volume(&scope, "shared-a");
