@@ -18,5 +18,6 @@ pub mod registry;
 pub mod server;
 pub mod supervisor;
 pub mod sys;
+pub mod volume_plugin;
 
 pub use error::{Error, Result};

@@ -265,6 +265,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     let (events, inbox) = mpsc::channel::<Event>();
 
     layout.check_data_root()?;
+    let plugin = crate::volume_plugin::Settings::from_env(&layout)?;
     crate::fsutil::ensure_private_dir(&layout.state_dir())?;
     let (_claim, listener) = control::claim(&layout)?;
 
@@ -286,6 +287,8 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     control::serve(listener, move |request| {
         let _ = request_events.send(Event::Request(request));
     });
+    // Its requests reach this loop through the control socket, as the applets' do.
+    let _plugin = crate::volume_plugin::serve(plugin.as_ref(), &layout)?;
 
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let now = Instant::now();
