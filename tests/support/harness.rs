@@ -399,9 +399,7 @@ impl<'s> Init<'s> {
                     .events()
                     .into_iter()
                     .rev()
-                    .find(|e| {
-                        e["pid"] == pid && (e["event"] == "start" || e["event"] == "reload")
-                    })
+                    .find(|e| e["pid"] == pid && (e["event"] == "start" || e["event"] == "reload"))
                     .map(|e| folders_of(&e))
                     .unwrap_or_default();
                 found.sort();
