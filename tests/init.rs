@@ -853,6 +853,10 @@ fn status_and_health_report_init_and_the_engine() {
     let text = sandbox.run(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("running") && text.contains("alpha"), "{text}");
+    assert!(
+        text.contains("apply:    reload; 0 reloads, 0 fell back to a restart\n"),
+        "{text}"
+    );
 
     // A second init on the same data directory is refused.
     let mut second = sandbox
