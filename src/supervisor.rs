@@ -193,8 +193,9 @@ struct Reload {
     generation: u64,
     /// What the engine serves once the reload is proven.
     folders: BTreeMap<Name, Key>,
-    /// Folders to be taken up: their `.sync/ID` names the database to see open.
-    adding: Vec<(Name, PathBuf)>,
+    /// Folders to be taken up: their `.sync/ID` names the database to see
+    /// open (and so does the id the key gives, where it is known).
+    adding: Vec<(Name, PathBuf, Option<[u8; procfs::FOLDER_ID_LEN]>)>,
     /// Databases (file names in the storage) to see closed.
     releasing: Vec<(Name, String)>,
     changed: BTreeSet<Name>,
@@ -828,7 +829,7 @@ impl Supervisor {
             match engine.folders.get(name) {
                 Some(old) if old == key => {}
                 Some(_) => return Err(Some(format!("the key of {name} changed"))),
-                None => adding.push((name.clone(), layout.folder(name))),
+                None => adding.push((name.clone(), layout.folder(name), key.folder_id())),
             }
         }
         let mut releasing = Vec::new();
@@ -899,13 +900,7 @@ impl Supervisor {
         let missing: Vec<&Name> = match procfs::open_files(reload.pid) {
             Ok(open) => {
                 let is_open = |db: &str| open.contains(&storage.join(db));
-                let not_up = reload.adding.iter().filter(|(name, folder)| {
-                    let by_key = self
-                        .registry
-                        .get(name)
-                        .ok()
-                        .flatten()
-                        .and_then(|e| e.key.folder_id());
+                let not_up = reload.adding.iter().filter(|(_, folder, by_key)| {
                     let seen = procfs::read_folder_id(folder);
                     !(seen.is_some_and(|id| is_open(&procfs::database_name(&id)))
                         && by_key.is_none_or(|id| is_open(&procfs::database_name(&id))))
@@ -915,13 +910,13 @@ impl Supervisor {
                     .iter()
                     .filter(|(_, db)| is_open(db))
                     .map(|(name, _)| name);
-                not_up.map(|(name, _)| name).chain(still_held).collect()
+                not_up.map(|(name, ..)| name).chain(still_held).collect()
             }
             // Unreadable /proc proves nothing.
             Err(_) => reload
                 .adding
                 .iter()
-                .map(|(name, _)| name)
+                .map(|(name, ..)| name)
                 .chain(reload.releasing.iter().map(|(name, _)| name))
                 .collect(),
         };

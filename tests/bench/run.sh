@@ -142,10 +142,10 @@ pids=()
 add_latency() { # DATA BIN APPLY WRAPPER... -> "mean max" seconds of $adds adds
   local data=$1 bin=$2 apply=$3; shift 3
   mkdir -p "$data"
-  BTSYNC_DATA="$data" "$syncbox" add base
+  BTSYNC_DATA="$data" "$syncbox" add base >/dev/null
   BTSYNC_DATA="$data" BTSYNC_BIN="$bin" BTSYNC_APPLY="$apply" BTSYNC_USE_TRACKER=false \
     BTSYNC_USE_RELAY_SERVER=false BTSYNC_SEARCH_LAN=false BTSYNC_KNOWN_HOSTS=127.0.0.1:1 \
-    BTSYNC_LISTEN_PORT=0 "$@" "$syncbox" init 2>"$data.log" &
+    BTSYNC_LISTEN_PORT=0 "$@" "$syncbox" init >"$data.out" 2>"$data.log" &
   local pid=$! lat=()
   pids+=("$pid")
   for _ in $(seq 3000); do
