@@ -1412,3 +1412,53 @@ fn with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine() {
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+#[test]
+fn init_killed_in_the_middle_of_a_reload_deletes_nothing_under_an_engine() {
+    let sandbox = Sandbox::new("reloadinitkill");
+    for ns in ["keep", "victim"] {
+        add(&sandbox, ns);
+        fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
+    }
+    // The engine ignores HUP: the reload is still waiting for its proof.
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_IGNORE_HUP", "1")]);
+    let engine = init.status()["engine"]["pid"].as_i64().expect("pid") as i32;
+    let deleting = sandbox
+        .command(&["del", "victim"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn del");
+    wait_until(
+        "the engine got the HUP",
+        || !sandbox.events_of("hup_ignored").is_empty(),
+        || sandbox.context(),
+    );
+    assert!(sandbox.folder("victim").join("data.txt").exists());
+    init.signal(SIGKILL);
+    let _ = init.child.wait();
+    init.exited = Some(-1);
+    wait_until(
+        "the engine died with init",
+        || !syncbox::sys::process_exists(engine),
+        || sandbox.context(),
+    );
+    let out = deleting.wait_with_output().expect("del");
+    // Either del finished on its own once no engine could see the folder,
+    // or it failed and the files stay; never files gone under an engine.
+    if out.status.code() == Some(0) {
+        assert!(!sandbox.folder("victim").exists(), "{out:?}");
+    } else {
+        assert!(
+            sandbox.folder("victim").join("data.txt").exists(),
+            "a failed del deleted files: {out:?}"
+        );
+    }
+    assert!(sandbox.folder("keep").join("data.txt").exists());
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+}
