@@ -13,6 +13,7 @@ pub mod keys;
 pub mod layout;
 pub mod name;
 pub mod ops;
+pub mod procfs;
 pub mod read_only;
 pub mod registry;
 pub mod server;

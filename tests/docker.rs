@@ -1178,3 +1178,7 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
         || (fs::read_to_string(&copy).ok()? == content).then_some(()),
     );
 }
+
+// Issue 14 (apply by reload) with the real engine, in a file of its own.
+#[path = "docker/reload.rs"]
+mod reload;
