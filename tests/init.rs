@@ -1042,6 +1042,21 @@ fn a_change_during_a_crash_backoff_is_applied_at_once() {
     assert_eq!(init.wait_exit(), 0);
 }
 
+/// init's variables for the real engine under test: it runs in a network
+/// namespace of its own (Mode::Pid1Offline), with no peer discovery, so
+/// nothing leaves the machine.
+fn offline_engine_env(btsync: &str) -> [(&'static str, &str); 7] {
+    [
+        ("BTSYNC_BIN", btsync),
+        ("BTSYNC_USE_TRACKER", "false"),
+        ("BTSYNC_USE_RELAY_SERVER", "false"),
+        ("BTSYNC_SEARCH_LAN", "false"),
+        ("BTSYNC_USE_DHT", "false"),
+        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
+        ("BTSYNC_LISTEN_PORT", "0"),
+    ]
+}
+
 #[test]
 fn with_the_real_engine_init_idles_syncs_and_idles_again() {
     let test = "with_the_real_engine_init_idles_syncs_and_idles_again";
@@ -1050,16 +1065,7 @@ fn with_the_real_engine_init_idles_syncs_and_idles_again() {
     };
     let sandbox = Sandbox::new("realidle");
     let btsync = btsync.to_str().expect("utf-8 path").to_owned();
-    // Its own network namespace, and no peer discovery: nothing leaves.
-    let env = [
-        ("BTSYNC_BIN", btsync.as_str()),
-        ("BTSYNC_USE_TRACKER", "false"),
-        ("BTSYNC_USE_RELAY_SERVER", "false"),
-        ("BTSYNC_SEARCH_LAN", "false"),
-        ("BTSYNC_USE_DHT", "false"),
-        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
-        ("BTSYNC_LISTEN_PORT", "0"),
-    ];
+    let env = offline_engine_env(&btsync);
     let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
     assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
     assert!(children_of(init.pid).is_empty(), "no engine while idle");
@@ -1368,16 +1374,7 @@ fn with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine() {
     };
     let sandbox = Sandbox::new("realreload");
     let btsync = btsync.to_str().expect("utf-8 path").to_owned();
-    // Its own network namespace, and no peer discovery: nothing leaves.
-    let env = [
-        ("BTSYNC_BIN", btsync.as_str()),
-        ("BTSYNC_USE_TRACKER", "false"),
-        ("BTSYNC_USE_RELAY_SERVER", "false"),
-        ("BTSYNC_SEARCH_LAN", "false"),
-        ("BTSYNC_USE_DHT", "false"),
-        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
-        ("BTSYNC_LISTEN_PORT", "0"),
-    ];
+    let env = offline_engine_env(&btsync);
     let run = |args: &[&str]| {
         let out = sandbox.command(args).envs(env).output().expect("run");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
