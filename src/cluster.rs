@@ -206,7 +206,7 @@ pub fn scan(dir: &Path, cluster_id: &str, now_ms: u64) -> Result<Scan> {
             Err(reason) => found.ignored.push((file_name, reason)),
         }
     }
-    found.ignored.sort();
+    found.ignored.sort_unstable();
     Ok(found)
 }
 
@@ -241,7 +241,10 @@ pub enum Action {
 
 /// The local changes that bring this node in line with the cluster.
 pub fn reconcile(winners: &BTreeMap<Name, &Record>, local: &[Local]) -> Vec<Action> {
-    let held: BTreeMap<&Name, &Local> = local.iter().map(|l| (&l.name, l)).collect();
+    // extend, not collect: collect sorts first, and every type sorted adds
+    // its own copy of the sort code to the binary.
+    let mut held: BTreeMap<&Name, &Local> = BTreeMap::new();
+    held.extend(local.iter().map(|l| (&l.name, l)));
     let mut actions = Vec::new();
     for (name, record) in winners {
         match (record.intent, held.get(name)) {
@@ -602,10 +605,12 @@ impl Watch {
         let found = self.cluster.scan()?;
         self.signature = Some(signature);
         self.last_full = Some(now);
-        let winners: BTreeMap<Name, Record> = merge(&found.records)
-            .into_iter()
-            .map(|(name, record)| (name, record.clone()))
-            .collect();
+        let mut winners: BTreeMap<Name, Record> = BTreeMap::new();
+        winners.extend(
+            merge(&found.records)
+                .into_iter()
+                .map(|(name, record)| (name, record.clone())),
+        );
         self.winners = winners.values().cloned().collect();
         let lines = self.ignored_log.note(now, &found.ignored);
         self.ignored_count = found.ignored.len();
@@ -688,7 +693,7 @@ fn listing_signature(dir: &Path) -> Vec<FileStamp> {
             ))
         })
         .collect();
-    items.sort();
+    items.sort_unstable();
     items
 }
 

@@ -63,6 +63,16 @@ pub fn run(applets: &[Applet], name: &str, args: &[String]) -> u8 {
     not_found(name)
 }
 
+/// `syncbox 0.1.0`, then ` (commit HASH)` when the build knew its commit
+/// (build.rs). rootfs/build-image labels the image from this line.
+pub fn version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match option_env!("SYNCBOX_COMMIT") {
+        Some(commit) => format!("{MULTIPLEXER} {version} (commit {commit})"),
+        None => format!("{MULTIPLEXER} {version}"),
+    }
+}
+
 fn find<'t>(applets: &'t [Applet], name: &str) -> Option<&'t Applet> {
     applets.iter().find(|a| a.name == name)
 }
@@ -95,7 +105,7 @@ fn multiplexer(applets: &[Applet], who: &str, args: &[String]) -> u8 {
             usage_error(who, &format!("{option} takes no arguments"))
         }
         "--help" | "-h" => emit(&usage()),
-        "--version" => emit(&format!("{MULTIPLEXER} {}\n", env!("CARGO_PKG_VERSION"))),
+        "--version" => emit(&format!("{}\n", version())),
         "--list" => {
             let mut names: Vec<&str> = applets.iter().map(|a| a.name).collect();
             names.push(CTL);

@@ -187,7 +187,7 @@ impl Registry {
                 names.push(name);
             }
         }
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 
@@ -450,7 +450,7 @@ impl Registry {
                 names.push(name);
             }
         }
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 
@@ -680,7 +680,7 @@ pub fn purge_trash(trash_dir: &Path, cutoff: u64) -> Vec<String> {
             purged.push(name);
         }
     }
-    purged.sort();
+    purged.sort_unstable();
     purged
 }
 

@@ -895,11 +895,15 @@ impl Supervisor {
                 ""
             }
         );
+        // extend, not collect: collect sorts first, and every type sorted
+        // adds its own copy of the sort code to the binary.
+        let mut folders = BTreeMap::new();
+        folders.extend(entries.into_iter().map(|e| (e.name, e.key)));
         self.engine = Engine::Up(Running {
             pid,
             started: Instant::now(),
             generation,
-            folders: entries.into_iter().map(|e| (e.name, e.key)).collect(),
+            folders,
         });
         Ok(())
     }
@@ -988,8 +992,8 @@ impl Supervisor {
                 return;
             }
         };
-        let borrowed: BTreeMap<Name, &cluster::Record> =
-            winners.iter().map(|(n, r)| (n.clone(), r)).collect();
+        let mut borrowed: BTreeMap<Name, &cluster::Record> = BTreeMap::new();
+        borrowed.extend(winners.iter().map(|(n, r)| (n.clone(), r)));
         let actions = cluster::reconcile(&borrowed, &local);
         let mut done = Vec::new();
         for action in actions {

@@ -40,11 +40,29 @@ fn help_and_version() {
     for applet in APPLETS {
         assert!(help.stdout.contains(applet), "{applet} not in --help");
     }
-    let version = syncbox(&["--version"]);
-    assert_eq!(
-        version.ok().stdout,
-        format!("syncbox {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    let version = syncbox(&["--version"]).ok().stdout.clone();
+    let plain = format!("syncbox {}", env!("CARGO_PKG_VERSION"));
+    // Built from this checkout, the binary names its commit (build.rs).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--verify", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    match head {
+        Some(head) => {
+            let commit = version
+                .strip_prefix(&format!("{plain} (commit "))
+                .and_then(|rest| rest.strip_suffix(")\n"))
+                .unwrap_or_else(|| panic!("no commit in --version: {version:?}"));
+            assert!(
+                commit == head || commit == format!("{head}-dirty"),
+                "--version names {commit}, HEAD is {head}"
+            );
+        }
+        None => assert_eq!(version, format!("{plain}\n")),
+    }
 
     let bare = syncbox(&[]);
     bare.code(2);

@@ -17,6 +17,10 @@ mod support;
 #[path = "docker/real.rs"]
 mod real;
 
+// rootfs/build-image's engine input (vendor tarballs, refusals) and labels.
+#[path = "docker/image_input.rs"]
+mod image_input;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -425,14 +429,28 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
     let pid = engine_pid(&node.name);
     let inner_pid = pid_in_container(pid).expect("the engine's pid in the container");
     docker_ok(&["kill", "-s", "USR1", &node.name]);
-    if stand_in {
+    let pid = if stand_in {
         wait_for("the engine to see USR1", Duration::from_secs(10), || {
             let events = stand_in_events(&node.data);
             events_named(&events, "signal")
                 .any(|e| e["signal"] == "SIGUSR1" && e["pid"] == serde_json::json!(inner_pid))
                 .then_some(())
         });
-    }
+        pid
+    } else {
+        // btsync 1.4.111 dies on USR1 (status 138). init forwards it as a
+        // transparent init must, then restarts the engine as after any crash.
+        let again = wait_for(
+            "the real engine, killed by USR1, to be restarted",
+            Duration::from_secs(60),
+            || match processes(&node.name, "/bin/btsync").as_slice() {
+                [(new, _)] if *new != pid => Some(*new),
+                _ => None,
+            },
+        );
+        assert!(node.logs().contains("killed by SIGUSR1"), "{}", node.logs());
+        again
+    };
     assert_eq!(node.inspect("{{.State.Running}}"), "true");
 
     // A crashing engine is restarted (after a backoff), the container stays up.

@@ -9,7 +9,8 @@
 #   tests/bench/run.sh --real    the real engine's figures instead (btsync 1.4.111 in
 #                                docker: tests/bench/real-engine.sh; about 5 minutes)
 #
-# Everything syncbox-side runs the shipped binary: static musl, release.
+# Everything syncbox-side runs the shipped binary: the static musl one
+# rootfs/build-image puts in the image.
 # init supervises the stand-in engine (tests/support/stand_in_engine.rs), so
 # the init figures are init's own overhead plus its 250 ms quiet period; a
 # real btsync adds its own stop and start time.
@@ -31,10 +32,18 @@ target=x86_64-unknown-linux-musl
 rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
 cargo build --quiet --release --locked --target "$target"
 cargo build --quiet --locked --example stand-in-btsync
-syncbox="$PWD/target/$target/release/syncbox"
+stable_syncbox="$PWD/target/$target/release/syncbox"
 engine="$PWD/target/debug/examples/stand-in-btsync"
 
 work=$(mktemp -d /tmp/syncbox-bench.XXXXXX)
+# The shipped binary is the one rootfs/build-image puts in the image (nightly
+# build-std when rustup has nightly, else the stable build above): stage a
+# context once and measure that binary everywhere below.
+context="$work/context"
+rootfs/build-image --context-only --context "$context" "$engine" 2>"$work/build.log" >/dev/null ||
+  { cat "$work/build.log" >&2; exit 1; }
+syncbox="$context/rootfs/bin/syncbox"
+built_with=$(sed -n 's/^build-image: syncbox: [0-9]* bytes, built with \(.*\)$/\1/p' "$work/build.log")
 pids=()
 image=
 cleanup() {
@@ -76,8 +85,10 @@ printf 'fn main() { println!("hello"); }\n' > "$work/hello.rs"
 rustc --edition 2021 --target "$target" -C opt-level=s -C panic=abort -C strip=symbols \
   -o "$work/hello" "$work/hello.rs"
 hello=$(stat -c %s "$work/hello")
-row "static binary size" "$(kib "$size")" "tini-static: $(kib "$tini_static")" "$(ratio "$size" "$tini_static")" "<= 1.0"
-row "static binary size" "$(kib "$size")" "musl hello-world: $(kib "$hello")" "$(ratio "$size" "$hello")" "-"
+stable_size=$(stat -c %s "$stable_syncbox")
+row "static binary size, the image's (built with $built_with)" "$(kib "$size") ($size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$size" "$tini_static")" "<= 1.0"
+row "static binary size, stable release build" "$(kib "$stable_size") ($stable_size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$stable_size" "$tini_static")" "-"
+row "static binary size, the image's" "$(kib "$size")" "musl hello-world: $(kib "$hello")" "$(ratio "$size" "$hello")" "-"
 
 # 3. has and list with many namespaces.
 export BTSYNC_DATA="$work/many"
@@ -192,15 +203,13 @@ row "\`status --json\` with $many cluster namespaces ($status_bytes bytes)" "$(m
 
 # 7. Image bytes beyond btsync and its libraries (the stand-in engine and the
 #    glibc loader and libraries it needs stand for btsync's).
-context="$work/context"
 if $quick; then
-  rootfs/build-image --context-only --syncbox "$syncbox" --context "$context" "$engine" 2>"$work/build.log" >/dev/null
   engine_bytes=$(sed -n 's/.*btsync and its [0-9]* loader\/library files: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
   staged=$(find "$context/rootfs" -type f,l -printf '%s\n' | awk '{ s += $1 } END { print s }')
   extra=$((staged - engine_bytes)); how="staged context, files and links"
 else
   image="syncbox-bench-$$:latest"
-  rootfs/build-image --tag "$image" --syncbox "$syncbox" --context "$context" "$engine" 2>"$work/build.log" >/dev/null
+  rootfs/build-image --tag "$image" --syncbox "$syncbox" --context "$work/image-context" "$engine" 2>"$work/build.log" >/dev/null
   engine_bytes=$(sed -n 's/.*btsync and its [0-9]* loader\/library files: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
   extra=$(sed -n 's/.*without btsync and its libraries: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
   how="docker image size"
