@@ -7,8 +7,8 @@ use syncbox::ops::{self, DelRequest};
 
 /// Unregister a namespace, then delete its folder. A namespace that is not
 /// registered is not an error (safe in ExecStopPost). When init runs, the
-/// files are deleted only after the engine was restarted without the
-/// namespace (deleting them earlier would delete them on every peer).
+/// files are deleted only after the engine let go of the namespace
+/// (deleting them earlier would delete them on every peer).
 /// A namespace declared cluster-wide is removed with --cluster only.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
@@ -16,7 +16,7 @@ struct Args {
     /// unregister only; leave the folder and its files in place
     #[argh(switch)]
     keep_data: bool,
-    /// return right after unregistering; init restarts the engine and then
+    /// return right after unregistering; init applies the change and then
     /// deletes the files itself
     #[argh(switch)]
     no_wait: bool,

@@ -67,6 +67,12 @@ fn render(status: &Value) -> String {
         "restarts: {} for changes, {} after crashes\n",
         status["restarts"], status["crashes"]
     ));
+    if let Some(apply) = status["apply"].as_str() {
+        text.push_str(&format!(
+            "apply:    {apply}; {} reloads, {} fell back to a restart\n",
+            status["reloads"], status["reload_fallbacks"]
+        ));
+    }
     // The lists of the reply are samples; the counts are complete.
     let count = |value: &Value, shown: usize| value.as_u64().map_or(shown as u64, |n| n);
     let more = |total: u64, shown: usize| {

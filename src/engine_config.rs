@@ -31,6 +31,8 @@ pub const SEARCH_LAN_VAR: &str = "BTSYNC_SEARCH_LAN";
 pub const USE_SYNC_TRASH_VAR: &str = "BTSYNC_USE_SYNC_TRASH";
 pub const KNOWN_HOSTS_VAR: &str = "BTSYNC_KNOWN_HOSTS";
 pub const STOP_GRACE_VAR: &str = "BTSYNC_STOP_GRACE";
+/// How init applies a registry change to a running engine: `reload` or `restart`.
+pub const APPLY_VAR: &str = "BTSYNC_APPLY";
 pub const UID_VAR: &str = "BTSYNC_UID";
 pub const GID_VAR: &str = "BTSYNC_GID";
 pub const TRASH_DAYS_VAR: &str = "BTSYNC_TRASH_DAYS";
@@ -57,6 +59,25 @@ pub struct FolderOptions {
     pub known_hosts: Vec<String>,
 }
 
+/// How a registry change reaches a running engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Apply {
+    /// Rewrite the config and send HUP; restart only when no proof comes.
+    #[default]
+    Reload,
+    /// Stop the engine and start it again (drops every peer connection).
+    Restart,
+}
+
+impl Apply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Apply::Reload => "reload",
+            Apply::Restart => "restart",
+        }
+    }
+}
+
 /// The owner the engine runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
@@ -74,6 +95,7 @@ pub struct Settings {
     pub owner: Option<Owner>,
     /// How long folders removed by a cluster tombstone stay in the trash.
     pub trash_kept: Duration,
+    pub apply: Apply,
 }
 
 impl Settings {
@@ -165,7 +187,19 @@ impl Settings {
             Some(text) => parse_days(TRASH_DAYS_VAR, &text)?,
             None => Duration::from_secs(DEFAULT_TRASH_DAYS * 86400),
         };
+        let apply = match get(APPLY_VAR).as_deref().map(str::trim) {
+            None => Apply::default(),
+            Some("reload") => Apply::Reload,
+            Some("restart") => Apply::Restart,
+            Some(text) => {
+                return Err(Error::Env {
+                    var: APPLY_VAR,
+                    problem: format!("{text:?} is neither reload nor restart"),
+                });
+            }
+        };
         Ok(Settings {
+            apply,
             engine_bin,
             device_name,
             listening_port,
@@ -614,6 +648,7 @@ mod tests {
         assert_eq!(s.listening_port, 55555);
         assert_eq!(s.stop_grace, Duration::from_secs(8));
         assert_eq!(s.owner, None);
+        assert_eq!(s.apply, Apply::Reload);
         assert_eq!(
             s.folders,
             FolderOptions {
@@ -640,8 +675,10 @@ mod tests {
             ),
             ("BTSYNC_STOP_GRACE", "0.5"),
             ("BTSYNC_UID", "1000"),
+            ("BTSYNC_APPLY", "restart"),
         ])
         .expect("valid");
+        assert_eq!(s.apply, Apply::Restart);
         assert_eq!(s.device_name, "store-1");
         assert_eq!(s.listening_port, 0);
         assert!(!s.folders.search_lan);
@@ -679,6 +716,8 @@ mod tests {
             ("BTSYNC_BIN", "btsync"),
             ("BTSYNC_BIN", "bin/btsync"),
             ("BTSYNC_DEVICE_NAME", "a\nb"),
+            ("BTSYNC_APPLY", "hup"),
+            ("BTSYNC_APPLY", "Reload"),
         ];
         for (var, value) in cases {
             assert_eq!(

@@ -243,6 +243,20 @@ impl Key {
         }
     }
 
+    /// The id btsync gives the folder of this key (what it writes into
+    /// `.sync/ID`): the SHA-1 of the read-only key's 20 bytes. Seen with
+    /// btsync 1.4.111 for A keys (so for their B keys too); `None` for the
+    /// kinds where it was not checked.
+    pub fn folder_id(&self) -> Option<[u8; PAYLOAD_LEN]> {
+        let read_only = match self.kind {
+            KeyKind::A => self.ed25519_read_only(),
+            KeyKind::B => self.clone(),
+            _ => return None,
+        };
+        let payload = read_only.payload.get(..PAYLOAD_LEN)?;
+        Sha1::digest(payload).as_slice().try_into().ok()
+    }
+
     /// A -> B: the 20 key bytes padded with zeros are an Ed25519 seed; the
     /// B key is the SHA-1 of its public key.
     fn ed25519_read_only(&self) -> Key {

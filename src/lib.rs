@@ -13,10 +13,12 @@ pub mod keys;
 pub mod layout;
 pub mod name;
 pub mod ops;
+pub mod procfs;
 pub mod read_only;
 pub mod registry;
 pub mod server;
 pub mod supervisor;
 pub mod sys;
+pub mod volume_plugin;
 
 pub use error::{Error, Result};

@@ -13,10 +13,17 @@
 //!   engine's pid inside that loop; every other child is an orphan that was
 //!   re-parented to us and is simply reaped.
 //! - changes: a request from `add`/`del` whose namespace the running engine
-//!   does not reflect schedules a restart after a quiet period, so a burst of
-//!   changes costs one restart. Clients wait for a generation number: every
-//!   request takes the next one, every engine start records the newest it
-//!   read the registry after.
+//!   does not reflect schedules an apply after a quiet period, so a burst of
+//!   changes costs one. Clients wait for a generation number: every request
+//!   takes the next one, every engine start (or proven reload) records the
+//!   newest it read the registry after.
+//! - apply (`BTSYNC_APPLY`, default reload): init rewrites the config and
+//!   sends HUP, then watches for proof before the change counts as applied:
+//!   an added folder has its `.sync/ID` and the database that id names is
+//!   open in `/proc/ENGINE/fd`; a removed folder's database is closed. No
+//!   proof within `RELOAD_BOUND` (an engine that ignores HUP, a folder it
+//!   cannot load) falls back to a restart. The last namespace removed stops
+//!   the engine instead: btsync refuses to reload a config without folders.
 //! - crashes: an unexpected exit restarts the engine after an exponential
 //!   backoff that resets once the engine has run for a healthy period. The
 //!   backoff only guards against a broken engine: a registry change while
@@ -46,11 +53,12 @@ use signal_hook::iterator::Signals;
 
 use crate::cluster::{self, Action, Cluster, Local, Watch};
 use crate::control::{self, Ask, Disposal, Mode, Request};
-use crate::engine_config::{self, Settings};
+use crate::engine_config::{self, Apply, Settings};
 use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
+use crate::procfs;
 use crate::registry::{self, ClusterUnregistered, Parking, Registry, Removal};
 use crate::sys::{self, ExitStatus, Pid};
 
@@ -79,6 +87,10 @@ const IDLE_WAKEUP: Duration = Duration::from_secs(5);
 pub const CLUSTER_POLL: Duration = Duration::from_secs(1);
 /// `status` lists at most this many of the engine's folders (and counts all).
 const STATUS_FOLDERS: usize = 1000;
+/// How long a reload may take to show its proof before init restarts the engine.
+pub const RELOAD_BOUND: Duration = Duration::from_secs(3);
+/// How often `/proc/ENGINE/fd` is looked at while a reload is in flight.
+const RELOAD_POLL: Duration = Duration::from_millis(10);
 /// How often the cluster trash is checked for folders past their time.
 const TRASH_SWEEP: Duration = Duration::from_secs(60);
 
@@ -172,6 +184,23 @@ struct PendingRestart {
     changed: BTreeSet<Name>,
 }
 
+/// A HUP sent, waiting for the engine to show it took the new config.
+struct Reload {
+    pid: Pid,
+    sent: Instant,
+    deadline: Instant,
+    /// The registry generation the new config was written from.
+    generation: u64,
+    /// What the engine serves once the reload is proven.
+    folders: BTreeMap<Name, Key>,
+    /// Folders to be taken up: their `.sync/ID` names the database to see
+    /// open (and so does the id the key gives, where it is known).
+    adding: Vec<(Name, PathBuf, Option<[u8; procfs::FOLDER_ID_LEN]>)>,
+    /// Databases (file names in the storage) to see closed.
+    releasing: Vec<(Name, String)>,
+    changed: BTreeSet<Name>,
+}
+
 struct ExitRecord {
     status: ExitStatus,
     at: Instant,
@@ -190,6 +219,12 @@ struct Supervisor {
     subreaper: bool,
     starts: u64,
     restarts: u64,
+    reloads: u64,
+    /// Reloads that gave no proof in time and became restarts.
+    reload_fallbacks: u64,
+    reload: Option<Reload>,
+    /// The engine died of a HUP: it cannot reload, so changes restart it.
+    reload_unsupported: bool,
     crashes: u64,
     last_exit: Option<ExitRecord>,
     exit_code: Option<u8>,
@@ -214,6 +249,17 @@ fn log(message: std::fmt::Arguments) {
 
 macro_rules! log {
     ($($arg:tt)*) => { log(format_args!($($arg)*)) };
+}
+
+/// "to apply changes to a, b, c, d, e and 3 more", for the log.
+fn describe_changes(changed: &BTreeSet<Name>) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<&str> = changed.iter().take(SHOWN).map(Name::as_str).collect();
+    let more = format!("and {} more", changed.len().saturating_sub(SHOWN));
+    if changed.len() > SHOWN {
+        names.push(&more);
+    }
+    format!("to apply changes to {}", names.join(", "))
 }
 
 /// Why the engine could not be started.
@@ -265,6 +311,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     let (events, inbox) = mpsc::channel::<Event>();
 
     layout.check_data_root()?;
+    let plugin = crate::volume_plugin::Settings::from_env(&layout)?;
     crate::fsutil::ensure_private_dir(&layout.state_dir())?;
     let (_claim, listener) = control::claim(&layout)?;
 
@@ -286,6 +333,8 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     control::serve(listener, move |request| {
         let _ = request_events.send(Event::Request(request));
     });
+    // Its requests reach this loop through the control socket, as the applets' do.
+    let _plugin = crate::volume_plugin::serve(plugin.as_ref(), &layout)?;
 
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let now = Instant::now();
@@ -302,6 +351,10 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         subreaper,
         starts: 0,
         restarts: 0,
+        reloads: 0,
+        reload_fallbacks: 0,
+        reload: None,
+        reload_unsupported: false,
         crashes: 0,
         last_exit: None,
         exit_code: None,
@@ -438,6 +491,7 @@ impl Supervisor {
             down => down,
         };
         self.pending = None;
+        self.reload = None;
         log!(
             "{name} received: {} the engine (pid {pid}); stopping, KILL after {}s",
             if forwarded.is_ok() {
@@ -494,8 +548,8 @@ impl Supervisor {
                 Mode::Wait | Mode::NoWait => None,
             },
         };
-        if let Engine::Up(engine) = &self.engine {
-            if engine.folders.get(&ns) == wanted.as_ref() {
+        if matches!(self.engine, Engine::Up(_)) {
+            if self.engine_reflects(&ns, wanted.as_ref()) {
                 // The running engine already has it that way: nothing to
                 // restart. On "ok" the client deletes the files itself.
                 let waiter = Waiter {
@@ -545,6 +599,19 @@ impl Supervisor {
             log!("{}", failure.message);
             self.crashed_start(now);
         }
+    }
+
+    /// Does the running engine serve `ns` as `wanted` (`None`: not at all),
+    /// and will it still once a reload in flight is through?
+    fn engine_reflects(&self, ns: &Name, wanted: Option<&Key>) -> bool {
+        let Engine::Up(engine) = &self.engine else {
+            return false;
+        };
+        engine.folders.get(ns) == wanted
+            && self
+                .reload
+                .as_ref()
+                .is_none_or(|r| r.folders.get(ns) == wanted)
     }
 
     fn schedule_restart(&mut self, now: Instant, ns: Name) {
@@ -648,9 +715,11 @@ impl Supervisor {
         };
         let restart = self.pending.as_ref().map(|p| p.due);
         let poll = self.cluster.as_ref().map(|_| self.next_poll);
+        let reload = self.reload.as_ref().map(|_| Instant::now() + RELOAD_POLL);
         engine
             .into_iter()
             .chain(restart)
+            .chain(reload)
             .chain(poll)
             .chain(Some(self.next_trash_sweep))
             .min()
@@ -683,19 +752,25 @@ impl Supervisor {
                 Err(e) => log!("engine (pid {pid}) did not stop; cannot KILL it: {e}"),
             }
         }
+        self.check_reload(now);
         if let Some(pending) = &self.pending
             && now >= pending.due
         {
             if !matches!(self.engine, Engine::Up(_)) {
                 // Stopping or down: the next start reads the registry anyway.
                 self.pending = None;
+            } else if self.reload.is_some() {
+                // One reload at a time: the next one starts from its result.
+                if let Some(pending) = &mut self.pending {
+                    pending.due = now + RELOAD_POLL;
+                }
             } else if now < pending.first + MAX_DELAY && self.registry_writer_active() {
                 // More changes are queued on the registry lock: wait for them.
                 if let Some(pending) = &mut self.pending {
                     pending.due = now + WRITER_RECHECK;
                 }
             } else if let Some(pending) = self.pending.take() {
-                self.begin_restart(now, &pending.changed);
+                self.apply_changes(now, pending.changed);
             }
         }
         if let Engine::Down { retry_at } = self.engine
@@ -707,14 +782,180 @@ impl Supervisor {
         }
     }
 
-    fn begin_restart(&mut self, now: Instant, changed: &BTreeSet<Name>) {
-        const SHOWN: usize = 5;
-        let mut names: Vec<&str> = changed.iter().take(SHOWN).map(Name::as_str).collect();
-        let more = format!("and {} more", changed.len().saturating_sub(SHOWN));
-        if changed.len() > SHOWN {
-            names.push(&more);
+    /// Bring the running engine in line with the registry, the way
+    /// `BTSYNC_APPLY` asks; a reload that cannot be tried becomes a restart.
+    fn apply_changes(&mut self, now: Instant, changed: BTreeSet<Name>) {
+        if self.settings.apply == Apply::Restart || self.reload_unsupported {
+            self.begin_restart(now, &changed);
+            return;
         }
-        let why = format!("to apply changes to {}", names.join(", "));
+        match self.begin_reload(now, &changed) {
+            Ok(()) => {}
+            Err(None) => self.begin_restart(now, &changed),
+            Err(Some(why)) => {
+                log!("cannot reload the engine ({why}): restarting it instead");
+                self.reload_fallbacks += 1;
+                self.begin_restart(now, &changed);
+            }
+        }
+    }
+
+    /// Write the config from the registry as it is now and send HUP; the
+    /// change counts as applied once `check_reload` sees the proof.
+    /// `Err(None)`: nothing is left to sync, the engine must stop (btsync
+    /// refuses to reload a config without folders and keeps serving them).
+    fn begin_reload(
+        &mut self,
+        now: Instant,
+        changed: &BTreeSet<Name>,
+    ) -> std::result::Result<(), Option<String>> {
+        // Every request numbered up to here was registered before this read.
+        let generation = self.generation;
+        let layout = self.registry.layout().clone();
+        let (entries, damaged) = self
+            .registry
+            .readable_entries()
+            .map_err(|e| Some(format!("cannot read the registry: {e}")))?;
+        if entries.is_empty() && self.cluster.is_none() {
+            return Err(None);
+        }
+        let Engine::Up(engine) = &mut self.engine else {
+            return Err(Some("the engine is not running".to_owned()));
+        };
+        let pid = engine.pid;
+        let target: BTreeMap<Name, Key> = entries
+            .iter()
+            .map(|e| (e.name.clone(), e.key.clone()))
+            .collect();
+        let mut adding = Vec::new();
+        for (name, key) in &target {
+            match engine.folders.get(name) {
+                Some(old) if old == key => {}
+                Some(_) => return Err(Some(format!("the key of {name} changed"))),
+                None => adding.push((name.clone(), layout.folder(name), key.folder_id())),
+            }
+        }
+        let mut releasing = Vec::new();
+        for (name, key) in &engine.folders {
+            if target.contains_key(name) {
+                continue;
+            }
+            // Both the id the key gives and the one in .sync/ID (if they
+            // differ, neither database may stay open): a wrong id would
+            // make a database that was never open look released.
+            let ids: BTreeSet<[u8; procfs::FOLDER_ID_LEN]> = key
+                .folder_id()
+                .into_iter()
+                .chain(procfs::read_folder_id(&layout.folder(name)))
+                .collect();
+            if ids.is_empty() {
+                return Err(Some(format!(
+                    "cannot tell which database the engine keeps for {name}"
+                )));
+            }
+            for id in ids {
+                releasing.push((name.clone(), procfs::database_name(&id)));
+            }
+        }
+        if adding.is_empty() && releasing.is_empty() {
+            // Undone within the burst: the engine already serves this.
+            engine.generation = generation;
+            return Ok(());
+        }
+        for (_, problem) in &damaged {
+            log!("left out of the engine config: {problem}");
+        }
+        let cluster = self.cluster.as_ref().map(|watch| &watch.cluster);
+        engine_config::prepare(&self.settings, &layout, &entries, cluster)
+            .map_err(|e| Some(format!("cannot write its config: {e}")))?;
+        sys::send_signal(pid, SIGHUP).map_err(|e| Some(format!("cannot send HUP: {e}")))?;
+        log!(
+            "reloading the engine (pid {pid}) {}: sent HUP ({} to take up, {} to let go)",
+            describe_changes(changed),
+            adding.len(),
+            releasing.len()
+        );
+        self.reload = Some(Reload {
+            pid,
+            sent: now,
+            deadline: now + RELOAD_BOUND,
+            generation,
+            folders: target,
+            adding,
+            releasing,
+            changed: changed.clone(),
+        });
+        Ok(())
+    }
+
+    /// Is the reload in flight proven? Then the engine's generation moves
+    /// on (waiters settle, files may go); no proof in time: restart.
+    fn check_reload(&mut self, now: Instant) {
+        let Some(reload) = &self.reload else {
+            return;
+        };
+        if !matches!(&self.engine, Engine::Up(engine) if engine.pid == reload.pid) {
+            self.reload = None;
+            return;
+        }
+        let storage = engine_config::storage_path(self.registry.layout());
+        let storage = std::fs::canonicalize(&storage).unwrap_or(storage);
+        let missing: Vec<&Name> = match procfs::open_files(reload.pid) {
+            Ok(open) => {
+                let is_open = |db: &str| open.contains(&storage.join(db));
+                let not_up = reload.adding.iter().filter(|(_, folder, by_key)| {
+                    let seen = procfs::read_folder_id(folder);
+                    !(seen.is_some_and(|id| is_open(&procfs::database_name(&id)))
+                        && by_key.is_none_or(|id| is_open(&procfs::database_name(&id))))
+                });
+                let still_held = reload
+                    .releasing
+                    .iter()
+                    .filter(|(_, db)| is_open(db))
+                    .map(|(name, _)| name);
+                not_up.map(|(name, ..)| name).chain(still_held).collect()
+            }
+            // Unreadable /proc proves nothing.
+            Err(_) => reload
+                .adding
+                .iter()
+                .map(|(name, ..)| name)
+                .chain(reload.releasing.iter().map(|(name, _)| name))
+                .collect(),
+        };
+        if missing.is_empty() {
+            let Some(reload) = self.reload.take() else {
+                return;
+            };
+            self.reloads += 1;
+            log!(
+                "engine (pid {}) reloaded in {} ms: {} taken up, {} let go",
+                reload.pid,
+                now.duration_since(reload.sent).as_millis(),
+                reload.adding.len(),
+                reload.releasing.len()
+            );
+            if let Engine::Up(engine) = &mut self.engine {
+                engine.generation = reload.generation;
+                engine.folders = reload.folders;
+            }
+        } else if now >= reload.deadline {
+            let names: BTreeSet<Name> = missing.into_iter().cloned().collect();
+            log!(
+                "engine (pid {}) showed no proof of the reload within {}s (still {}): restarting it instead",
+                reload.pid,
+                RELOAD_BOUND.as_secs_f64(),
+                describe_changes(&names).replacen("to apply changes to", "waiting for", 1)
+            );
+            let changed = reload.changed.clone();
+            self.reload = None;
+            self.reload_fallbacks += 1;
+            self.begin_restart(now, &changed);
+        }
+    }
+
+    fn begin_restart(&mut self, now: Instant, changed: &BTreeSet<Name>) {
+        let why = describe_changes(changed);
         // Only for the log: the start after the stop decides for itself.
         let nothing_left = self.cluster.is_none()
             && self
@@ -779,6 +1020,11 @@ impl Supervisor {
         let now = Instant::now();
         self.last_exit = Some(ExitRecord { status, at: now });
         let previous = std::mem::replace(&mut self.engine, Engine::Down { retry_at: now });
+        let reloading = self.reload.take().is_some();
+        if reloading && status == ExitStatus::Signaled(SIGHUP) && !self.reload_unsupported {
+            log!("the engine does not survive HUP: changes restart it from now on");
+            self.reload_unsupported = true;
+        }
         match previous {
             Engine::Stopping {
                 engine,
@@ -802,6 +1048,19 @@ impl Supervisor {
                     engine.pid
                 );
                 self.restarts += 1;
+                if let Err(failure) = self.start_engine() {
+                    log!("{}", failure.message);
+                    self.crashed_start(now);
+                }
+            }
+            Engine::Up(engine) if reloading => {
+                // The change it was reloading for is still to be applied:
+                // start again now, from the registry.
+                self.crashes += 1;
+                log!(
+                    "engine (pid {}) exited during a reload: {status}; starting it again now",
+                    engine.pid
+                );
                 if let Err(failure) = self.start_engine() {
                     log!("{}", failure.message);
                     self.crashed_start(now);
@@ -1101,8 +1360,8 @@ impl Supervisor {
             client: None,
             purge: files.map(|(disposal, parking)| (ns.clone(), disposal, parking)),
         };
-        if let Engine::Up(engine) = &self.engine {
-            if engine.folders.get(ns) == wanted.as_ref() {
+        if matches!(self.engine, Engine::Up(_)) {
+            if self.engine_reflects(ns, wanted.as_ref()) {
                 // The running engine never had it: the files may go now.
                 self.complete(waiter, None);
                 return;
@@ -1196,6 +1455,14 @@ impl Supervisor {
             },
             "starts": self.starts,
             "restarts": self.restarts,
+            "apply": if self.settings.apply == Apply::Reload && self.reload_unsupported {
+                "restart (the engine does not survive HUP)"
+            } else {
+                self.settings.apply.as_str()
+            },
+            "reloads": self.reloads,
+            "reload_fallbacks": self.reload_fallbacks,
+            "reloading": self.reload.is_some(),
             "crashes": self.crashes,
             "changes_pending": self.pending.is_some(),
             "cluster": self.cluster_status(),

@@ -771,3 +771,414 @@ fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the
         );
     }
 }
+// ------------------------------------------------------------ volume plugin
+
+const PLUGINS_DIR: &str = "/run/docker/plugins";
+
+/// A node serving the volume plugin under a driver name unique to this test
+/// run (the socket's file name), and what Docker made with it. Dropped
+/// before the scope, it removes the containers using its volumes, then the
+/// volumes (through the plugin, which still runs), then its socket.
+struct PluginNode {
+    node: Node,
+    driver: String,
+    socket: std::path::PathBuf,
+    users: std::cell::RefCell<Vec<String>>,
+    volumes: std::cell::RefCell<Vec<String>>,
+}
+
+impl PluginNode {
+    fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> PluginNode {
+        let driver = scope.unique(&format!("{what}-driver"));
+        let socket = Path::new(PLUGINS_DIR).join(format!("{driver}.sock"));
+        fs::create_dir_all(PLUGINS_DIR).expect("create /run/docker/plugins");
+        let plugins = format!("{PLUGINS_DIR}:{PLUGINS_DIR}");
+        let variable = format!("BTSYNC_VOLUME_PLUGIN={}", socket.display());
+        let mut options = vec!["-v", &plugins, "-e", &variable];
+        options.extend_from_slice(extra);
+        let node = Node::start(scope, image, what, network, &options);
+        let plugin = PluginNode {
+            node,
+            driver,
+            socket,
+            users: Default::default(),
+            volumes: Default::default(),
+        };
+        // Not waiting for the engine: the real one exits while it has no
+        // folder, and the first create starts it again.
+        wait_for(
+            &format!("{} to serve {}", plugin.node.name, plugin.socket.display()),
+            Duration::from_secs(60),
+            || plugin.socket.exists().then_some(()),
+        );
+        plugin
+    }
+
+    /// A volume name unique to this run, removed at the end.
+    fn volume(&self, scope: &Scope, what: &str) -> String {
+        let name = scope.unique(what);
+        self.volumes.borrow_mut().push(name.clone());
+        name
+    }
+
+    /// `name` is gone from Docker already. Docker asks every volume driver
+    /// it ever used about a name it does not know, and waits out each one
+    /// whose socket is gone (it never forgets a driver): removing only what
+    /// exists keeps the cleanup fast.
+    fn forget(&self, name: &str) {
+        self.volumes.borrow_mut().retain(|v| v != name);
+    }
+
+    /// A container name that is removed before the volumes.
+    fn user(&self, scope: &Scope, what: &str) -> String {
+        let name = scope.container(what);
+        self.users.borrow_mut().push(name.clone());
+        name
+    }
+
+    fn has(&self, ns: &str) -> bool {
+        self.node.exec(&["has", ns]).status.code() == Some(0)
+    }
+}
+
+impl Drop for PluginNode {
+    fn drop(&mut self) {
+        for name in self.users.borrow().iter() {
+            let _ = docker(&["rm", "-f", name]);
+        }
+        for name in self.volumes.borrow().iter() {
+            let _ = docker(&["volume", "rm", "-f", name]);
+        }
+        park_driver(&self.socket);
+    }
+}
+
+/// The daemon's own API socket, which answers any plugin request with a
+/// quick 404.
+const DAEMON_SOCKET: &str = "/run/docker.sock";
+
+/// Leave the driver's socket name pointing at the daemon's own socket:
+/// dockerd keeps asking every volume driver it ever used about names it
+/// does not know (also for each anonymous volume of every `docker run`),
+/// and waits ~15 s for one whose socket is gone, machine-wide, until it
+/// restarts. A 404 from its own API fails that at once. The name is never
+/// used again (unique per run): dockerd keeps its connection to its own
+/// API open, so a later plugin on the same name would not be reached. The
+/// link is a few bytes in /run (tmpfs) and does nothing once dockerd
+/// restarts.
+fn park_driver(socket: &Path) {
+    let _ = fs::remove_file(socket);
+    if Path::new(DAEMON_SOCKET).exists() {
+        let _ = std::os::unix::fs::symlink(DAEMON_SOCKET, socket);
+    }
+}
+
+/// An image whose /bin/btsync is the static probe: `--write FILE TEXT`,
+/// `--sleep SECONDS` (run with `--entrypoint /bin/btsync`).
+fn writer_image(scope: &Scope) -> String {
+    scope.build_image(
+        "writer",
+        &probe("static", &["--target", "x86_64-unknown-linux-musl"]),
+    )
+}
+
+/// `docker volume create` that must fail: its stderr.
+fn refused_create(args: &[&str]) -> String {
+    let mut all = vec!["volume", "create"];
+    all.extend_from_slice(args);
+    let out = docker(&all);
+    assert!(!out.status.success(), "docker {all:?} succeeded");
+    text(&out.stderr)
+}
+
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
+    let (scope, image, _) = engine_image("plugin");
+    let writer = writer_image(&scope);
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
+    let (node, driver) = (&plugin.node, plugin.driver.as_str());
+
+    // create without and with a key; inspect shows the host folder.
+    let plain = plugin.volume(&scope, "plain");
+    docker_ok(&["volume", "create", "-d", driver, &plain]);
+    assert!(plugin.has(&plain));
+    assert_eq!(
+        docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &plain]).trim(),
+        node.data.join(&plain).display().to_string()
+    );
+    let key = node.exec_ok(&["keygen"]).trim().to_owned();
+    let keyed = plugin.volume(&scope, "keyed");
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        driver,
+        "-o",
+        &format!("token={key}"),
+        &keyed,
+    ]);
+    assert_eq!(node.exec_ok(&["secret", &keyed]).trim(), key);
+    let status = docker_ok(&["volume", "inspect", "-f", "{{json .Status}}", &keyed]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("Status JSON");
+    assert_eq!(status["access"], "read-write", "{status}");
+    assert_eq!(status["key_origin"], "given", "{status}");
+    assert_eq!(status["declared"], "local", "{status}");
+    // Docker itself keeps (and shows) the -o options it was given; the
+    // plugin's part of inspect never holds a key.
+    assert!(!status.to_string().contains(&key), "{status}");
+
+    // ls: every namespace, also one added with ctl add.
+    let by_ctl = plugin.volume(&scope, "by-ctl");
+    node.exec_ok(&["ctl", "add", &by_ctl]);
+    let listed = docker_ok(&["volume", "ls", "-q", "-f", &format!("driver={driver}")]);
+    let listed: BTreeSet<&str> = listed.lines().collect();
+    let expected: BTreeSet<&str> = [plain.as_str(), keyed.as_str(), by_ctl.as_str()].into();
+    assert_eq!(listed, expected);
+
+    // A container writes through -v NAME:/path into the host folder.
+    let mount = format!("{plain}:/vol");
+    let out = scope.run_once(
+        &["-v", &mount],
+        &writer,
+        "/bin/btsync",
+        &["--write", "/vol/hello.txt", "through the plugin"],
+    );
+    assert!(out.status.success(), "writer: {}", text(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(node.data.join(&plain).join("hello.txt")).expect("written file"),
+        "through the plugin"
+    );
+
+    // Implicit create: docker run -v NAME:... --volume-driver NAME.
+    let implicit = plugin.volume(&scope, "implicit");
+    let mount = format!("{implicit}:/vol");
+    let out = scope.run_once(
+        &["-v", &mount, "--volume-driver", driver],
+        &writer,
+        "/bin/btsync",
+        &["--write", "/vol/made.txt", "implicitly"],
+    );
+    assert!(out.status.success(), "implicit: {}", text(&out.stderr));
+    assert!(plugin.has(&implicit));
+    assert!(node.data.join(&implicit).join("made.txt").is_file());
+
+    // rm while a container uses it is refused; after, rm = del.
+    let user = plugin.user(&scope, "user");
+    let mount = format!("{plain}:/vol");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &user,
+        "--network",
+        "none",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "/bin/btsync",
+        &writer,
+        "--sleep",
+        "300",
+    ]);
+    let out = docker(&["volume", "rm", &plain]);
+    assert!(!out.status.success(), "rm of a mounted volume succeeded");
+    assert!(plugin.has(&plain));
+    assert!(node.data.join(&plain).join("hello.txt").is_file());
+    let mounts = docker_ok(&["volume", "inspect", "-f", "{{json .Status}}", &plain]);
+    assert!(mounts.contains("\"mounts\":1"), "{mounts}");
+    docker_ok(&["rm", "-f", &user]);
+    docker_ok(&["volume", "rm", &plain]);
+    plugin.forget(&plain);
+    assert!(!plugin.has(&plain));
+    assert!(!node.data.join(&plain).exists(), "rm left the local copy");
+
+    // Every bad input: docker prints the plugin's message, nothing is made.
+    let bad = scope.unique("bad");
+    let bad_key = "A1CDEFGHIJKLMNOPQRSTUVWXYZ234567Q";
+    for (options, expected) in [
+        (
+            vec!["-o".to_owned(), format!("token={bad_key}")],
+            "invalid key",
+        ),
+        (
+            vec![
+                "-o".to_owned(),
+                format!("token={key}"),
+                "-o".to_owned(),
+                format!("secret={key}"),
+            ],
+            "give the key once",
+        ),
+        (
+            vec!["-o".to_owned(), "size=1G".to_owned()],
+            "unknown option",
+        ),
+        (
+            vec!["-o".to_owned(), "read-only=maybe".to_owned()],
+            "read-only=true",
+        ),
+        (
+            vec!["-o".to_owned(), "cluster=true".to_owned()],
+            "cluster key",
+        ),
+    ] {
+        let mut args = vec!["-d", driver];
+        args.extend(options.iter().map(String::as_str));
+        args.push(&bad);
+        let stderr = refused_create(&args);
+        assert!(stderr.contains(expected), "{options:?}: {stderr}");
+        assert!(
+            !stderr.contains(bad_key) && !stderr.contains(&key),
+            "{stderr}"
+        );
+        assert!(!plugin.has(&bad), "{options:?} registered {bad}");
+    }
+    let stderr = refused_create(&["-d", driver, "Not_A_Namespace"]);
+    assert!(stderr.contains("Not_A_Namespace"), "{stderr}");
+    // Docker asks Get before Create: for a namespace that exists, create is
+    // a no-op that succeeds, and the registered key stays (the plugin's own
+    // refusal of another key is tested over the raw socket).
+    let other = plugin.volume(&scope, "other");
+    node.exec_ok(&["ctl", "add", &other]);
+    let registered = node.exec_ok(&["secret", &other]);
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        driver,
+        "-o",
+        &format!("token={key}"),
+        &other,
+    ]);
+    assert_eq!(node.exec_ok(&["secret", &other]), registered);
+}
+
+#[test]
+#[ignore = "needs docker and docker-compose: .ci/run runs it through tests/docker/run"]
+fn volume_plugin_serves_the_compose_example() {
+    let (scope, image, _) = engine_image("compose");
+    let writer = writer_image(&scope);
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
+    let project = scope.unique("proj");
+    let data = plugin.volume(&scope, "proj_gitlab-data");
+    let config = plugin.volume(&scope, "proj_gitlab-config");
+    plugin.user(&scope, "proj_gitlab_1");
+
+    // The example as docs/deploy.md shows it, with this run's driver and a
+    // writer instead of GitLab (nothing can be pulled here).
+    let example =
+        fs::read_to_string(Path::new(REPO).join("examples/docker-compose.volume-plugin.yml"))
+            .expect("the example");
+    let image_line = "    image: gitlab/gitlab-ce\n";
+    assert!(example.contains(image_line) && example.contains("driver: syncbox"));
+    let file = example
+        .replace("driver: syncbox", &format!("driver: {}", plugin.driver))
+        .replace(
+            image_line,
+            &format!(
+                "    image: {writer}\n    network_mode: none\n    entrypoint: \
+                 [/bin/btsync, --write, /var/opt/gitlab/hello.txt, compose]\n"
+            ),
+        );
+    let path = scope.dir("compose").join("docker-compose.yml");
+    fs::write(&path, file).expect("write the compose file");
+    let key = plugin.node.exec_ok(&["keygen"]).trim().to_owned();
+    let compose = |args: &[&str]| {
+        let mut command = std::process::Command::new("docker-compose");
+        command
+            .arg("-p")
+            .arg(&project)
+            .arg("-f")
+            .arg(&path)
+            .args(args)
+            .env("GITLAB_KEY", &key);
+        run_with_deadline(&mut command, COMMAND_DEADLINE)
+    };
+    let up = compose(&["up", "--no-color"]);
+    assert!(
+        up.status.success(),
+        "docker-compose up: {}",
+        text(&up.stderr)
+    );
+    let node = &plugin.node;
+    assert_eq!(node.exec_ok(&["secret", &data]).trim(), key);
+    assert!(plugin.has(&config));
+    assert_eq!(
+        fs::read_to_string(node.data.join(&data).join("hello.txt")).expect("written file"),
+        "compose"
+    );
+    let down = compose(&["down", "-v"]);
+    assert!(
+        down.status.success(),
+        "docker-compose down: {}",
+        text(&down.stderr)
+    );
+    plugin.forget(&data);
+    plugin.forget(&config);
+    assert!(!plugin.has(&data) && !plugin.has(&config));
+    assert!(!node.data.join(&data).exists());
+}
+
+#[test]
+#[ignore = "needs docker and a real btsync: SYNCBOX_TEST_BTSYNC=/path/to/rslsync tests/docker/run"]
+fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
+    let Some(real) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) else {
+        panic!("{REAL_ENGINE_VAR} must name a real btsync/rslsync binary for this test");
+    };
+    let scope = Scope::new("realplugin");
+    let image = scope.build_image("realplugin", Path::new(&real));
+    let writer = writer_image(&scope);
+    let network = scope.network("net");
+    let names = [scope.unique("a"), scope.unique("b")];
+    let known_hosts = format!("BTSYNC_KNOWN_HOSTS={}:55555,{}:55555", names[0], names[1]);
+    let off = [
+        "-e",
+        &known_hosts,
+        "-e",
+        "BTSYNC_SEARCH_LAN=false",
+        "-e",
+        "BTSYNC_USE_TRACKER=false",
+        "-e",
+        "BTSYNC_USE_RELAY_SERVER=false",
+        "-e",
+        "BTSYNC_USE_DHT=false",
+    ];
+    let a = PluginNode::start(&scope, &image, "a", &network, &off);
+    let b = PluginNode::start(&scope, &image, "b", &network, &off);
+    // Volume names are per Docker host: each node's volume has its own name,
+    // the key makes them one folder.
+    let on_a = a.volume(&scope, "shared-a");
+    let on_b = b.volume(&scope, "shared-b");
+    docker_ok(&["volume", "create", "-d", &a.driver, &on_a]);
+    let key = a.node.exec_ok(&["secret", &on_a]).trim().to_owned();
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &b.driver,
+        "-o",
+        &format!("token={key}"),
+        &on_b,
+    ]);
+
+    let content = format!("written through {on_a} at {:?}", Instant::now());
+    let mount = format!("{on_a}:/vol");
+    let out = scope.run_once(
+        &["-v", &mount],
+        &writer,
+        "/bin/btsync",
+        &["--write", "/vol/hello.txt", &content],
+    );
+    assert!(out.status.success(), "writer: {}", text(&out.stderr));
+    let copy = b.node.data.join(&on_b).join("hello.txt");
+    wait_for(
+        "hello.txt to reach node b",
+        Duration::from_secs(180),
+        || (fs::read_to_string(&copy).ok()? == content).then_some(()),
+    );
+}
+
+// Issue 14 (apply by reload) with the real engine, in a file of its own.
+#[path = "docker/reload.rs"]
+mod reload;

@@ -186,15 +186,25 @@ fn a_slow_client_holds_back_neither_status_nor_add() {
 
 #[test]
 fn a_stalled_del_never_deletes_under_an_engine_that_got_the_namespace_back() {
+    stalled_del("restart");
+}
+
+#[test]
+fn a_stalled_del_never_deletes_under_a_reloaded_engine_that_got_the_namespace_back() {
+    stalled_del("reload");
+}
+
+/// The scenario under `BTSYNC_APPLY=apply`.
+fn stalled_del(apply: &str) {
     let sandbox = Sandbox::new("stale-answer");
-    // A namespace that stays, so that dropping ns1 restarts the engine
-    // rather than stopping it (init idles with nothing to sync).
+    // A namespace that stays, so that dropping ns1 restarts (or reloads)
+    // the engine rather than stopping it (init idles with nothing to sync).
     add(&sandbox, "base");
     // Each restart takes a while: the engine lingers 2 s after TERM.
     let mut init = Init::start_running(
         &sandbox,
         Mode::Subreaper,
-        &[("STAND_IN_ON_TERM", "delay:2")],
+        &[("STAND_IN_ON_TERM", "delay:2"), ("BTSYNC_APPLY", apply)],
     );
     add(&sandbox, "ns1");
     fs::write(sandbox.folder("ns1").join("data.txt"), "precious").expect("write");
@@ -209,7 +219,7 @@ fn a_stalled_del_never_deletes_under_an_engine_that_got_the_namespace_back() {
     // del parks it again; that restart has not happened yet when del #1
     // wakes up.
     add(&sandbox, "ns1");
-    assert!(folders_of(&init.current_start()).contains(&"ns1".to_owned()));
+    assert!(init.serving().contains(&"ns1".to_owned()));
     let out = sandbox.run(&["del", "--no-wait", "ns1"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     paused.release();

@@ -202,7 +202,9 @@ fn add_returns_once_the_engine_runs_with_the_namespace() {
     }
     let sandbox = Sandbox::new("add");
     add(&sandbox, "alpha");
-    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    // Restart mode: each applied change is a new engine start (reload mode
+    // has tests of its own below).
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_APPLY", "restart")]);
     assert_eq!(folders_of(&sandbox.starts()[0]), ["alpha"]);
 
     add(&sandbox, "beta");
@@ -261,7 +263,7 @@ fn burst_of_50_adds_costs_at_most_2_restarts() {
     }
     let sandbox = Sandbox::new("burst");
     add(&sandbox, "seed");
-    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_APPLY", "restart")]);
     let adds: Vec<(String, Child)> = (0..50)
         .map(|i| {
             let ns = format!("ns-{i:02}");
@@ -348,7 +350,8 @@ fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
         add(&sandbox, ns);
         fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
     }
-    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    // Restart mode: "the engine let go" is an engine exit here.
+    let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_APPLY", "restart")]);
     let out = sandbox.run(&["del", "victim"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(!sandbox.folder("victim").exists());
@@ -738,7 +741,8 @@ fn btsync_uid_and_gid_accept_names_from_etc_passwd_and_group() {
     }
     let (uid, gid) = passwd_ids("nobody");
     let sandbox = Sandbox::new("uidname");
-    add(&sandbox, "base");
+    // Something to sync, or init idles and starts no engine.
+    add(&sandbox, "shared");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_UID", "nobody")]);
     let start = &sandbox.starts()[0];
     assert_eq!(
@@ -751,7 +755,7 @@ fn btsync_uid_and_gid_accept_names_from_etc_passwd_and_group() {
     assert_eq!(init.wait_exit(), 0);
 
     let sandbox = Sandbox::new("gidname");
-    add(&sandbox, "base");
+    add(&sandbox, "shared");
     let group = group_name(0);
     let mut init = Init::start_running(
         &sandbox,
@@ -849,6 +853,10 @@ fn status_and_health_report_init_and_the_engine() {
     let text = sandbox.run(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("running") && text.contains("alpha"), "{text}");
+    assert!(
+        text.contains("apply:    reload; 0 reloads, 0 fell back to a restart\n"),
+        "{text}"
+    );
 
     // A second init on the same data directory is refused.
     let mut second = sandbox
@@ -947,7 +955,7 @@ fn first_add_starts_the_engine_at_once_and_the_last_del_stops_it() {
     fs::write(sandbox.folder("beta").join("data.txt"), b"precious").expect("write");
     let out = sandbox.run(&["del", "alpha"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(folders_of(&init.current_start()), ["beta"]);
+    assert_eq!(init.serving(), ["beta"]);
 
     // The last namespace: del returns once the engine has stopped, and
     // only then are the files gone.
@@ -1090,4 +1098,367 @@ fn with_the_real_engine_init_idles_syncs_and_idles_again() {
     assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
+}
+
+// ------------------------------------------------------------------ reload
+
+/// The database the engine keeps for `ns` (named by its `.sync/ID`), if
+/// `pid` holds it open.
+fn holds_database(sandbox: &Sandbox, pid: i64, ns: &str) -> bool {
+    let Ok(id) = fs::read(sandbox.folder(ns).join(".sync/ID")) else {
+        return false;
+    };
+    let name: String = id.iter().map(|b| format!("{b:02X}")).collect();
+    let db = fs::canonicalize(sandbox.data().join(".btsync/storage"))
+        .expect("storage")
+        .join(format!("{name}.db"));
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| fd.ok())
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == db))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn reload_applies_add_and_del_with_the_same_engine() {
+    let sandbox = Sandbox::new("reload");
+    add(&sandbox, "alpha");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let pid = init.status()["engine"]["pid"].clone();
+
+    // add returns once the engine serves beta: .sync/ID and its database open.
+    add(&sandbox, "beta");
+    let host_pid = pid.as_i64().expect("pid");
+    assert!(
+        holds_database(&sandbox, host_pid, "beta"),
+        "{}",
+        sandbox.context()
+    );
+    let status = init.status();
+    assert_eq!(status["engine"]["pid"], pid, "{status}");
+    assert_eq!(status["apply"], "reload", "{status}");
+    assert_eq!(status["reloads"], 1, "{status}");
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert_eq!(status["reloading"], false, "{status}");
+    assert_eq!(init.serving(), ["alpha", "beta"]);
+    assert_eq!(sandbox.starts().len(), 1, "{}", sandbox.context());
+
+    // del: the files go only once the database is closed.
+    for ns in ["alpha", "beta"] {
+        fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
+    }
+    let out = sandbox.run(&["del", "alpha"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("alpha").exists());
+    assert_eq!(init.serving(), ["beta"]);
+    // --no-wait: init deletes the files itself, after the proof.
+    add(&sandbox, "gamma");
+    fs::write(sandbox.folder("gamma").join("data.txt"), b"precious").expect("write");
+    let out = sandbox.run(&["del", "--no-wait", "gamma"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    wait_until(
+        "init deleted the files of 'gamma'",
+        || !sandbox.folder("gamma").exists(),
+        || sandbox.context(),
+    );
+    assert_eq!(init.serving(), ["beta"]);
+    let status = init.status();
+    assert_eq!(status["engine"]["pid"], pid, "{status}");
+    assert_eq!(status["reloads"], 4, "{status}");
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert_eq!(sandbox.starts().len(), 1, "{}", sandbox.context());
+    assert!(
+        sandbox.events_of("exit").is_empty(),
+        "{}",
+        sandbox.context()
+    );
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+
+    // The last namespace stops the engine: btsync refuses a reload to a
+    // config without folders.
+    let out = sandbox.run(&["del", "beta"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("beta").exists());
+    assert_eq!(init.status()["engine"]["state"], "idle");
+    assert!(sandbox.events_of("reload_failed").is_empty());
+    assert_eq!(sandbox.events_of("vanished"), Vec::<Value>::new());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn burst_of_50_adds_costs_at_most_2_reloads_and_no_restart() {
+    let sandbox = Sandbox::new("reloadburst");
+    add(&sandbox, "seed");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let adds: Vec<(String, Child)> = (0..50)
+        .map(|i| {
+            let ns = format!("ns-{i:02}");
+            let child = sandbox
+                .command(&["add", &ns])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn add");
+            (ns, child)
+        })
+        .collect();
+    for (ns, child) in adds {
+        let out = child.wait_with_output().expect("wait add");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "add {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(init.serving().len(), 51, "{}", sandbox.context());
+    let status = init.status();
+    let reloads = status["reloads"].as_u64().unwrap_or(0);
+    assert!(
+        (1..=2).contains(&reloads),
+        "50 concurrent adds caused {reloads} reloads\n{}",
+        sandbox.context()
+    );
+    assert_eq!(
+        sandbox.events_of("reload").len() as u64,
+        reloads,
+        "{}",
+        sandbox.context()
+    );
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert_eq!(sandbox.starts().len(), 1, "{}", sandbox.context());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn an_engine_that_ignores_hup_is_restarted_and_the_changes_still_apply() {
+    let sandbox = Sandbox::new("nohup");
+    add(&sandbox, "alpha");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_IGNORE_HUP", "1")]);
+    let first = init.status()["engine"]["pid"].clone();
+    add(&sandbox, "beta");
+    let status = init.status();
+    assert_ne!(status["engine"]["pid"], first, "{status}");
+    assert_eq!(status["reloads"], 0, "{status}");
+    assert_eq!(status["reload_fallbacks"], 1, "{status}");
+    assert_eq!(status["restarts"], 1, "{status}");
+    assert_eq!(folders_of(&init.current_start()), ["alpha", "beta"]);
+    assert!(
+        init.stderr().contains("no proof of the reload"),
+        "{}",
+        init.stderr()
+    );
+    assert_eq!(sandbox.events_of("hup_ignored").len(), 1);
+
+    // A del falls back the same way; the files go after the engine exited.
+    fs::write(sandbox.folder("alpha").join("data.txt"), b"precious").expect("write");
+    let out = sandbox.run(&["del", "alpha"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("alpha").exists());
+    assert_eq!(folders_of(&init.current_start()), ["beta"]);
+    let status = init.status();
+    assert_eq!(status["reload_fallbacks"], 2, "{status}");
+    assert_eq!(status["restarts"], 2, "{status}");
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn btsync_apply_restart_forces_restarts() {
+    let sandbox = Sandbox::new("applyrestart");
+    add(&sandbox, "alpha");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("BTSYNC_APPLY", "restart")]);
+    add(&sandbox, "beta");
+    let status = init.status();
+    assert_eq!(status["apply"], "restart", "{status}");
+    assert_eq!(status["restarts"], 1, "{status}");
+    assert_eq!(status["reloads"], 0, "{status}");
+    assert_eq!(folders_of(&init.current_start()), ["alpha", "beta"]);
+    assert_eq!(sandbox.starts().len(), 2, "{}", sandbox.context());
+    assert!(
+        !sandbox
+            .events_of("signal")
+            .iter()
+            .any(|e| e["signal"] == "SIGHUP"),
+        "{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+
+    let sandbox = Sandbox::new("applybad");
+    let out = Init::start(&sandbox, Mode::Subreaper, &[("BTSYNC_APPLY", "hup")]).wait_exit();
+    assert_eq!(out, 2);
+}
+
+#[test]
+fn engine_killed_in_the_middle_of_a_reload() {
+    let sandbox = Sandbox::new("reloadkill");
+    for ns in ["keep", "victim"] {
+        add(&sandbox, ns);
+        fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
+    }
+    // The engine ignores HUP, so the reload stays in flight until it is killed.
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_IGNORE_HUP", "1")]);
+    let pid = init.status()["engine"]["pid"].as_i64().expect("pid") as i32;
+    let out = sandbox.run(&["del", "--no-wait", "victim"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        sandbox.run(&["add", "--no-wait", "fresh"]).status.code(),
+        Some(0)
+    );
+    wait_until(
+        "the engine got the HUP",
+        || !sandbox.events_of("hup_ignored").is_empty(),
+        || sandbox.context(),
+    );
+    // Nothing is deleted while the engine may still serve the folder.
+    assert!(sandbox.folder("victim").join("data.txt").exists());
+    assert_eq!(init.status()["reloading"], true);
+    syncbox::sys::send_signal(pid, SIGKILL).expect("kill the engine");
+    wait_until(
+        "init deleted the files of 'victim'",
+        || !sandbox.folder("victim").exists(),
+        || sandbox.context(),
+    );
+    wait_until(
+        "a new engine serves the registry",
+        || {
+            let status = init.status();
+            status["engine"]["state"] == "running" && status["engine"]["pid"] != pid
+        },
+        || sandbox.context(),
+    );
+    assert_eq!(folders_of(&init.current_start()), ["fresh", "keep"]);
+    assert!(sandbox.folder("keep").join("data.txt").exists());
+    assert!(
+        init.stderr().contains("exited during a reload"),
+        "{}",
+        init.stderr()
+    );
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine() {
+    let test = "with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine";
+    let Some(btsync) = common::real_engine(test, true) else {
+        return;
+    };
+    let sandbox = Sandbox::new("realreload");
+    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
+    // Its own network namespace, and no peer discovery: nothing leaves.
+    let env = [
+        ("BTSYNC_BIN", btsync.as_str()),
+        ("BTSYNC_USE_TRACKER", "false"),
+        ("BTSYNC_USE_RELAY_SERVER", "false"),
+        ("BTSYNC_SEARCH_LAN", "false"),
+        ("BTSYNC_USE_DHT", "false"),
+        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
+        ("BTSYNC_LISTEN_PORT", "0"),
+    ];
+    let run = |args: &[&str]| {
+        let out = sandbox.command(args).envs(env).output().expect("run");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    };
+    let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
+    // The first namespace starts the engine; the changes after it reload.
+    run(&["add", "base"]);
+    let pid = init.status()["engine"]["pid"].clone();
+    // The engine's pid as seen from here (init runs in a PID namespace).
+    let children = children_of(init.pid);
+    assert_eq!(children.len(), 1, "{children:?}");
+    let host_pid = i64::from(children[0].0);
+    let names: Vec<String> = (0..20).map(|i| format!("ns-{i:02}")).collect();
+    for ns in &names {
+        run(&["add", ns]);
+        // The proof init waited for, seen from here too.
+        assert!(holds_database(&sandbox, host_pid, ns), "{}", init.stderr());
+        fs::write(sandbox.folder(ns).join("data.txt"), b"x").expect("write");
+    }
+    for ns in &names {
+        run(&["del", ns]);
+        assert!(!sandbox.folder(ns).exists());
+    }
+    let status = init.status();
+    assert_eq!(status["engine"]["pid"], pid, "{status}");
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert_eq!(status["reloads"], 40, "{status}");
+    assert_eq!(status["reload_fallbacks"], 0, "{status}");
+    assert_eq!(status["crashes"], 0, "{status}");
+    assert_eq!(status["engine"]["folders"], serde_json::json!(["base"]));
+    assert_eq!(children_of(init.pid).len(), 1, "still one engine");
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn init_killed_in_the_middle_of_a_reload_deletes_nothing_under_an_engine() {
+    let sandbox = Sandbox::new("reloadinitkill");
+    for ns in ["keep", "victim"] {
+        add(&sandbox, ns);
+        fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
+    }
+    // The engine ignores HUP: the reload is still waiting for its proof.
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_IGNORE_HUP", "1")]);
+    let engine = init.status()["engine"]["pid"].as_i64().expect("pid") as i32;
+    let deleting = sandbox
+        .command(&["del", "victim"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn del");
+    wait_until(
+        "the engine got the HUP",
+        || !sandbox.events_of("hup_ignored").is_empty(),
+        || sandbox.context(),
+    );
+    assert!(sandbox.folder("victim").join("data.txt").exists());
+    init.signal(SIGKILL);
+    let _ = init.child.wait();
+    init.exited = Some(-1);
+    wait_until(
+        "the engine died with init",
+        || !syncbox::sys::process_exists(engine),
+        || sandbox.context(),
+    );
+    let out = deleting.wait_with_output().expect("del");
+    // Either del finished on its own once no engine could see the folder,
+    // or it failed and the files stay; never files gone under an engine.
+    if out.status.code() == Some(0) {
+        assert!(!sandbox.folder("victim").exists(), "{out:?}");
+    } else {
+        assert!(
+            sandbox.folder("victim").join("data.txt").exists(),
+            "a failed del deleted files: {out:?}"
+        );
+    }
+    assert!(sandbox.folder("keep").join("data.txt").exists());
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
 }

@@ -313,7 +313,7 @@ fn no_key_reaches_any_output_but_secret_and_keygen_and_state_is_private() {
     }
     assert_eq!(findings, Vec::<String>::new());
     assert!(
-        init_log.contains("engine started") && init_log.contains("restarting the engine"),
+        init_log.contains("engine started") && init_log.contains("reloading the engine"),
         "the scenario exercised init: {init_log}"
     );
     let errors = scenario.ran.iter().filter(|r| r.code != Some(0)).count();

@@ -4,7 +4,9 @@
 //! library collection of rootfs/build-image meets every case.
 //!
 //! `probe` prints `probe ok` and its arguments; `probe --sleep SECONDS` stays
-//! up so a container has something to run while the tests `docker exec` it.
+//! up so a container has something to run while the tests `docker exec` it;
+//! `probe --write FILE TEXT` writes TEXT into FILE (a container writing
+//! through a volume).
 
 use std::time::Duration;
 
@@ -15,6 +17,15 @@ fn main() {
     {
         let seconds = seconds.parse().unwrap_or(60);
         std::thread::sleep(Duration::from_secs(seconds));
+        return;
+    }
+    if let [flag, file, text] = args.as_slice()
+        && flag == "--write"
+    {
+        if let Err(e) = std::fs::write(file, text) {
+            eprintln!("probe: cannot write {file}: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     println!("probe ok {}", args.join(" "));

@@ -376,6 +376,40 @@ impl<'s> Init<'s> {
         found.unwrap_or_default()
     }
 
+    /// The folders the running engine serves now, as the stand-in last
+    /// logged them (its start, or a reload since, by the same pid). Waits
+    /// until that log agrees with what init's `status` says it serves: init
+    /// answers once it saw the proof, the stand-in logs a moment later.
+    pub fn serving(&self) -> Vec<String> {
+        let status = self.status();
+        let pid = status["engine"]["pid"].clone();
+        assert!(
+            pid.is_i64(),
+            "no engine running\n{}",
+            self.sandbox.context()
+        );
+        let mut claimed: Vec<String> = folders_of(&status["engine"]);
+        claimed.sort();
+        let mut found = Vec::new();
+        wait_until(
+            "the running engine logged the folders init says it serves",
+            || {
+                found = self
+                    .sandbox
+                    .events()
+                    .into_iter()
+                    .rev()
+                    .find(|e| e["pid"] == pid && (e["event"] == "start" || e["event"] == "reload"))
+                    .map(|e| folders_of(&e))
+                    .unwrap_or_default();
+                found.sort();
+                found == claimed
+            },
+            || self.sandbox.context(),
+        );
+        found
+    }
+
     pub fn signal(&self, signal: i32) {
         sys::send_signal(self.pid, signal).expect("signal init");
     }

@@ -1,0 +1,906 @@
+//! Docker's volume plugin protocol, served by init on a unix socket
+//! (`BTSYNC_VOLUME_PLUGIN=/run/docker/plugins/NAME.sock`: the driver is
+//! NAME). Docker finds the socket there by itself; `docker volume create -d
+//! NAME`, `docker run -v VOL:/path --volume-driver NAME` and compose volumes
+//! with `driver: NAME` then get synced folders.
+//!
+//! Every volume is a namespace. Create is `add` and Remove is `del`: they
+//! call the same workflows as the applets (`ops::add`, `ops::del`), so the
+//! rules and the messages are the same, and they reach the supervisor the
+//! same way the applets do, through the control socket. Mount and Path
+//! answer `$BTSYNC_HOST_PATH/NS`; Mount first waits, like `add`, until the
+//! engine syncs the namespace. Mounts are counted per mount ID in
+//! `.btsync/volume-mounts.json` (written atomically) so that Remove of a
+//! mounted volume is refused, also after init restarted.
+//!
+//! HTTP: a deliberately small HTTP/1.1 server, one request per connection.
+//! tiny_http 0.12 (the obvious crate) reads a header line without any length
+//! limit and has no read timeout, and runs every connection on a thread of
+//! an unbounded pool: a client that sends an endless header grows PID 1's
+//! memory until the kernel kills it, and idle connections pin threads
+//! forever. Here every size, every wait and the number of clients are
+//! bounded; a hostile client costs at most one of `MAX_CLIENTS` threads for
+//! `READ_DEADLINE`. Docker's plugin client sends `POST` with a
+//! `Content-Length` body, which is all this server accepts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::control::{self, Waiting};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::keys::Key;
+use crate::layout::{HOST_PATH_VAR, Layout};
+use crate::name::Name;
+use crate::ops::{self, AddRequest, DelRequest};
+use crate::registry::{Entry, Registry};
+
+pub const PLUGIN_VAR: &str = "BTSYNC_VOLUME_PLUGIN";
+/// What Docker sends and expects (it accepts any `+json` version).
+pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
+
+/// Request line and headers together; Docker sends about 200 bytes.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// A Create with a key and every option is well under 1 KiB.
+pub const MAX_BODY: usize = 64 * 1024;
+/// From accepting a connection to having its whole request.
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// For sending the reply to a client that does not read it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; more are closed at once. Each holds a thread.
+pub const MAX_CLIENTS: usize = 128;
+const CLIENT_STACK: usize = 256 * 1024;
+/// Mount IDs Docker uses are 64 hex digits; leave room, refuse abuse.
+const MAX_MOUNT_ID: usize = 128;
+/// Mounts remembered across every volume, so the state file stays small.
+const MAX_MOUNTS: usize = 4096;
+const MOUNTS_FILE: &str = "volume-mounts.json";
+
+fn log(message: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr().lock(), "init: volume plugin: {message}");
+}
+
+macro_rules! log {
+    ($($arg:tt)*) => { log(format_args!($($arg)*)) };
+}
+
+/// Where to serve, from `BTSYNC_VOLUME_PLUGIN`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    socket: PathBuf,
+}
+
+impl Settings {
+    /// `None` when the variable is unset or empty. Bad input (exit 2): a
+    /// relative path, a name Docker does not look for, or no host path.
+    pub fn from_env(layout: &Layout) -> Result<Option<Settings>> {
+        let Some(value) = std::env::var_os(PLUGIN_VAR).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let socket = PathBuf::from(value);
+        let problem = |problem: String| Error::Env {
+            var: PLUGIN_VAR,
+            problem,
+        };
+        if !socket.is_absolute() {
+            return Err(problem(format!(
+                "{} is not an absolute path (use /run/docker/plugins/NAME.sock)",
+                socket.display()
+            )));
+        }
+        if driver_name(&socket).is_none() {
+            return Err(problem(format!(
+                "{}: Docker only finds a plugin socket named NAME.sock (NAME is the driver), \
+                 e.g. /run/docker/plugins/syncbox.sock",
+                socket.display()
+            )));
+        }
+        if layout.host_folder(&Name::parse("x")?).is_none() {
+            return Err(problem(format!(
+                "needs {HOST_PATH_VAR} too: Docker mounts a volume from the path the plugin \
+                 returns, which must be a path on the host (start the container with \
+                 -e {HOST_PATH_VAR}=/host/dir/mounted/at/data)"
+            )));
+        }
+        Ok(Some(Settings { socket }))
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+/// The driver name Docker derives from the socket: the file name less `.sock`.
+pub fn driver_name(socket: &Path) -> Option<&str> {
+    let name = socket.file_name()?.to_str()?.strip_suffix(".sock")?;
+    (!name.is_empty() && !name.starts_with('.')).then_some(name)
+}
+
+/// The socket being served; removed when init ends so Docker sees no
+/// plugin instead of a dead one.
+pub struct Serving {
+    socket: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // Only our own: another init may have replaced it meanwhile.
+        if let Ok(meta) = fs::symlink_metadata(&self.socket)
+            && (meta.dev(), meta.ino()) == self.inode
+        {
+            let _ = fs::remove_file(&self.socket);
+        }
+    }
+}
+
+/// Serve the plugin when `BTSYNC_VOLUME_PLUGIN` asked for it; init keeps
+/// the result for its lifetime.
+pub fn serve(settings: Option<&Settings>, layout: &Layout) -> Result<Option<Serving>> {
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    start(settings, layout.clone(), Waiting::from_env(false)?).map(Some)
+}
+
+/// Bind the socket and serve it on threads of its own. `waiting` is how
+/// long Create, Mount and Remove wait for the engine, as `add` and `del` do.
+pub fn start(settings: &Settings, layout: Layout, waiting: Waiting) -> Result<Serving> {
+    let driver = Arc::new(Driver::new(layout, waiting)?);
+    let (listener, serving) = bind(&settings.socket)?;
+    log!(
+        "serving driver {:?} on {}",
+        driver_name(&settings.socket).unwrap_or_default(),
+        settings.socket.display()
+    );
+    std::thread::spawn(move || accept_loop(listener, driver));
+    Ok(serving)
+}
+
+/// Bind at a temporary name, set the mode, rename over the final name: a
+/// client never sees the socket with the wrong mode, and a socket a killed
+/// init left behind is replaced. A socket somebody still serves is not.
+fn bind(socket: &Path) -> Result<(UnixListener, Serving)> {
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    let file_name = socket
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match fs::symlink_metadata(socket) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(Error::Supervisor(format!(
+                "{PLUGIN_VAR}: {} exists and is not a socket; move it away first",
+                socket.display()
+            )));
+        }
+        Ok(_) => {
+            if UnixStream::connect(socket).is_ok() {
+                return Err(Error::Supervisor(format!(
+                    "{PLUGIN_VAR}: another process already serves {} (another syncbox \
+                     with the same driver name?); pick another NAME.sock",
+                    socket.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::io(format!("cannot inspect {}", socket.display()), e));
+        }
+    }
+    if !dir.is_dir() {
+        return Err(Error::Supervisor(format!(
+            "{PLUGIN_VAR}: {} is not a directory; mount the host's /run/docker/plugins \
+             (-v /run/docker/plugins:/run/docker/plugins)",
+            dir.display()
+        )));
+    }
+    // Not NAME.sock, so Docker never picks up the half-made socket.
+    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    let listener = UnixListener::bind(&temp)
+        .map_err(|e| Error::io(format!("cannot listen on {}", temp.display()), e))?;
+    let placed = fs::set_permissions(&temp, fs::Permissions::from_mode(0o600))
+        .and_then(|()| fs::rename(&temp, socket))
+        .and_then(|()| fs::symlink_metadata(socket));
+    match placed {
+        Ok(meta) => Ok((
+            listener,
+            Serving {
+                socket: socket.to_owned(),
+                inode: (meta.dev(), meta.ino()),
+            },
+        )),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(Error::io(format!("cannot create {}", socket.display()), e))
+        }
+    }
+}
+
+fn accept_loop(listener: UnixListener, driver: Arc<Driver>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(_) => {
+                // Out of descriptors or similar: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            continue; // closed unanswered: the client retries
+        }
+        let (driver, done) = (Arc::clone(&driver), Arc::clone(&active));
+        let spawned = std::thread::Builder::new()
+            .name("volume-plugin".into())
+            .stack_size(CLIENT_STACK)
+            .spawn(move || {
+                serve_client(&driver, stream);
+                done.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn serve_client(driver: &Driver, mut stream: UnixStream) {
+    let deadline = Instant::now() + READ_DEADLINE;
+    let (status, body) = match read_request(&mut stream, deadline) {
+        Ok(request) if request.method != "POST" => {
+            (405, err_body("the plugin protocol uses POST".to_owned()))
+        }
+        Ok(request) => driver.answer(&request.path, &request.body),
+        Err(ReadError::Closed) => return,
+        Err(e) => e.response(),
+    };
+    let _ = write_response(&mut stream, status, &body);
+}
+
+// ------------------------------------------------------------------ HTTP
+
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The client went away before sending a request: nothing to answer.
+    Closed,
+    TimedOut,
+    HeadTooLarge,
+    BodyTooLarge,
+    /// `Transfer-Encoding`: Docker always sends a `Content-Length`.
+    LengthRequired,
+    Malformed(String),
+}
+
+impl ReadError {
+    fn response(self) -> (u16, Value) {
+        let (status, message) = match self {
+            ReadError::Closed | ReadError::TimedOut => (
+                408,
+                format!(
+                    "no complete request within {}s",
+                    READ_DEADLINE.as_secs_f64()
+                ),
+            ),
+            ReadError::HeadTooLarge => (431, format!("request head over {MAX_HEAD} bytes")),
+            ReadError::BodyTooLarge => (413, format!("request body over {MAX_BODY} bytes")),
+            ReadError::LengthRequired => (
+                411,
+                "send the body with a Content-Length (no Transfer-Encoding)".to_owned(),
+            ),
+            ReadError::Malformed(why) => (400, format!("malformed HTTP request: {why}")),
+        };
+        (status, err_body(message))
+    }
+}
+
+/// Read one request, in whole, by `deadline`; never more than
+/// `MAX_HEAD + MAX_BODY` bytes.
+pub fn read_request(
+    stream: &mut UnixStream,
+    deadline: Instant,
+) -> std::result::Result<HttpRequest, ReadError> {
+    let mut buffer = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(at) = find(&buffer, b"\r\n\r\n") {
+            break at;
+        }
+        if buffer.len() > MAX_HEAD {
+            return Err(ReadError::HeadTooLarge);
+        }
+        if read_some(stream, &mut buffer, MAX_HEAD + 4, deadline)? == 0 {
+            return Err(if buffer.is_empty() {
+                ReadError::Closed
+            } else {
+                ReadError::Malformed("connection closed inside the head".into())
+            });
+        }
+    };
+    if head_end > MAX_HEAD {
+        return Err(ReadError::HeadTooLarge);
+    }
+    let head = String::from_utf8(buffer[..head_end].to_vec())
+        .map_err(|_| ReadError::Malformed("the head is not UTF-8".into()))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut words = request_line.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(ReadError::Malformed("bad request line".into()));
+    };
+    if !version.starts_with("HTTP/1.") || method.is_empty() || !path.starts_with('/') {
+        return Err(ReadError::Malformed("bad request line".into()));
+    }
+    let mut length = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(ReadError::Malformed("a header without ':'".into()));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let parsed: usize = value
+                .parse()
+                .map_err(|_| ReadError::Malformed("bad Content-Length".into()))?;
+            if length.is_some_and(|l| l != parsed) {
+                return Err(ReadError::Malformed("two Content-Lengths".into()));
+            }
+            length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(ReadError::LengthRequired);
+        }
+    }
+    let length = length.unwrap_or(0);
+    if length > MAX_BODY {
+        return Err(ReadError::BodyTooLarge);
+    }
+    let body_start = head_end + 4;
+    let wanted = body_start + length;
+    while buffer.len() < wanted {
+        if read_some(stream, &mut buffer, wanted, deadline)? == 0 {
+            return Err(ReadError::Malformed(
+                "connection closed inside the body".into(),
+            ));
+        }
+    }
+    // Bytes past the body would be a pipelined request: one per connection.
+    buffer.truncate(wanted);
+    Ok(HttpRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        body: buffer.split_off(body_start),
+    })
+}
+
+/// Read what is there (at most up to `limit` bytes in `buffer`), waiting no
+/// later than `deadline`; 0 means end of stream.
+fn read_some(
+    stream: &mut UnixStream,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+    deadline: Instant,
+) -> std::result::Result<usize, ReadError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ReadError::TimedOut);
+    }
+    stream
+        .set_read_timeout(Some(left))
+        .map_err(|_| ReadError::Closed)?;
+    let mut chunk = [0u8; 4096];
+    let room = limit.saturating_sub(buffer.len()).clamp(1, chunk.len());
+    loop {
+        match stream.read(&mut chunk[..room]) {
+            Ok(n) => {
+                buffer.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(ReadError::TimedOut);
+            }
+            Err(_) => return Err(ReadError::Closed),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    }
+}
+
+fn write_response(stream: &mut UnixStream, status: u16, body: &Value) -> io::Result<()> {
+    let body = body.to_string();
+    let response = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        reason(status),
+        body.len()
+    );
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    stream.write_all(response.as_bytes())?;
+    stream.shutdown(std::net::Shutdown::Write)
+}
+
+// -------------------------------------------------------------- protocol
+
+fn err_body(message: String) -> Value {
+    json!({ "Err": message })
+}
+
+/// Mount IDs per namespace, and the namespaces a Remove is working on.
+#[derive(Default)]
+struct Mounts {
+    ids: BTreeMap<String, BTreeSet<String>>,
+    removing: BTreeSet<String>,
+}
+
+impl Mounts {
+    fn count(&self, ns: &str) -> usize {
+        self.ids.get(ns).map_or(0, BTreeSet::len)
+    }
+
+    fn total(&self) -> usize {
+        self.ids.values().map(BTreeSet::len).sum()
+    }
+}
+
+/// The volume driver: answers each endpoint. Shared by the client threads.
+pub struct Driver {
+    layout: Layout,
+    waiting: Waiting,
+    mounts: Mutex<Mounts>,
+}
+
+impl Driver {
+    /// Load the mount counts an earlier init left. A damaged file is logged
+    /// and not a reason to stop syncing: Docker itself refuses to remove a
+    /// volume a container uses, these counts are a second guard.
+    pub fn new(layout: Layout, waiting: Waiting) -> Result<Driver> {
+        let path = mounts_path(&layout);
+        let ids = match fs::read(&path) {
+            Ok(bytes) => parse_mounts(&bytes).unwrap_or_else(|| {
+                log!(
+                    "{} is damaged (not the JSON object of mount IDs init writes); \
+                     mount counts start from zero",
+                    path.display()
+                );
+                BTreeMap::new()
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        };
+        Ok(Driver {
+            layout,
+            waiting,
+            mounts: Mutex::new(Mounts {
+                ids,
+                removing: BTreeSet::new(),
+            }),
+        })
+    }
+
+    fn mounts(&self) -> MutexGuard<'_, Mounts> {
+        // A panic elsewhere cannot leave the table half-changed: every
+        // change is one insert or remove.
+        self.mounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reply (HTTP status and JSON) to one request.
+    pub fn answer(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        let endpoint = match path {
+            "/Plugin.Activate" => return (200, json!({ "Implements": ["VolumeDriver"] })),
+            "/VolumeDriver.Capabilities" => {
+                return (200, json!({ "Capabilities": { "Scope": "local" } }));
+            }
+            _ => match path.strip_prefix("/VolumeDriver.") {
+                Some(
+                    endpoint
+                    @ ("Create" | "Remove" | "Mount" | "Unmount" | "Path" | "Get" | "List"),
+                ) => endpoint,
+                _ => {
+                    let shown: String = path.chars().take(64).collect();
+                    return (404, err_body(format!("unknown endpoint {shown:?}")));
+                }
+            },
+        };
+        let request = match parse_body(body) {
+            Ok(request) => request,
+            Err(message) => return (400, err_body(message)),
+        };
+        if endpoint == "List" {
+            return (200, self.list());
+        }
+        let name = match request.get("Name") {
+            Some(Value::String(name)) => name.as_str(),
+            _ => return (400, err_body("the request has no Name".into())),
+        };
+        let id = request
+            .get("ID")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let reply = match endpoint {
+            "Create" => self.create(name, request.get("Opts")).map(|()| json!({})),
+            "Remove" => self.remove(name).map(|()| json!({})),
+            "Mount" => self
+                .mount(name, id)
+                .map(|mountpoint| json!({ "Mountpoint": mountpoint })),
+            "Unmount" => self.unmount(name, id).map(|()| json!({})),
+            "Path" => self
+                .path(name)
+                .map(|mountpoint| json!({ "Mountpoint": mountpoint })),
+            _ => self.get(name).map(|volume| json!({ "Volume": volume })),
+        };
+        // Docker's convention: status 200 and an "Err" that it prints.
+        (
+            200,
+            match reply {
+                Ok(mut value) => {
+                    value["Err"] = json!("");
+                    value
+                }
+                Err(message) => err_body(message),
+            },
+        )
+    }
+
+    fn create(&self, name: &str, opts: Option<&Value>) -> std::result::Result<(), String> {
+        let name = Name::parse(name).map_err(|e| e.to_string())?;
+        let options = parse_options(opts)?;
+        let request = AddRequest {
+            name: name.clone(),
+            key: options
+                .key
+                .as_deref()
+                .map(Key::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            read_only: options.read_only,
+            cluster: options.cluster,
+            waiting: self.waiting,
+        };
+        ops::add(self.layout.clone(), request).map_err(|e| {
+            log!("create {name}: {e}");
+            e.to_string()
+        })?;
+        log!("create {name}: registered");
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> std::result::Result<(), String> {
+        let name = Name::parse(name).map_err(|e| e.to_string())?;
+        {
+            let mut mounts = self.mounts();
+            let count = mounts.count(name.as_str());
+            if count > 0 {
+                return Err(format!(
+                    "{name}: in use by {count} container{}; nothing changed (stop {} first)",
+                    if count == 1 { "" } else { "s" },
+                    if count == 1 { "it" } else { "them" }
+                ));
+            }
+            if !mounts.removing.insert(name.as_str().to_owned()) {
+                return Err(format!("{name}: a removal is already in progress"));
+            }
+        }
+        let request = DelRequest {
+            name: name.clone(),
+            keep_data: false,
+            cluster: false,
+            purge: false,
+            waiting: self.waiting,
+        };
+        let outcome = ops::del(self.layout.clone(), request);
+        self.mounts().removing.remove(name.as_str());
+        match outcome {
+            Ok(outcome) => {
+                log!(
+                    "remove {name}: {}",
+                    outcome
+                        .note(&name)
+                        .unwrap_or_else(|| "unregistered, local copy deleted".into())
+                );
+                Ok(())
+            }
+            Err(e) => {
+                log!("remove {name}: {e}");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn mount(&self, name: &str, id: &str) -> std::result::Result<String, String> {
+        let name = Name::parse(name).map_err(|e| e.to_string())?;
+        check_mount_id(id)?;
+        let mountpoint = self.registered_mountpoint(&name)?;
+        {
+            let mut mounts = self.mounts();
+            if mounts.removing.contains(name.as_str()) {
+                return Err(format!("{name}: being removed; not mounted"));
+            }
+            if mounts.total() >= MAX_MOUNTS {
+                return Err(format!("{MAX_MOUNTS} mounts already; not mounted"));
+            }
+            mounts
+                .ids
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .insert(id.to_owned());
+            self.save(&mounts)?;
+        }
+        // Like `add`: only a folder the engine syncs is handed out.
+        if let Err(e) = control::announce_add(&self.layout, &name, self.waiting) {
+            self.forget_mount(&name, id);
+            log!("mount {name}: {e}");
+            return Err(e.to_string());
+        }
+        log!("mount {name} ({id})");
+        Ok(mountpoint)
+    }
+
+    fn unmount(&self, name: &str, id: &str) -> std::result::Result<(), String> {
+        let name = Name::parse(name).map_err(|e| e.to_string())?;
+        check_mount_id(id)?;
+        self.forget_mount(&name, id);
+        log!("unmount {name} ({id})");
+        Ok(())
+    }
+
+    fn forget_mount(&self, name: &Name, id: &str) {
+        let mut mounts = self.mounts();
+        let Some(ids) = mounts.ids.get_mut(name.as_str()) else {
+            return;
+        };
+        if !ids.remove(id) {
+            return;
+        }
+        if ids.is_empty() {
+            mounts.ids.remove(name.as_str());
+        }
+        if let Err(e) = self.save(&mounts) {
+            log!("{e}");
+        }
+    }
+
+    fn save(&self, mounts: &Mounts) -> std::result::Result<(), String> {
+        let text = json!({ "mounts": mounts.ids }).to_string();
+        write_atomic(&mounts_path(&self.layout), text.as_bytes(), 0o600)
+            .map_err(|e| format!("cannot record the mount: {e}"))
+    }
+
+    fn path(&self, name: &str) -> std::result::Result<String, String> {
+        let name = Name::parse(name).map_err(|e| e.to_string())?;
+        self.registered_mountpoint(&name)
+    }
+
+    fn registered_mountpoint(&self, name: &Name) -> std::result::Result<String, String> {
+        match Registry::new(self.layout.clone()).get(name) {
+            Ok(Some(_)) => Ok(self.mountpoint(name)),
+            Ok(None) => Err(Error::NotRegistered(name.to_string()).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn mountpoint(&self, name: &Name) -> String {
+        self.layout
+            .host_folder(name)
+            .unwrap_or_else(|| self.layout.folder(name))
+            .display()
+            .to_string()
+    }
+
+    fn get(&self, name: &str) -> std::result::Result<Value, String> {
+        let name = Name::parse(name).map_err(|e| e.to_string())?;
+        match Registry::new(self.layout.clone()).get(&name) {
+            Ok(Some(entry)) => Ok(self.volume(&entry)),
+            Ok(None) => Err(Error::NotRegistered(name.to_string()).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn list(&self) -> Value {
+        match Registry::new(self.layout.clone()).readable_entries() {
+            Ok((entries, _damaged)) => json!({
+                "Volumes": entries.iter().map(|e| self.volume(e)).collect::<Vec<_>>(),
+                "Err": "",
+            }),
+            Err(e) => err_body(e.to_string()),
+        }
+    }
+
+    /// What `docker volume inspect` shows; never the key.
+    fn volume(&self, entry: &Entry) -> Value {
+        json!({
+            "Name": entry.name.as_str(),
+            "Mountpoint": self.mountpoint(&entry.name),
+            "Status": {
+                "access": entry.key.access().as_str(),
+                "key_origin": entry.origin.as_str(),
+                "declared": if entry.from_cluster { "cluster" } else { "local" },
+                "mounts": self.mounts().count(entry.name.as_str()),
+            },
+        })
+    }
+}
+
+fn mounts_path(layout: &Layout) -> PathBuf {
+    layout.state_dir().join(MOUNTS_FILE)
+}
+
+fn parse_mounts(bytes: &[u8]) -> Option<BTreeMap<String, BTreeSet<String>>> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let mut ids = BTreeMap::new();
+    for (ns, list) in value.get("mounts")?.as_object()? {
+        Name::parse(ns).ok()?;
+        let set: BTreeSet<String> = list
+            .as_array()?
+            .iter()
+            .map(|id| id.as_str().map(str::to_owned))
+            .collect::<Option<_>>()?;
+        if !set.is_empty() {
+            ids.insert(ns.clone(), set);
+        }
+    }
+    Some(ids)
+}
+
+fn check_mount_id(id: &str) -> std::result::Result<(), String> {
+    let fine = !id.is_empty()
+        && id.len() <= MAX_MOUNT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "the mount ID must be 1-{MAX_MOUNT_ID} of A-Z a-z 0-9 - _ ."
+        ))
+    }
+}
+
+/// An empty body or `null` (Docker sends that with no arguments) is `{}`.
+fn parse_body(body: &[u8]) -> std::result::Result<Map<String, Value>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(_) => Err("the request body must be a JSON object".into()),
+        // serde_json's message says where, never what: no key is echoed.
+        Err(e) => Err(format!("malformed JSON request: {e}")),
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub key: Option<String>,
+    pub read_only: bool,
+    pub cluster: bool,
+}
+
+/// `docker volume create -o`: `token` (or `secret`), `read-only`, `cluster`.
+pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, String> {
+    let mut options = Options::default();
+    let map = match opts {
+        None | Some(Value::Null) => return Ok(options),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err("Opts must be a JSON object".into()),
+    };
+    for (name, value) in map {
+        let Value::String(value) = value else {
+            return Err(format!("option {name:?}: the value must be a string"));
+        };
+        match name.as_str() {
+            "token" | "secret" => {
+                if options.key.is_some() {
+                    return Err("give the key once: -o token=KEY or -o secret=KEY, not both".into());
+                }
+                options.key = Some(value.clone());
+            }
+            "read-only" => options.read_only = parse_switch(name, value)?,
+            "cluster" => options.cluster = parse_switch(name, value)?,
+            _ => {
+                // A long unknown name may be a key typed in the wrong place.
+                let shown = if name.len() <= 24 {
+                    format!(" {name:?}")
+                } else {
+                    String::new()
+                };
+                return Err(format!(
+                    "unknown option{shown}: the options are token (or secret), read-only \
+                     and cluster"
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn parse_switch(name: &str, value: &str) -> std::result::Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("option {name}: use {name}=true or {name}=false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_token_secret_read_only_and_cluster() {
+        let opts = json!({"token": "K", "read-only": "true"});
+        assert_eq!(
+            parse_options(Some(&opts)),
+            Ok(Options {
+                key: Some("K".into()),
+                read_only: true,
+                cluster: false
+            })
+        );
+        assert!(parse_options(Some(&json!({"token": "A", "secret": "B"}))).is_err());
+        assert!(parse_options(Some(&json!({"cluster": "yes"}))).is_err());
+        assert!(parse_options(Some(&json!({"size": "1G"}))).is_err());
+        let key_like = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let message = parse_options(Some(&json!({ key_like: "token" }))).unwrap_err();
+        assert!(!message.contains(key_like), "{message}");
+        assert_eq!(parse_options(None), Ok(Options::default()));
+    }
+
+    #[test]
+    fn driver_name_is_the_socket_name_less_sock() {
+        assert_eq!(
+            driver_name(Path::new("/run/docker/plugins/syncbox.sock")),
+            Some("syncbox")
+        );
+        assert_eq!(driver_name(Path::new("/run/docker/plugins/.sock")), None);
+        assert_eq!(driver_name(Path::new("/run/docker/plugins/x.socket")), None);
+    }
+
+    #[test]
+    fn mount_file_round_trips_and_rejects_garbage() {
+        let ids = parse_mounts(br#"{"mounts":{"gitlab":["a","b"],"x":[]}}"#).expect("parse");
+        assert_eq!(ids.len(), 1);
+        assert_eq!(ids["gitlab"].len(), 2);
+        assert!(parse_mounts(br#"{"mounts":{"../etc":["a"]}}"#).is_none());
+        assert!(parse_mounts(b"[]").is_none());
+    }
+}

@@ -1,0 +1,442 @@
+//! The Docker volume plugin init serves (`BTSYNC_VOLUME_PLUGIN`), spoken to
+//! over its raw socket the way Docker's plugin client does, with init
+//! running the stand-in engine as a child subreaper (no root needed). The
+//! real daemon is driven in tests/docker.rs.
+//!
+//! Deadlines are generous and only stop a hung test; no assertion depends
+//! on speed.
+
+mod common;
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use harness::*;
+use serde_json::{Value, json};
+
+const HOST: &str = "/host/sync";
+
+/// A sandbox whose init serves the plugin at `plugins/syncbox-test.sock`.
+fn plugin_sandbox(label: &str) -> (Sandbox, PathBuf) {
+    let sandbox = Sandbox::new(label);
+    let plugins = sandbox.root.join("plugins");
+    fs::create_dir_all(&plugins).expect("plugins dir");
+    let socket = plugins.join("syncbox-test.sock");
+    let sandbox = sandbox
+        .with_env("BTSYNC_VOLUME_PLUGIN", &socket)
+        .with_env("BTSYNC_HOST_PATH", HOST);
+    (sandbox, socket)
+}
+
+/// Send raw bytes, read the whole reply (the server closes after one).
+fn raw(socket: &Path, request: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).expect("connect to the plugin");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    // The server may answer (and close) before taking all of an oversized request.
+    let _ = stream.write_all(request);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// (HTTP status, JSON body) of a reply.
+fn parse_reply(reply: &str) -> (u16, Value) {
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP reply: {reply:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {head:?}"));
+    assert!(
+        head.contains("Content-Type: application/vnd.docker.plugins.v1.2+json"),
+        "{head}"
+    );
+    (status, serde_json::from_str(body).expect("JSON body"))
+}
+
+/// POST `body` to `endpoint` as Docker does.
+fn call(socket: &Path, endpoint: &str, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let request = format!(
+        "POST {endpoint} HTTP/1.1\r\nHost: plugin\r\nUser-Agent: Go-http-client/1.1\r\n\
+         Content-Length: {}\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\n\r\n{body}",
+        body.len()
+    );
+    parse_reply(&raw(socket, request.as_bytes()))
+}
+
+/// The Err of a 200 reply ("" on success).
+fn err_of(socket: &Path, endpoint: &str, body: &Value) -> String {
+    let (status, reply) = call(socket, endpoint, body);
+    assert_eq!(status, 200, "{endpoint} {body}: {reply}");
+    reply["Err"].as_str().expect("Err is a string").to_owned()
+}
+
+fn keygen(sandbox: &Sandbox) -> String {
+    let out = sandbox.run(&["keygen"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+fn wait_for_socket(socket: &Path, sandbox: &Sandbox) {
+    wait_until(
+        "init serves the plugin socket",
+        || UnixStream::connect(socket).is_ok(),
+        || sandbox.context(),
+    );
+}
+
+#[test]
+fn create_mount_remove_follow_add_and_del() {
+    let (sandbox, socket) = plugin_sandbox("plugin-flow");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    let meta = fs::symlink_metadata(&socket).expect("socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    assert_eq!(
+        call(&socket, "/Plugin.Activate", &Value::Null),
+        (200, json!({"Implements": ["VolumeDriver"]}))
+    );
+    assert_eq!(
+        call(&socket, "/VolumeDriver.Capabilities", &Value::Null),
+        (200, json!({"Capabilities": {"Scope": "local"}}))
+    );
+
+    // Create = add: when it answers, the engine runs with the namespace.
+    assert_eq!(
+        err_of(
+            &socket,
+            "/VolumeDriver.Create",
+            &json!({"Name": "alpha", "Opts": {}})
+        ),
+        ""
+    );
+    assert!(sandbox.folder("alpha").is_dir());
+    assert_eq!(init.status()["engine"]["folders"], json!(["alpha"]));
+
+    let key = keygen(&sandbox);
+    let create_beta = json!({"Name": "beta", "Opts": {"token": key, "read-only": "true"}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create_beta), "");
+    // Again with the same key: nothing to do; with another: refused as `add` refuses.
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create_beta), "");
+    let other = keygen(&sandbox);
+    let refused = err_of(
+        &socket,
+        "/VolumeDriver.Create",
+        &json!({"Name": "beta", "Opts": {"secret": other}}),
+    );
+    let add_says = sandbox.run(&["add", "--token", &other, "beta"]);
+    assert_eq!(add_says.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&add_says.stderr).contains(&refused),
+        "{refused:?} vs {add_says:?}"
+    );
+    assert!(!refused.contains(&other));
+
+    // Every bad input: a message, and nothing created.
+    let bad_key = "A1CDEFGHIJKLMNOPQRSTUVWXYZ234567Q";
+    for (opts, expected) in [
+        (json!({"token": bad_key}), "invalid key"),
+        (json!({"token": key, "secret": key}), "give the key once"),
+        (json!({"size": "1G"}), "unknown option \"size\""),
+        (json!({"read-only": "yes"}), "read-only=true"),
+        (json!({"cluster": "true"}), "cluster key"),
+        (json!({"token": 7}), "must be a string"),
+    ] {
+        let message = err_of(
+            &socket,
+            "/VolumeDriver.Create",
+            &json!({"Name": "gamma", "Opts": opts}),
+        );
+        assert!(message.contains(expected), "{opts}: {message}");
+        assert!(
+            !message.contains(bad_key) && !message.contains(&key),
+            "{message}"
+        );
+        assert!(!sandbox.folder("gamma").exists(), "{opts}");
+    }
+    let bad_name = err_of(&socket, "/VolumeDriver.Create", &json!({"Name": "No_Caps"}));
+    let add_says = sandbox.run(&["add", "No_Caps"]);
+    assert_eq!(add_says.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&add_says.stderr).contains(&bad_name),
+        "{bad_name:?} vs {add_says:?}"
+    );
+    assert_eq!(init.status()["engine"]["folders"], json!(["alpha", "beta"]));
+
+    // Get/List show every namespace, also one added with `add`; never a key.
+    harness::add(&sandbox, "delta");
+    let (status, list) = call(&socket, "/VolumeDriver.List", &json!({}));
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["Volumes"]
+        .as_array()
+        .expect("Volumes")
+        .iter()
+        .filter_map(|v| v["Name"].as_str())
+        .collect();
+    assert_eq!(names, ["alpha", "beta", "delta"]);
+    assert!(!list.to_string().contains(&key));
+    let (_, got) = call(&socket, "/VolumeDriver.Get", &json!({"Name": "beta"}));
+    assert_eq!(
+        got,
+        json!({"Volume": {"Name": "beta", "Mountpoint": "/host/sync/beta", "Status": {
+            "access": "read-only", "key_origin": "given", "declared": "local", "mounts": 0}},
+            "Err": ""})
+    );
+    let missing = err_of(&socket, "/VolumeDriver.Get", &json!({"Name": "nope"}));
+    assert!(missing.contains("no such namespace"), "{missing}");
+    assert!(err_of(&socket, "/VolumeDriver.Path", &json!({"Name": "nope"})).contains("nope"));
+    assert_eq!(
+        call(&socket, "/VolumeDriver.Path", &json!({"Name": "alpha"})).1,
+        json!({"Mountpoint": "/host/sync/alpha", "Err": ""})
+    );
+
+    // Mounts are counted per ID; Remove of a mounted volume is refused,
+    // also after init restarted.
+    for id in ["c1", "c2"] {
+        assert_eq!(
+            call(
+                &socket,
+                "/VolumeDriver.Mount",
+                &json!({"Name": "alpha", "ID": id})
+            )
+            .1,
+            json!({"Mountpoint": "/host/sync/alpha", "Err": ""})
+        );
+    }
+    let mount_missing = err_of(
+        &socket,
+        "/VolumeDriver.Mount",
+        &json!({"Name": "nope", "ID": "c3"}),
+    );
+    assert!(
+        mount_missing.contains("no such namespace"),
+        "{mount_missing}"
+    );
+    let in_use = err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"}));
+    assert!(in_use.contains("in use by 2 containers"), "{in_use}");
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    drop(init);
+    assert!(!socket.exists(), "init removes its socket when it stops");
+
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    assert!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"}))
+            .contains("in use by 2 containers")
+    );
+    assert_eq!(
+        err_of(
+            &socket,
+            "/VolumeDriver.Unmount",
+            &json!({"Name": "alpha", "ID": "c1"})
+        ),
+        ""
+    );
+    assert!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"}))
+            .contains("in use by 1 container;")
+    );
+    assert_eq!(
+        err_of(
+            &socket,
+            "/VolumeDriver.Unmount",
+            &json!({"Name": "alpha", "ID": "c2"})
+        ),
+        ""
+    );
+    fs::write(sandbox.folder("alpha").join("file"), b"x").expect("write");
+    // Remove = del: unregistered, and the local copy deleted once the engine let go.
+    assert_eq!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"})),
+        ""
+    );
+    assert!(!sandbox.folder("alpha").exists());
+    assert_eq!(init.status()["engine"]["folders"], json!(["beta", "delta"]));
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn hostile_clients_do_not_stop_init_or_other_clients() {
+    let (sandbox, socket) = plugin_sandbox("plugin-hostile");
+    // A socket a killed init left behind is replaced.
+    drop(UnixListener::bind(&socket).expect("stale socket"));
+    assert!(socket.exists());
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+
+    let (status, reply) = call(&socket, "/VolumeDriver.Snapshot", &json!({}));
+    assert_eq!(status, 404, "{reply}");
+    assert!(
+        reply["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown endpoint"))
+    );
+
+    let garbage = "{\"Name\": ";
+    let request = format!(
+        "POST /VolumeDriver.Create HTTP/1.1\r\nContent-Length: {}\r\n\r\n{garbage}",
+        garbage.len()
+    );
+    let (status, reply) = parse_reply(&raw(&socket, request.as_bytes()));
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("malformed JSON"))
+    );
+
+    let (status, _) = parse_reply(&raw(
+        &socket,
+        b"GET /Plugin.Activate HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    ));
+    assert_eq!(status, 405);
+    let (status, _) = parse_reply(&raw(&socket, b"this is not HTTP\r\n\r\n"));
+    assert_eq!(status, 400);
+
+    // An oversized body is refused from its Content-Length, unread.
+    let (status, _) = parse_reply(&raw(
+        &socket,
+        b"POST /VolumeDriver.Create HTTP/1.1\r\nContent-Length: 104857600\r\n\r\n{",
+    ));
+    assert_eq!(status, 413);
+    // An endless head is cut off.
+    let mut endless = b"POST /Plugin.Activate HTTP/1.1\r\nX: ".to_vec();
+    endless.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let (status, _) = parse_reply(&raw(&socket, &endless));
+    assert_eq!(status, 431);
+
+    // Clients that never finish: one announces a body it never sends, the
+    // others connect and say nothing.
+    let mut silent: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(&socket).expect("connect"))
+        .collect();
+    let mut no_body = UnixStream::connect(&socket).expect("connect");
+    no_body
+        .write_all(b"POST /VolumeDriver.Create HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"Na")
+        .expect("write");
+
+    // Meanwhile 100 clients at once all get their answer, and init answers
+    // `status` and applies an add.
+    let workers: Vec<_> = (0..100)
+        .map(|i| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let endpoint = if i % 2 == 0 {
+                    "/Plugin.Activate"
+                } else {
+                    "/VolumeDriver.List"
+                };
+                call(&socket, endpoint, &json!({})).0
+            })
+        })
+        .collect();
+    assert_eq!(init.status()["engine"]["state"], "running");
+    harness::add(&sandbox, "during");
+    for worker in workers {
+        assert_eq!(worker.join().expect("client thread"), 200);
+    }
+    assert_eq!(
+        init.status()["engine"]["folders"],
+        json!(["during"]),
+        "{}",
+        sandbox.context()
+    );
+
+    // The one that never sent its body is told so (408) and closed; so are
+    // the silent ones.
+    no_body.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut reply = String::new();
+    let _ = no_body.read_to_string(&mut reply);
+    assert_eq!(parse_reply(&reply).0, 408);
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+    }
+    drop(silent);
+    // A flood of connections over the limit is shed, not queued forever.
+    let flood: Vec<UnixStream> = (0..300)
+        .filter_map(|_| UnixStream::connect(&socket).ok())
+        .collect();
+    assert_eq!(init.status()["engine"]["state"], "running");
+    drop(flood);
+    wait_until(
+        "the plugin answers again after the flood",
+        || {
+            UnixStream::connect(&socket).is_ok()
+                && call(&socket, "/Plugin.Activate", &json!({})).0 == 200
+        },
+        || sandbox.context(),
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+#[test]
+fn plugin_needs_an_absolute_socket_and_the_host_path() {
+    let sandbox = Sandbox::new("plugin-env");
+    let socket = sandbox.root.join("syncbox-test.sock");
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("BTSYNC_VOLUME_PLUGIN", socket.to_str().expect("utf-8"))],
+            "BTSYNC_HOST_PATH",
+        ),
+        (
+            &[
+                ("BTSYNC_VOLUME_PLUGIN", "plugins/syncbox.sock"),
+                ("BTSYNC_HOST_PATH", HOST),
+            ],
+            "absolute",
+        ),
+        (
+            &[
+                ("BTSYNC_VOLUME_PLUGIN", "/run/docker/plugins/syncbox"),
+                ("BTSYNC_HOST_PATH", HOST),
+            ],
+            "NAME.sock",
+        ),
+    ];
+    for (env, expected) in cases {
+        let mut init = Init::start(&sandbox, Mode::Subreaper, env);
+        assert_eq!(init.wait_exit(), 2, "{env:?}: {}", init.stderr());
+        let stderr = init.stderr();
+        assert!(
+            stderr.contains("BTSYNC_VOLUME_PLUGIN") && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(sandbox.starts().is_empty(), "no engine was started");
+        assert!(!socket.exists());
+    }
+}
+
+#[test]
+fn deploy_doc_shows_the_compose_example_exactly() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = fs::read_to_string(repo.join("examples/docker-compose.volume-plugin.yml"))
+        .expect("the example");
+    let deploy = fs::read_to_string(repo.join("docs/deploy.md")).expect("docs/deploy.md");
+    assert!(
+        deploy.contains(&format!("```yaml\n{example}```\n")),
+        "docs/deploy.md must show examples/docker-compose.volume-plugin.yml exactly"
+    );
+    // The file is what tests/docker.rs runs with docker-compose.
+    assert!(example.contains("driver: syncbox") && example.contains("token: ${GITLAB_KEY}"));
+}
