@@ -1,7 +1,7 @@
 //! The cluster key: one secret shared by every node, from which each node
 //! derives the same key for the same namespace name, with no coordination.
 //!
-//! The derivation is a public contract (README, "Cluster key"); changing it
+//! The derivation is a public contract (docs/keys.md, "Cluster key"); changing it
 //! would split every cluster, so a new recipe needs a new version label:
 //!
 //! ```text
@@ -207,7 +207,7 @@ fn env_error(var: &'static str, problem: &str) -> Error {
 mod tests {
     use super::*;
 
-    // Computed with Python's hmac, hashlib and base64 modules (see README).
+    // Computed with Python's hmac, hashlib and base64 modules (see docs/keys.md).
     const STAPLE: &[u8] = b"correct horse battery staple";
     const STAPLE_GITLAB: &str = "A3YU7QPZZJIDMMZDEH3YWCZEY75J3OZHB";
     const STAPLE_STAR_TREK: &str = "A5ZDMD7TF2DBYNR4FEKUBNFWOBFFEL55A";
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn registry_key_and_cluster_id_match_the_published_vectors() {
-        // Computed with Python's hmac, hashlib and base64 modules (see README).
+        // Computed with Python's hmac, hashlib and base64 modules (see docs/keys.md).
         let staple = ClusterKey::from_bytes(STAPLE.to_vec()).unwrap();
         assert_eq!(
             staple.registry_key().expose(),

@@ -28,7 +28,7 @@ use harness::{Init, Mode, SIGTERM, Sandbox, wait_until, wait_within};
 use serde_json::{Value, json};
 
 const CLUSTER_KEY: &str = "correct horse battery staple";
-/// The cluster id of CLUSTER_KEY (README test vector).
+/// The cluster id of CLUSTER_KEY (docs/cluster.md test vector).
 const CLUSTER_ID: &str = "925124d2a45407c2";
 /// For "every node holds it": the issue asks for 3 s; waiting up to this
 /// long keeps a loaded machine from failing the test, and the time it took

@@ -1,6 +1,6 @@
 //! Cluster keys, end to end: the built binary on separate data directories
 //! (one per simulated node). Vectors come from an independent Python
-//! implementation (README, "Cluster key").
+//! implementation (docs/keys.md, "Cluster key").
 
 mod common;
 

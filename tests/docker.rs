@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// The files the image holds besides btsync's libraries: the list in
-/// issue 4 and the README, checked exactly.
+/// issue 4 and docs/image.md, checked exactly.
 fn expected_files(applets: &BTreeSet<String>, libraries: &[String]) -> BTreeSet<String> {
     let mut files: BTreeSet<String> = [
         "bin",
@@ -401,7 +401,7 @@ fn engine_namespace_lifecycle_through_docker_exec() {
         node.assert_nothing_vanished();
     }
 
-    // The README's compose/Kubernetes pattern: a one-shot container of the
+    // The compose/Kubernetes pattern of docs/deploy.md: a one-shot container of the
     // image sharing only the data directory registers a namespace, and the
     // node's init applies it before `add` returns.
     let volume = format!("{}:/data", node.data.display());
@@ -615,7 +615,7 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
         assert_eq!(
             registry_key.as_deref(),
             Some("AYYVRHAIW65KJOFMV7MHTSBKGNHGQM2ZL"),
-            "{}: the registry key derived from the cluster key (README vector)",
+            "{}: the registry key derived from the cluster key (docs/cluster.md vector)",
             node.name
         );
     }
@@ -687,7 +687,7 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
     );
 }
 
-/// The README's published vector for the cluster key derivation: the file
+/// The published vector (docs/keys.md) for the cluster key derivation: the file
 /// holds these bytes (the final newline is not part of the key).
 const CLUSTER_KEY_FILE_TEXT: &str = "correct horse battery staple\n";
 const CLUSTER_GITLAB_KEY: &str = "A3YU7QPZZJIDMMZDEH3YWCZEY75J3OZHB";
@@ -1065,7 +1065,7 @@ fn volume_plugin_serves_the_compose_example() {
     let config = plugin.volume(&scope, "proj_gitlab-config");
     plugin.user(&scope, "proj_gitlab_1");
 
-    // The example as the README shows it, with this run's driver and a
+    // The example as docs/deploy.md shows it, with this run's driver and a
     // writer instead of GitLab (nothing can be pulled here).
     let example =
         fs::read_to_string(Path::new(REPO).join("examples/docker-compose.volume-plugin.yml"))

@@ -429,14 +429,14 @@ fn plugin_needs_an_absolute_socket_and_the_host_path() {
 }
 
 #[test]
-fn readme_shows_the_compose_example_exactly() {
+fn deploy_doc_shows_the_compose_example_exactly() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = fs::read_to_string(repo.join("examples/docker-compose.volume-plugin.yml"))
         .expect("the example");
-    let readme = fs::read_to_string(repo.join("README.md")).expect("README");
+    let deploy = fs::read_to_string(repo.join("docs/deploy.md")).expect("docs/deploy.md");
     assert!(
-        readme.contains(&format!("```yaml\n{example}```\n")),
-        "README must show examples/docker-compose.volume-plugin.yml exactly"
+        deploy.contains(&format!("```yaml\n{example}```\n")),
+        "docs/deploy.md must show examples/docker-compose.volume-plugin.yml exactly"
     );
     // The file is what tests/docker.rs runs with docker-compose.
     assert!(example.contains("driver: syncbox") && example.contains("token: ${GITLAB_KEY}"));

@@ -138,7 +138,7 @@ row "a second \`add --cluster\`, the engines connected" "$(s "$cluster_again")" 
 
 # 4. The engine alone, outside docker: two engines in one network namespace
 #    of their own (unshare -n, loopback only), same settings, new files each
-#    time as above. Where the time of a change goes is in the README (Figures).
+#    time as above. Where the time of a change goes is in docs/figures.md.
 alone=$work/alone
 mkdir -p "$alone"
 read -r first_alone change_alone < <(unshare -n bash -s "$engine" "$alone" <<'SCRIPT'

@@ -205,7 +205,7 @@ row "init peak resident memory after $((adds + 50)) adds (VmHWM)" "$(kib $((init
 #    would sync them in): the reply is bounded, so it stays quick.
 export BTSYNC_DATA="$work/cluster" BTSYNC_CLUSTER_KEY="correct horse battery staple"
 mkdir -p "$BTSYNC_DATA/.btsync/cluster"
-# 925124d2a45407c2 is the cluster id of that key (README test vector).
+# 925124d2a45407c2 is the cluster id of that key (docs/cluster.md test vector).
 python3 - "$BTSYNC_DATA/.btsync/cluster" "$many" <<'PY'
 import json, sys, time
 folder, count = sys.argv[1], int(sys.argv[2])

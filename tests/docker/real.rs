@@ -536,7 +536,7 @@ fn real_btsync_survives_a_killed_engine_and_a_restart_and_stops_cleanly() {
 }
 
 // ---------------------------------------------------------------------------
-// 6. The README's docker compose example, for real.
+// 6. The docker compose example (examples/, shown in docs/deploy.md), for real.
 
 /// `docker-compose down` for a project, also when the test fails.
 struct ComposeProject {
