@@ -440,13 +440,10 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
     } else {
         // btsync 1.4.111 dies on USR1 (status 138). init forwards it as a
         // transparent init must, then restarts the engine as after any crash.
-        let again = wait_for(
+        let again = wait_engine_replaced(
+            &node.name,
+            pid,
             "the real engine, killed by USR1, to be restarted",
-            Duration::from_secs(60),
-            || match processes(&node.name, "/bin/btsync").as_slice() {
-                [(new, _)] if *new != pid => Some(*new),
-                _ => None,
-            },
         );
         assert!(node.logs().contains("killed by SIGUSR1"), "{}", node.logs());
         again
@@ -459,14 +456,7 @@ fn engine_health_signals_crash_restart_and_clean_stop() {
         Duration::from_secs(10),
     );
     assert!(killed.status.success(), "kill: {}", text(&killed.stderr));
-    let restarted = wait_for(
-        "the engine to be restarted",
-        Duration::from_secs(60),
-        || match processes(&node.name, "/bin/btsync").as_slice() {
-            [(new, _)] if *new != pid => Some(*new),
-            _ => None,
-        },
-    );
+    let restarted = wait_engine_replaced(&node.name, pid, "the engine to be restarted");
     let restarted = pid_in_container(restarted).expect("the new engine's pid in the container");
     assert_eq!(node.inspect("{{.State.Running}}"), "true");
     node.wait_healthy("healthy again");

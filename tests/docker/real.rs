@@ -497,14 +497,7 @@ fn real_btsync_survives_a_killed_engine_and_a_restart_and_stops_cleanly() {
         Duration::from_secs(10),
     );
     assert!(killed.status.success(), "kill: {}", text(&killed.stderr));
-    let restarted = wait_for(
-        "init to restart b's engine",
-        Duration::from_secs(60),
-        || match processes(&b.name, "/bin/btsync").as_slice() {
-            [(new, _)] if *new != pid => Some(*new),
-            _ => None,
-        },
-    );
+    let restarted = wait_engine_replaced(&b.name, pid, "init to restart b's engine");
     assert_eq!(b.inspect("{{.State.Running}}"), "true");
     assert_eq!(
         namespace_dirs(b).as_deref(),

@@ -433,6 +433,17 @@ pub fn applets(scope: &Scope, image: &str) -> BTreeSet<String> {
 }
 
 /// Host pid and uid of every process in `container` whose command is `program`.
+/// Waits until `container` runs exactly one btsync again, under a pid other
+/// than `old` (init restarted it), and returns its host pid.
+pub fn wait_engine_replaced(container: &str, old: u32, what: &str) -> u32 {
+    wait_for(what, Duration::from_secs(60), || {
+        match processes(container, "/bin/btsync").as_slice() {
+            [(new, _)] if *new != old => Some(*new),
+            _ => None,
+        }
+    })
+}
+
 pub fn processes(container: &str, program: &str) -> Vec<(u32, u32)> {
     let out = docker(&["top", container, "-eo", "pid,uid,args"]);
     if !out.status.success() {
