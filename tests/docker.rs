@@ -1122,18 +1122,8 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
     let network = scope.network("net");
     let names = [scope.unique("a"), scope.unique("b")];
     let known_hosts = format!("BTSYNC_KNOWN_HOSTS={}:55555,{}:55555", names[0], names[1]);
-    let off = [
-        "-e",
-        &known_hosts,
-        "-e",
-        "BTSYNC_SEARCH_LAN=false",
-        "-e",
-        "BTSYNC_USE_TRACKER=false",
-        "-e",
-        "BTSYNC_USE_RELAY_SERVER=false",
-        "-e",
-        "BTSYNC_USE_DHT=false",
-    ];
+    let mut off = vec!["-e", known_hosts.as_str()];
+    off.extend(real::OFFLINE);
     let a = PluginNode::start(&scope, &image, "a", &network, &off);
     let b = PluginNode::start(&scope, &image, "b", &network, &off);
     // Volume names are per Docker host: each node's volume has its own name,

@@ -17,7 +17,7 @@ mod harness;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::*;
@@ -264,27 +264,7 @@ fn burst_of_50_adds_costs_at_most_2_restarts() {
     let sandbox = Sandbox::new("burst");
     add(&sandbox, "seed");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_APPLY", "restart")]);
-    let adds: Vec<(String, Child)> = (0..50)
-        .map(|i| {
-            let ns = format!("ns-{i:02}");
-            let child = sandbox
-                .command(&["add", &ns])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn add");
-            (ns, child)
-        })
-        .collect();
-    for (ns, child) in adds {
-        let out = child.wait_with_output().expect("wait add");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "add {ns}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    add_concurrently(&sandbox, 50);
     // Every add waited for an engine that has its namespace, so the engine
     // running now lists all of them.
     let last = folders_of(&init.current_start());
@@ -1203,27 +1183,7 @@ fn burst_of_50_adds_costs_at_most_2_reloads_and_no_restart() {
     let sandbox = Sandbox::new("reloadburst");
     add(&sandbox, "seed");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
-    let adds: Vec<(String, Child)> = (0..50)
-        .map(|i| {
-            let ns = format!("ns-{i:02}");
-            let child = sandbox
-                .command(&["add", &ns])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn add");
-            (ns, child)
-        })
-        .collect();
-    for (ns, child) in adds {
-        let out = child.wait_with_output().expect("wait add");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "add {ns}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    add_concurrently(&sandbox, 50);
     assert_eq!(init.serving().len(), 51, "{}", sandbox.context());
     let status = init.status();
     let reloads = status["reloads"].as_u64().unwrap_or(0);

@@ -28,7 +28,7 @@ const HOLD: Duration = Duration::from_secs(35);
 
 /// Keep the engine off every discovery service: peers come only from
 /// BTSYNC_KNOWN_HOSTS (Node::peers also turns LAN search off).
-const OFFLINE: [&str; 8] = [
+pub(crate) const OFFLINE: [&str; 8] = [
     "-e",
     "BTSYNC_USE_TRACKER=false",
     "-e",

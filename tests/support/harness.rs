@@ -49,18 +49,9 @@ pub fn stand_in_bin() -> PathBuf {
     path
 }
 
-pub fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().next().map(|uid| uid == "0"))
-        .unwrap_or(false)
-}
-
 /// true: go on. false: the caller returns (only when skipping was asked for).
 pub fn root_available(test: &str) -> bool {
-    if is_root() {
+    if crate::common::running_as_root() {
         return true;
     }
     if std::env::var("SYNCBOX_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
@@ -456,6 +447,31 @@ impl Drop for Init<'_> {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Runs `add ns-00` .. `add ns-NN` all at once and asserts each succeeded.
+pub fn add_concurrently(sandbox: &Sandbox, count: usize) {
+    let adds: Vec<(String, Child)> = (0..count)
+        .map(|i| {
+            let ns = format!("ns-{i:02}");
+            let child = sandbox
+                .command(&["add", &ns])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn add");
+            (ns, child)
+        })
+        .collect();
+    for (ns, child) in adds {
+        let out = child.wait_with_output().expect("wait add");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "add {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
