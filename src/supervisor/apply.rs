@@ -1,0 +1,514 @@
+//! Keeping the engine in step with the registry: `add`/`del` requests and
+//! cluster changes become pending changes, coalesced over a quiet period
+//! and applied by a reload (HUP, then the proof in `reload`) or a restart.
+//! Clients wait on generation numbers: every change takes the next one;
+//! an engine start or a proven reload records the newest it read the
+//! registry after. A removed namespace's files go only once the engine
+//! let go of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::signal::{SIGHUP, SIGTERM};
+
+use super::cluster_sync::ClusterSync;
+use super::reload::{Proof, Reload};
+use super::{AfterStop, Backoff, Engine, Supervisor, describe_changes};
+use crate::control::{Ask, Disposal, Mode, Request};
+use crate::engine_config::{self, Apply};
+use crate::error::Result;
+use crate::keys::Key;
+use crate::name::Name;
+use crate::registry::{Parking, Registry, Removal};
+use crate::sys;
+
+/// A change is applied once no other change came for this long...
+pub const QUIET_PERIOD: Duration = Duration::from_millis(250);
+
+/// ...but a steady stream of changes cannot postpone a restart longer than this.
+pub const MAX_DELAY: Duration = Duration::from_secs(3);
+
+/// While a registry writer holds the lock (more adds queued behind it), look again after this.
+const WRITER_RECHECK: Duration = Duration::from_millis(50);
+
+/// How long a reload may take to show its proof before init restarts the engine.
+pub const RELOAD_BOUND: Duration = Duration::from_secs(3);
+
+/// How often `/proc/ENGINE/fd` is looked at while a reload is in flight.
+const RELOAD_POLL: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// An engine started from a registry read at or after the request.
+    Running,
+    /// No engine older than the request is running.
+    Released,
+}
+
+pub(super) struct Waiter {
+    generation: u64,
+    needs: Needs,
+    client: Option<Request>,
+    /// `del --no-wait` or a cluster tombstone: delete or trash this
+    /// namespace's files once released.
+    /// The parking is the one seen when the removal was taken on: the
+    /// files are touched only if the namespace is still parked that way.
+    purge: Option<(Name, Disposal, Parking)>,
+}
+
+pub(super) struct PendingRestart {
+    first: Instant,
+    due: Instant,
+    /// The namespaces whose change it applies, for the log.
+    changed: BTreeSet<Name>,
+}
+
+impl Supervisor {
+    /// When changes are next due to be applied, or a reload in flight
+    /// next looked at.
+    pub(super) fn next_apply(&self) -> Option<Instant> {
+        let pending = self.pending.as_ref().map(|p| p.due);
+        let reload = self.reload.as_ref().map(|_| Instant::now() + RELOAD_POLL);
+        pending.into_iter().chain(reload).min()
+    }
+
+    /// Look at the reload in flight; apply the pending changes if due.
+    pub(super) fn apply_due_changes(&mut self, now: Instant) {
+        self.check_reload(now);
+        if let Some(pending) = &self.pending
+            && now >= pending.due
+        {
+            if !matches!(self.engine, Engine::Up(_)) {
+                // Stopping or down: the next start reads the registry anyway.
+                self.pending = None;
+            } else if self.reload.is_some() {
+                // One reload at a time: the next one starts from its result.
+                if let Some(pending) = &mut self.pending {
+                    pending.due = now + RELOAD_POLL;
+                }
+            } else if now < pending.first + MAX_DELAY && self.registry_writer_active() {
+                // More changes are queued on the registry lock: wait for them.
+                if let Some(pending) = &mut self.pending {
+                    pending.due = now + WRITER_RECHECK;
+                }
+            } else if let Some(pending) = self.pending.take() {
+                self.apply_changes(now, pending.changed);
+            }
+        }
+    }
+
+    pub(super) fn on_request(&mut self, request: Request) {
+        let (ns, added, mode) = match &request.ask {
+            Ask::Status => {
+                let status = self.status_json().to_string();
+                request.reply(&status);
+                return;
+            }
+            Ask::Apply { ns, added, mode } => (ns.clone(), *added, *mode),
+        };
+        if self.stopping_for_good() {
+            request
+                .reply("error init is stopping; the change is in the registry for its next start");
+            return;
+        }
+        let wanted = match self.registry.get(&ns) {
+            Ok(entry) => entry.map(|e| e.key),
+            Err(e) => {
+                log!("cannot read the registry entry of {ns}: {e}");
+                request.reply(&format!("error cannot read the registry: {e}"));
+                return;
+            }
+        };
+        self.generation += 1;
+        let now = Instant::now();
+        self.start_now(now);
+        let waiter = Waiter {
+            generation: self.generation,
+            needs: if added {
+                Needs::Running
+            } else {
+                Needs::Released
+            },
+            client: None,
+            purge: match mode {
+                Mode::Purge => self.parked(&ns).map(|p| (ns.clone(), Disposal::Delete, p)),
+                Mode::Trash => self.parked(&ns).map(|p| (ns.clone(), Disposal::Trash, p)),
+                Mode::Wait | Mode::NoWait => None,
+            },
+        };
+        if matches!(self.engine, Engine::Up(_)) {
+            if self.engine_reflects(&ns, wanted.as_ref()) {
+                // The running engine already has it that way: nothing to
+                // restart. On "ok" the client deletes the files itself.
+                let waiter = Waiter {
+                    purge: None,
+                    ..waiter
+                };
+                self.complete(waiter, Some(request));
+                return;
+            }
+            self.schedule_restart(now, ns.clone());
+        }
+        match mode {
+            Mode::Wait => self.waiters.push(Waiter {
+                client: Some(request),
+                ..waiter
+            }),
+            Mode::NoWait | Mode::Purge | Mode::Trash => {
+                request.reply("queued");
+                if waiter.purge.is_some() {
+                    self.waiters.push(waiter);
+                }
+            }
+        }
+    }
+
+    /// The registry changed: an idle init, or one waiting out a crash
+    /// backoff, starts the engine now with the new config (the backoff
+    /// guards against a broken engine, not against a user's command). The
+    /// start reads the whole registry, so changes queued in the same batch
+    /// of events are in it too.
+    fn start_now(&mut self, now: Instant) {
+        if self.booting {
+            return; // run() starts the engine once cluster mode is set up
+        }
+        match self.engine {
+            Engine::Idle { .. } => {}
+            Engine::Down { retry_at } => {
+                log!(
+                    "registry changed: starting the engine now, not in {}s (crash backoff reset)",
+                    retry_at.saturating_duration_since(now).as_secs_f64().ceil()
+                );
+                self.backoff = Backoff::default();
+            }
+            Engine::Up(_) | Engine::Stopping { .. } => return,
+        }
+        if let Err(failure) = self.start_engine() {
+            log!("{}", failure.message);
+            self.crashed_start(now);
+        }
+    }
+
+    /// Does the running engine serve `ns` as `wanted` (`None`: not at all),
+    /// and will it still once a reload in flight is through?
+    fn engine_reflects(&self, ns: &Name, wanted: Option<&Key>) -> bool {
+        let Engine::Up(engine) = &self.engine else {
+            return false;
+        };
+        engine.folders.get(ns) == wanted
+            && self
+                .reload
+                .as_ref()
+                .is_none_or(|r| r.folders.get(ns) == wanted)
+    }
+
+    fn schedule_restart(&mut self, now: Instant, ns: Name) {
+        let pending = self.pending.get_or_insert(PendingRestart {
+            first: now,
+            due: now,
+            changed: BTreeSet::new(),
+        });
+        pending.due = (now + QUIET_PERIOD).min(pending.first + MAX_DELAY);
+        pending.changed.insert(ns);
+    }
+
+    fn complete(&self, waiter: Waiter, client: Option<Request>) {
+        if let Some(client) = client.or(waiter.client) {
+            client.reply("ok");
+        }
+        if let Some((ns, disposal, parking)) = waiter.purge {
+            self.purge(ns, disposal, parking);
+        }
+    }
+
+    /// How `ns` is parked now (`None`: not parked, nothing to remove).
+    fn parked(&self, ns: &Name) -> Option<Parking> {
+        self.registry.parking(ns).unwrap_or_else(|e| {
+            log!("{ns}: cannot read its parked entry: {e}; run 'del {ns}' to finish");
+            None
+        })
+    }
+
+    /// `del --no-wait` or a tombstone: delete (or trash) the folder now that
+    /// no engine can see it. Deleting a big tree takes a while, so it runs
+    /// beside the loop.
+    fn purge(&self, ns: Name, disposal: Disposal, parking: Parking) {
+        let registry = Registry::new(self.registry.layout().clone());
+        std::thread::spawn(move || {
+            let outcome = match disposal {
+                Disposal::Delete => registry.remove_files(&ns, parking),
+                Disposal::Trash => registry.trash_files(&ns, parking),
+            };
+            match outcome {
+                Ok(Removal::Deleted) => log!("{ns}: files deleted after the engine let go"),
+                Ok(Removal::Trashed(path)) => log!(
+                    "{ns}: files moved to {} after the engine let go",
+                    path.display()
+                ),
+                Ok(Removal::NoFolder) => log!("{ns}: no folder left to remove"),
+                Ok(Removal::Readded) => log!("{ns}: added again meanwhile; files kept"),
+                // Added back and removed again since: that removal has a
+                // waiter of its own, which deletes once that is safe.
+                Ok(Removal::NotPending | Removal::Reparked(_)) => {}
+                Ok(Removal::NotADirectory(path)) => {
+                    log!("{ns}: {} is not a directory; left in place", path.display())
+                }
+                Err(e) => log!("{ns}: cannot remove its files: {e}; run 'del {ns}' to retry"),
+            }
+        });
+    }
+
+    pub(super) fn settle_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let running_generation = match &self.engine {
+            Engine::Up(engine) => Some(engine.generation),
+            Engine::Idle { generation } => Some(*generation),
+            _ => None,
+        };
+        let released = matches!(self.engine, Engine::Down { .. } | Engine::Idle { .. });
+        let (done, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| {
+                running_generation.is_some_and(|g| g >= w.generation)
+                    || (w.needs == Needs::Released && released)
+            });
+        self.waiters = waiting;
+        for waiter in done {
+            self.complete(waiter, None);
+        }
+    }
+
+    pub(super) fn fail_waiters(&mut self, message: &str) {
+        for waiter in std::mem::take(&mut self.waiters) {
+            // The engine is gone, so a removed namespace is released.
+            if waiter.needs == Needs::Released && self.engine_pid().is_none() {
+                self.complete(waiter, None);
+            } else if let Some(client) = waiter.client {
+                client.reply(&format!("error {message}"));
+            }
+        }
+    }
+
+    /// Bring the running engine in line with the registry, the way
+    /// `BTSYNC_APPLY` asks; a reload that cannot be tried becomes a restart.
+    fn apply_changes(&mut self, now: Instant, changed: BTreeSet<Name>) {
+        if self.settings.apply == Apply::Restart || self.reload_unsupported {
+            self.begin_restart(now, &changed);
+            return;
+        }
+        match self.begin_reload(now, &changed) {
+            Ok(()) => {}
+            Err(None) => self.begin_restart(now, &changed),
+            Err(Some(why)) => {
+                log!("cannot reload the engine ({why}): restarting it instead");
+                self.reload_fallbacks += 1;
+                self.begin_restart(now, &changed);
+            }
+        }
+    }
+
+    /// Write the config from the registry as it is now and send HUP; the
+    /// change counts as applied once `check_reload` sees the proof.
+    /// `Err(None)`: nothing is left to sync, the engine must stop (btsync
+    /// refuses to reload a config without folders and keeps serving them).
+    fn begin_reload(
+        &mut self,
+        now: Instant,
+        changed: &BTreeSet<Name>,
+    ) -> std::result::Result<(), Option<String>> {
+        // Every request numbered up to here was registered before this read.
+        let generation = self.generation;
+        let layout = self.registry.layout().clone();
+        let (entries, damaged) = self
+            .registry
+            .readable_entries()
+            .map_err(|e| Some(format!("cannot read the registry: {e}")))?;
+        if entries.is_empty() && self.cluster.is_none() {
+            return Err(None);
+        }
+        let Engine::Up(engine) = &mut self.engine else {
+            return Err(Some("the engine is not running".to_owned()));
+        };
+        let pid = engine.pid;
+        let target: BTreeMap<Name, Key> = entries
+            .iter()
+            .map(|e| (e.name.clone(), e.key.clone()))
+            .collect();
+        let proof = Proof::for_change(&layout, &engine.folders, &target).map_err(Some)?;
+        if proof.is_empty() {
+            // Undone within the burst: the engine already serves this.
+            engine.generation = generation;
+            return Ok(());
+        }
+        for (_, problem) in &damaged {
+            log!("left out of the engine config: {problem}");
+        }
+        let cluster = self.cluster.as_ref().map(ClusterSync::cluster);
+        engine_config::prepare(&self.settings, &layout, &entries, cluster)
+            .map_err(|e| Some(format!("cannot write its config: {e}")))?;
+        sys::send_signal(pid, SIGHUP).map_err(|e| Some(format!("cannot send HUP: {e}")))?;
+        let (taking_up, letting_go) = proof.counts();
+        log!(
+            "reloading the engine (pid {pid}) {}: sent HUP ({taking_up} to take up, {letting_go} to let go)",
+            describe_changes(changed),
+        );
+        self.reload = Some(Reload {
+            pid,
+            sent: now,
+            deadline: now + RELOAD_BOUND,
+            generation,
+            folders: target,
+            proof,
+            changed: changed.clone(),
+        });
+        Ok(())
+    }
+
+    /// Is the reload in flight proven? Then the engine's generation moves
+    /// on (waiters settle, files may go); no proof in time: restart.
+    fn check_reload(&mut self, now: Instant) {
+        let Some(reload) = &self.reload else {
+            return;
+        };
+        if !matches!(&self.engine, Engine::Up(engine) if engine.pid == reload.pid) {
+            self.reload = None;
+            return;
+        }
+        let storage = engine_config::storage_path(self.registry.layout());
+        let storage = std::fs::canonicalize(&storage).unwrap_or(storage);
+        let missing = reload.proof.lacking(reload.pid, &storage);
+        if missing.is_empty() {
+            let Some(reload) = self.reload.take() else {
+                return;
+            };
+            self.reloads += 1;
+            let (taken_up, let_go) = reload.proof.counts();
+            log!(
+                "engine (pid {}) reloaded in {} ms: {taken_up} taken up, {let_go} let go",
+                reload.pid,
+                now.duration_since(reload.sent).as_millis(),
+            );
+            if let Engine::Up(engine) = &mut self.engine {
+                engine.generation = reload.generation;
+                engine.folders = reload.folders;
+            }
+        } else if now >= reload.deadline {
+            log!(
+                "engine (pid {}) showed no proof of the reload within {}s (still {}): restarting it instead",
+                reload.pid,
+                RELOAD_BOUND.as_secs_f64(),
+                describe_changes(&missing).replacen("to apply changes to", "waiting for", 1)
+            );
+            let changed = reload.changed.clone();
+            self.reload = None;
+            self.reload_fallbacks += 1;
+            self.begin_restart(now, &changed);
+        }
+    }
+
+    fn begin_restart(&mut self, now: Instant, changed: &BTreeSet<Name>) {
+        let why = describe_changes(changed);
+        // Only for the log: the start after the stop decides for itself.
+        let nothing_left = self.cluster.is_none()
+            && self
+                .registry
+                .readable_entries()
+                .is_ok_and(|(entries, _)| entries.is_empty());
+        let (what, why) = if nothing_left {
+            ("stopping", format!("{why} (nothing left to sync)"))
+        } else {
+            ("restarting", why)
+        };
+        let grace = self.settings.stop_grace;
+        self.engine = match std::mem::replace(&mut self.engine, Engine::Down { retry_at: now }) {
+            Engine::Up(engine) => {
+                let pid = engine.pid;
+                match sys::send_signal(pid, SIGTERM) {
+                    Ok(()) => log!("{what} the engine (pid {pid}) {why}: sent TERM"),
+                    Err(e) => {
+                        log!("{what} the engine (pid {pid}) {why}: cannot send TERM: {e}")
+                    }
+                }
+                Engine::Stopping {
+                    engine,
+                    deadline: now + grace,
+                    killed: false,
+                    then: AfterStop::Restart,
+                }
+            }
+            other => other,
+        };
+    }
+
+    /// Is a registry writer holding the lock right now? Probed with a
+    /// non-blocking flock that is released at once.
+    fn registry_writer_active(&self) -> bool {
+        crate::fsutil::FileLock::is_held(&self.registry.layout().lock_file())
+    }
+
+    /// Before the first engine start in cluster mode: give this node its
+    /// device id, finish cluster removals a previous init left half done
+    /// (no engine runs now, so the folders may go), and apply the registry
+    /// so the engine starts with every declared namespace.
+    pub(super) fn start_cluster_mode(&mut self, now: Instant) -> Result<()> {
+        let Some(cluster) = &mut self.cluster else {
+            return Ok(());
+        };
+        for (ns, parking) in cluster.start()? {
+            self.purge(ns, Disposal::Trash, parking);
+        }
+        self.poll_cluster(now);
+        Ok(())
+    }
+
+    /// Apply what the cluster registry changed (when a poll is due) to the
+    /// engine, as `add --no-wait`/`del --no-wait` would.
+    pub(super) fn poll_cluster(&mut self, now: Instant) {
+        if self.stopping_for_good() {
+            // The next init start applies the cluster registry.
+            return;
+        }
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        for change in cluster.poll(now) {
+            self.engine_should_reflect(&change.name, now, change.files);
+        }
+    }
+
+    /// The registry changed for `ns` (not through a client): bring the
+    /// engine in line the way an `add --no-wait`/`del --no-wait` does.
+    fn engine_should_reflect(
+        &mut self,
+        ns: &Name,
+        now: Instant,
+        files: Option<(Disposal, Parking)>,
+    ) {
+        let wanted = self.registry.get(ns).ok().flatten().map(|e| e.key);
+        self.generation += 1;
+        self.start_now(now);
+        let waiter = Waiter {
+            generation: self.generation,
+            needs: if wanted.is_some() {
+                Needs::Running
+            } else {
+                Needs::Released
+            },
+            client: None,
+            purge: files.map(|(disposal, parking)| (ns.clone(), disposal, parking)),
+        };
+        if matches!(self.engine, Engine::Up(_)) {
+            if self.engine_reflects(ns, wanted.as_ref()) {
+                // The running engine never had it: the files may go now.
+                self.complete(waiter, None);
+                return;
+            }
+            self.schedule_restart(now, ns.clone());
+        }
+        if waiter.purge.is_some() {
+            self.waiters.push(waiter);
+        }
+    }
+}

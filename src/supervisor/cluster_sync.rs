@@ -1,0 +1,301 @@
+//! init's cluster work: the registry folder every node syncs is read every
+//! `CLUSTER_POLL`, and its declarations and tombstones become changes of the
+//! local registry. Nothing here touches the engine. The supervisor hears
+//! "these namespaces changed" (with, for a removed one, what to do with its
+//! files) and brings the engine in line; it disposes of the files only once
+//! the engine let go of them, as for an `add --no-wait` / `del --no-wait`.
+//!
+//! The cluster trash is swept here too: folders older than
+//! `BTSYNC_TRASH_DAYS` are deleted, also on a node no longer in cluster mode.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::cluster::{self, Action, Cluster, Local, Watch};
+use crate::control::Disposal;
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::name::Name;
+use crate::registry::{self, ClusterUnregistered, Parking, Registry};
+
+/// How often the cluster registry folder is looked at (a directory listing
+/// when nothing changed).
+pub const CLUSTER_POLL: Duration = Duration::from_secs(1);
+/// How often the cluster trash is checked for folders past their time.
+const TRASH_SWEEP: Duration = Duration::from_secs(60);
+
+/// A namespace whose registry entry the cluster changed: the engine must
+/// follow.
+pub struct Changed {
+    pub name: Name,
+    /// Removed: what to do with its files once the engine let go of it.
+    pub files: Option<(Disposal, Parking)>,
+}
+
+pub struct ClusterSync {
+    watch: Watch,
+    registry: Registry,
+    next_poll: Instant,
+    /// The last changes a poll made, for `status`.
+    last_changes: Option<(SystemTime, Vec<String>)>,
+    /// Declared namespaces that could not be added, with why (logged once).
+    failures: BTreeMap<Name, String>,
+}
+
+impl ClusterSync {
+    pub fn new(cluster: Cluster, layout: Layout, now: Instant) -> ClusterSync {
+        ClusterSync {
+            watch: Watch::new(cluster),
+            registry: Registry::new(layout),
+            next_poll: now,
+            last_changes: None,
+            failures: BTreeMap::new(),
+        }
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.watch.cluster
+    }
+
+    /// Before the first engine start: give this node its device id and
+    /// make the registry folder. Returns the cluster removals an earlier
+    /// init left half done; no engine runs yet, so their files may go to
+    /// the cluster trash now.
+    pub fn start(&mut self) -> Result<Vec<(Name, Parking)>> {
+        let layout = self.registry.layout().clone();
+        let device = {
+            let lock = self.registry.lock()?;
+            cluster::device_id(&layout, &lock)?
+        };
+        let cluster = &self.watch.cluster;
+        cluster.ensure_dir()?;
+        log!(
+            "cluster mode: registry {} (cluster id {}), this device {device}",
+            cluster.dir().display(),
+            cluster.id()
+        );
+        let mut unfinished = Vec::new();
+        for ns in self.registry.parked_cluster_removals()? {
+            log!("{ns}: finishing a cluster removal an earlier init left unfinished");
+            match self.registry.parking(&ns) {
+                Ok(Some(parking)) => unfinished.push((ns, parking)),
+                Ok(None) => {}
+                Err(e) => log!("{ns}: cannot read its parked entry: {e}; run 'del {ns}' to finish"),
+            }
+        }
+        Ok(unfinished)
+    }
+
+    /// When the next poll is due.
+    pub fn next_poll(&self) -> Instant {
+        self.next_poll
+    }
+
+    /// If a poll is due: look at the registry folder and apply what changed
+    /// to the local registry. Declared namespaces are added, tombstoned
+    /// ones that came from the cluster are removed; nothing else is ever
+    /// removed. Returns the namespaces changed.
+    pub fn poll(&mut self, now: Instant) -> Vec<Changed> {
+        if now < self.next_poll {
+            return Vec::new();
+        }
+        self.next_poll = now + CLUSTER_POLL;
+        let layout = self.registry.layout();
+        let watched_too = [layout.namespaces_dir(), layout.deleting_dir()];
+        let (winners, ignored_lines) = match self.watch.poll(now, &watched_too) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                log!("cluster: cannot read the registry: {e}");
+                return Vec::new();
+            }
+        };
+        for line in &ignored_lines {
+            log!("cluster: {line}");
+        }
+        let local: Vec<Local> = match self.registry.readable_entries() {
+            // A damaged entry counts as held and local: the cluster neither
+            // re-adds over it nor removes it; the engine start reports it.
+            Ok((entries, damaged)) => entries
+                .into_iter()
+                .map(|e| Local {
+                    name: e.name,
+                    from_cluster: e.from_cluster,
+                })
+                .chain(damaged.into_iter().map(|(name, _)| Local {
+                    name,
+                    from_cluster: false,
+                }))
+                .collect(),
+            Err(e) => {
+                log!("cluster: cannot read the local registry: {e}");
+                return Vec::new();
+            }
+        };
+        let mut borrowed: BTreeMap<Name, &cluster::Record> = BTreeMap::new();
+        borrowed.extend(winners.iter().map(|(n, r)| (n.clone(), r)));
+        let mut changed = Vec::new();
+        let mut described = Vec::new();
+        for action in cluster::reconcile(&borrowed, &local) {
+            if let Some((change, description)) = self.apply(action, &winners) {
+                changed.push(change);
+                described.push(description);
+            }
+        }
+        if !described.is_empty() {
+            self.last_changes = Some((SystemTime::now(), described));
+        }
+        changed
+    }
+
+    /// Apply one reconcile action to the local registry: the change and its
+    /// description, if one was made.
+    fn apply(
+        &mut self,
+        action: Action,
+        winners: &BTreeMap<Name, cluster::Record>,
+    ) -> Option<(Changed, String)> {
+        let by = |ns: &Name| {
+            winners.get(ns).map_or_else(String::new, |r| {
+                format!(" by {} ({})", r.device_name, r.device)
+            })
+        };
+        match action {
+            Action::Add { name, access } => {
+                let added = self
+                    .watch
+                    .cluster
+                    .namespace_key(&name, access)
+                    .and_then(|key| {
+                        let lock = self.registry.lock()?;
+                        self.registry.add_for_cluster(&lock, &name, key, false)
+                    });
+                match added {
+                    Ok(_) => {
+                        self.failures.remove(&name);
+                        log!(
+                            "cluster: {name} declared{} ({}): added",
+                            by(&name),
+                            access.as_str()
+                        );
+                        let description = format!("added {name}");
+                        Some((Changed { name, files: None }, description))
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        if self.failures.get(&name) != Some(&message) {
+                            log!("cluster: {name} is declared but cannot be added here: {message}");
+                            self.failures.insert(name, message);
+                        }
+                        None
+                    }
+                }
+            }
+            Action::Remove { name, purge } => {
+                let parked = self
+                    .registry
+                    .lock()
+                    .and_then(|lock| self.registry.unregister_for_cluster(&lock, &name));
+                match parked {
+                    Ok(ClusterUnregistered::Parked(parking)) => {
+                        let disposal = if purge {
+                            Disposal::Delete
+                        } else {
+                            Disposal::Trash
+                        };
+                        log!(
+                            "cluster: {name} removed{}: unregistered; its files {} once the engine let go",
+                            by(&name),
+                            if purge {
+                                "are deleted"
+                            } else {
+                                "go to the cluster trash"
+                            }
+                        );
+                        let description = format!("removed {name}");
+                        let files = Some((disposal, parking));
+                        Some((Changed { name, files }, description))
+                    }
+                    Ok(ClusterUnregistered::LocalOnly | ClusterUnregistered::NotRegistered) => None,
+                    Err(e) => {
+                        log!("cluster: {name} is removed but cannot be unregistered here: {e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `cluster` object of `status`.
+    pub fn status_json(&self) -> Value {
+        let mut status = self.watch.status_json();
+        let now = SystemTime::now();
+        status["device"] = json!(cluster::read_device_id(self.registry.layout()));
+        status["last_reconcile"] = match &self.last_changes {
+            Some((at, changes)) => json!({
+                "seconds_ago": now.duration_since(*at).map_or(0, |d| d.as_secs()),
+                "changes": cluster::sample(changes, |c| json!(c)),
+                "changes_count": changes.len(),
+            }),
+            None => Value::Null,
+        };
+        status["failures"] = cluster::sample(
+            &self.failures,
+            |(ns, why)| json!({"name": ns.as_str(), "problem": why}),
+        );
+        status["failures_count"] = json!(self.failures.len());
+        status
+    }
+}
+
+/// Deletes cluster-trash folders older than `BTSYNC_TRASH_DAYS`, on a
+/// thread of its own (trees may be big); one sweep at a time.
+pub struct TrashSweeper {
+    trash: PathBuf,
+    kept: Duration,
+    next: Instant,
+    busy: Arc<AtomicBool>,
+}
+
+impl TrashSweeper {
+    pub fn new(layout: &Layout, kept: Duration, now: Instant) -> TrashSweeper {
+        TrashSweeper {
+            trash: layout.cluster_trash_dir(),
+            kept,
+            next: now,
+            busy: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// When the next sweep is due.
+    pub fn next_sweep(&self) -> Instant {
+        self.next
+    }
+
+    /// Sweep if one is due and none is running.
+    pub fn sweep(&mut self, now: Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + TRASH_SWEEP;
+        if !self.trash.is_dir() || self.busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (trash, kept, busy) = (self.trash.clone(), self.kept, Arc::clone(&self.busy));
+        std::thread::spawn(move || {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let cutoff = now.saturating_sub(kept.as_secs());
+            for name in registry::purge_trash(&trash, cutoff) {
+                log!("cluster trash: purged {name} (kept its BTSYNC_TRASH_DAYS)");
+            }
+            busy.store(false, Ordering::SeqCst);
+        });
+    }
+}
