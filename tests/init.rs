@@ -1243,6 +1243,65 @@ fn an_engine_that_ignores_hup_is_restarted_and_the_changes_still_apply() {
     assert_eq!(init.wait_exit(), 0);
 }
 
+/// An engine killed by HUP (1.4.111 dies of USR1 and USR2 that way) must not
+/// be killed by every later change: the change it died of is applied by a
+/// start, and later ones restart it without a HUP.
+#[test]
+fn an_engine_that_dies_of_hup_is_restarted_and_never_sent_hup_again() {
+    let sandbox = Sandbox::new("hupkills");
+    add(&sandbox, "alpha");
+    let mut init =
+        Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_ON_HUP", "default")]);
+    let first = init.status()["engine"]["pid"].clone();
+    add(&sandbox, "beta");
+    assert_eq!(folders_of(&init.current_start()), ["alpha", "beta"]);
+    let status = init.status();
+    assert_ne!(status["engine"]["pid"], first, "{status}");
+    assert_eq!(status["engine"]["state"], "running", "{status}");
+    assert_eq!(status["reloads"], 0, "{status}");
+    assert_eq!(
+        status["apply"], "restart (the engine does not survive HUP)",
+        "{status}"
+    );
+    assert_eq!(status["last_exit"]["status"], 128 + SIGHUP, "{status}");
+    assert_eq!(status["crashes"], 1, "{status}");
+    assert!(
+        init.stderr().contains("the engine does not survive HUP"),
+        "{}",
+        init.stderr()
+    );
+    let hups = |sandbox: &Sandbox| {
+        sandbox
+            .events_of("signal")
+            .iter()
+            .filter(|e| e["signal"] == "SIGHUP")
+            .count()
+    };
+    assert_eq!(hups(&sandbox), 1, "{}", sandbox.context());
+
+    // Later changes restart it (TERM, a clean stop), with no HUP.
+    add(&sandbox, "gamma");
+    fs::write(sandbox.folder("alpha").join("data.txt"), b"precious").expect("write");
+    let out = sandbox.run(&["del", "alpha"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!sandbox.folder("alpha").exists());
+    assert_eq!(folders_of(&init.current_start()), ["beta", "gamma"]);
+    let status = init.status();
+    assert_eq!(status["restarts"], 2, "{status}");
+    assert_eq!(status["reloads"], 0, "{status}");
+    assert_eq!(status["last_exit"]["status"], 0, "{status}");
+    assert_eq!(hups(&sandbox), 1, "{}", sandbox.context());
+    assert_eq!(sandbox.starts().len(), 4, "{}", sandbox.context());
+    assert_eq!(
+        sandbox.events_of("vanished"),
+        Vec::<Value>::new(),
+        "{}",
+        sandbox.context()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
 #[test]
 fn btsync_apply_restart_forces_restarts() {
     let sandbox = Sandbox::new("applyrestart");

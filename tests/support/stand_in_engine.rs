@@ -36,6 +36,8 @@
 //!   `default` (die by the signal), `ignore`, `delay:SECS` (exit 0 later);
 //! - `STAND_IN_IGNORE_HUP=1`: HUP is logged and ignored (an engine that
 //!   cannot reload; 1.4.111 can);
+//! - `STAND_IN_ON_HUP=default`: HUP kills it, as USR1 and USR2 kill 1.4.111
+//!   (an engine that does not survive a reload);
 //! - `STAND_IN_ORPHANS=N` and `STAND_IN_ORPHANS_RELEASE=FILE`: leave N
 //!   orphaned grandchildren that exit once FILE exists.
 
@@ -499,6 +501,7 @@ fn engine(args: &[String]) {
 
     let on_term = std::env::var("STAND_IN_ON_TERM").unwrap_or_else(|_| "exit:0".into());
     let ignore_hup = std::env::var("STAND_IN_IGNORE_HUP").as_deref() == Ok("1");
+    let hup_kills = std::env::var("STAND_IN_ON_HUP").as_deref() == Ok("default");
     let mut exit_at: Option<Instant> = None;
     let mut vanished: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
@@ -508,6 +511,12 @@ fn engine(args: &[String]) {
                 log.record(json!({"event": "signal", "signal": name}));
             }
             if signal == SIGHUP {
+                if hup_kills {
+                    if let Some(log) = log {
+                        log.record(json!({"event": "dying", "signal": name}));
+                    }
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
                 if ignore_hup {
                     if let Some(log) = log {
                         log.record(json!({"event": "hup_ignored"}));
