@@ -1,8 +1,8 @@
 use argh::FromArgs;
 use syncbox::cluster::Cluster;
 use syncbox::dispatch::{Invocation, run_applet};
-use syncbox::engine_config::Settings;
 use syncbox::layout::Layout;
+use syncbox::settings::Settings;
 use syncbox::supervisor;
 
 /// Run as the container's PID 1: write the engine config from the registry

@@ -31,11 +31,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::engine_config::parse_seconds;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::name::Name;
 use crate::server;
+use crate::settings::parse_seconds;
 
 pub const APPLY_TIMEOUT_VAR: &str = "BTSYNC_APPLY_TIMEOUT";
 pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -31,7 +31,7 @@ pub fn read_only_key(key: &Key) -> Result<Key> {
 fn engine_bin() -> Result<PathBuf> {
     match std::env::var_os(ENGINE_BIN_VAR) {
         Some(path) if !path.is_empty() => {
-            crate::engine_config::absolute_engine_bin(&path.to_string_lossy())
+            crate::settings::absolute_engine_bin(&path.to_string_lossy())
         }
         _ => Ok(PathBuf::from(DEFAULT_ENGINE_BIN)),
     }

@@ -41,11 +41,12 @@ use std::time::{Duration, Instant};
 
 use common::TempDir;
 use serde_json::{Value, json};
-use syncbox::engine_config::{self, Settings};
+use syncbox::engine_config;
 use syncbox::keys::Key;
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::registry::{Entry, Origin};
+use syncbox::settings::Settings;
 
 const NO_FOLDER: &str = "To use BitTorrent Sync you should specify shared directories in config file or enable Web UI or API";
 const SIGHUP: i32 = 1;

@@ -15,11 +15,12 @@ use super::cluster_sync::ClusterSync;
 use super::reload::{Proof, Reload};
 use super::{AfterStop, Backoff, Engine, Supervisor, describe_changes};
 use crate::control::{Ask, Disposal, Mode, Request};
-use crate::engine_config::{self, Apply};
+use crate::engine_config;
 use crate::error::Result;
 use crate::keys::Key;
 use crate::name::Name;
 use crate::registry::{Parking, Registry, Removal};
+use crate::settings::Apply;
 use crate::sys;
 
 /// A change is applied once no other change came for this long...

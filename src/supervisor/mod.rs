@@ -45,12 +45,13 @@ use signal_hook::iterator::Signals;
 
 use crate::cluster::Cluster;
 use crate::control::{self, Request};
-use crate::engine_config::{self, Settings};
+use crate::engine_config;
 use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
 use crate::registry::Registry;
+use crate::settings::Settings;
 use crate::sys::{self, ExitStatus, Pid};
 
 /// One line on stderr per event: `docker logs` is the user's view of init.

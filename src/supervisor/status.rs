@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::cluster_sync::ClusterSync;
 use super::{AfterStop, Engine, Supervisor};
-use crate::engine_config::Apply;
 use crate::name::Name;
+use crate::settings::Apply;
 
 /// `status` lists at most this many of the engine's folders (and counts all).
 const STATUS_FOLDERS: usize = 1000;
