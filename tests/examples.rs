@@ -160,14 +160,22 @@ fn examples_name_only_real_variables_and_applets() {
     let applets = applets();
     let init_doc = repo_file("docs/init.md");
     let mut sources = String::new();
-    for dir in ["src", "applets"] {
-        for entry in fs::read_dir(repo().join(dir)).expect("source directory") {
+    // Modules live in subdirectories too (src/supervisor/, src/cluster/...).
+    let mut dirs = vec![repo().join("src"), repo().join("applets")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("source directory") {
             let path = entry.expect("source entry").path();
-            if path.extension().is_some_and(|e| e == "rs") {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
                 sources.push_str(&fs::read_to_string(&path).expect("source file"));
             }
         }
     }
+    assert!(
+        sources.contains("mod volume_plugin") && sources.contains("fn answer("),
+        "not every source file was read"
+    );
     let mut checked = 0;
     for file in example_files() {
         let text = repo_file(&file);
