@@ -133,17 +133,7 @@ mod tests {
     use super::*;
     use crate::name::Name;
     use crate::registry::Origin;
-    use std::collections::HashMap;
-    use std::path::Path;
-
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let user_db = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/etc");
-        Settings::from_lookup_in(|var| map.get(var).cloned(), "node-7", &user_db)
-    }
+    use crate::settings::from_vars as settings;
 
     #[test]
     fn config_lists_every_namespace_with_its_options() {

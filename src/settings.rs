@@ -378,19 +378,22 @@ fn parse_known_hosts(text: &str) -> Result<Vec<String>> {
     Ok(hosts)
 }
 
+/// Settings from `vars` alone on host "node-7", names looked up in the
+/// image's user database: for unit tests.
+#[cfg(test)]
+pub(crate) fn from_vars(vars: &[(&str, &str)]) -> Result<Settings> {
+    let map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let user_db = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/etc");
+    Settings::from_lookup_in(|var| map.get(var).cloned(), "node-7", &user_db)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::from_vars as settings;
     use super::*;
-    use std::collections::HashMap;
-
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let user_db = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/etc");
-        Settings::from_lookup_in(|var| map.get(var).cloned(), "node-7", &user_db)
-    }
 
     fn env_error_var(result: Result<Settings>) -> &'static str {
         match result {

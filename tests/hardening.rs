@@ -237,12 +237,7 @@ fn stalled_del(apply: &str) {
         || init.status()["engine"]["folders"] == serde_json::json!(["base", "other"]),
         || sandbox.context(),
     );
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<serde_json::Value>::new(),
-        "files were deleted under an engine that syncs them\n{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }

@@ -361,12 +361,7 @@ fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
     assert_eq!(sandbox.events_of("exit").len(), 3);
 
     // Never did an engine see a file of its folders disappear.
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -952,12 +947,7 @@ fn first_add_starts_the_engine_at_once_and_the_last_del_stops_it() {
         "every engine exited\n{}",
         sandbox.context()
     );
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     assert!(
         children_of(init.pid).is_empty(),
         "{:?}",
@@ -1159,12 +1149,7 @@ fn reload_applies_add_and_del_with_the_same_engine() {
         "{}",
         sandbox.context()
     );
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
 
     // The last namespace stops the engine: btsync refuses a reload to a
     // config without folders.
@@ -1173,7 +1158,7 @@ fn reload_applies_add_and_del_with_the_same_engine() {
     assert!(!sandbox.folder("beta").exists());
     assert_eq!(init.status()["engine"]["state"], "idle");
     assert!(sandbox.events_of("reload_failed").is_empty());
-    assert_eq!(sandbox.events_of("vanished"), Vec::<Value>::new());
+    sandbox.assert_nothing_vanished();
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -1233,12 +1218,7 @@ fn an_engine_that_ignores_hup_is_restarted_and_the_changes_still_apply() {
     let status = init.status();
     assert_eq!(status["reload_fallbacks"], 2, "{status}");
     assert_eq!(status["restarts"], 2, "{status}");
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -1292,12 +1272,7 @@ fn an_engine_that_dies_of_hup_is_restarted_and_never_sent_hup_again() {
     assert_eq!(status["last_exit"]["status"], 0, "{status}");
     assert_eq!(hups(&sandbox), 1, "{}", sandbox.context());
     assert_eq!(sandbox.starts().len(), 4, "{}", sandbox.context());
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -1375,12 +1350,7 @@ fn engine_killed_in_the_middle_of_a_reload() {
         "{}",
         init.stderr()
     );
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -1471,10 +1441,5 @@ fn init_killed_in_the_middle_of_a_reload_deletes_nothing_under_an_engine() {
         );
     }
     assert!(sandbox.folder("keep").join("data.txt").exists());
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
 }

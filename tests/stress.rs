@@ -254,12 +254,7 @@ fn load_100_concurrent_adds_and_dels_leave_registry_folders_and_engine_in_agreem
     }
     assert_eq!(strays(&sandbox, &expected), Vec::<String>::new());
     // Files of deleted namespaces went only after the engine let go.
-    assert_eq!(
-        sandbox.events_of("vanished"),
-        Vec::<Value>::new(),
-        "{}",
-        sandbox.context()
-    );
+    sandbox.assert_nothing_vanished();
     // Reload is the default: the changes reach the same engine.
     assert_eq!(sandbox.starts().len(), before, "{}", sandbox.context());
     let status = init.status();

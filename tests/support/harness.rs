@@ -182,6 +182,17 @@ impl Sandbox {
         self.events_of("start")
     }
 
+    /// No engine saw a file of its folders disappear: the real engine would
+    /// have sent that deletion to every peer.
+    pub fn assert_nothing_vanished(&self) {
+        assert_eq!(
+            self.events_of("vanished"),
+            Vec::<Value>::new(),
+            "files were deleted under an engine that syncs them\n{}",
+            self.context()
+        );
+    }
+
     pub fn context(&self) -> String {
         format!(
             "--- init stderr:\n{}\n--- engine log:\n{}",
