@@ -11,19 +11,11 @@ use std::time::{Duration, Instant};
 use super::real::{OFFLINE, real_image};
 use super::support::*;
 
-fn real_engine() -> String {
-    let Some(real) = std::env::var_os(REAL_ENGINE_VAR).filter(|v| !v.is_empty()) else {
-        panic!("{REAL_ENGINE_VAR} must name a real btsync/rslsync binary for this test");
-    };
-    real.to_string_lossy().into_owned()
-}
-
 #[test]
 #[ignore = "needs docker and the real btsync: tests/docker/run runs it"]
 fn real_btsync_reload_keeps_one_engine_across_20_adds_and_20_dels() {
-    let real = real_engine();
     let scope = Scope::new("reload");
-    let image = scope.build_image("reload", Path::new(&real));
+    let image = real_image();
     // No network at all: nothing to reach, nothing leaves.
     let node = Node::start(&scope, &image, "node", "none", &[]);
     node.wait_idle("a fresh node to be idle");
@@ -68,12 +60,13 @@ fn real_btsync_reload_keeps_one_engine_across_20_adds_and_20_dels() {
 /// also once node a has an empty folder of that name again. `apply` is the
 /// BTSYNC_APPLY of node a.
 fn del_leaves_the_peers_files(apply: &str) {
-    let real = real_engine();
     let scope = Scope::new(&format!("reloaddel-{apply}"));
-    let image = scope.build_image("reloaddel", Path::new(&real));
+    let image = real_image();
     let network = scope.network("net");
     let apply_env = format!("BTSYNC_APPLY={apply}");
-    let (nodes, _) = Node::peers(&scope, &image, &network, 2, &["-e", &apply_env]);
+    let mut options = OFFLINE.to_vec();
+    options.extend_from_slice(&["-e", &apply_env]);
+    let (nodes, _) = Node::peers(&scope, &image, &network, 2, &options);
     let (a, b) = (&nodes[0], &nodes[1]);
     a.exec_ok(&["ctl", "add", "keep"]);
     a.exec_ok(&["ctl", "add", "shared"]);
