@@ -3,10 +3,12 @@
 # rootfs/build-image builds, containers on a docker network created with
 # --internal, tracker/relay/DHT/LAN search off, peers from BTSYNC_KNOWN_HOSTS.
 # Each figure is printed beside an anchor measured in the same run. It asserts
-# nothing; it reports. Needs docker and root; takes about 5 minutes.
+# nothing; it reports. Needs docker and root; takes about 10 minutes.
 #
 # Then the same two engines alone, outside docker, in a network namespace of
-# their own (unshare -n, loopback only): docker's share of the figures.
+# their own (unshare -n, loopback only): docker's share of the figures. Last,
+# issue 14: a 200 MB transfer while the receiving node applies 20 adds and 20
+# dels, by reload and by restart, against the same transfer with no churn.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,14 +34,16 @@ since() { py 'f"{float(a[1]) - float(a[0]):.2f}"' "$1" "$(now)"; }
 median() { py 'sorted(map(float, a))[len(a) // 2]' "$@"; }
 s() { py 'f"{float(a[0]):.2f} s"' "$1"; }
 ratio() { py 'f"{float(a[0])/float(a[1]):.0f}"' "$1" "$2"; }
+ratio2() { py 'f"{float(a[0])/float(a[1]):.2f}"' "$1" "$2"; }
 
 rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s |' "$@")"); }
 
-# Seconds until FILE holds what REFERENCE holds (cmp), at most 300 s.
+# Seconds until FILE holds what REFERENCE holds (cmp), at most 300 s (or
+# TRIES looks 0.05 s apart).
 wait_same() {
-  local t0=$1 file=$2 reference=$3
-  for _ in $(seq 6000); do
+  local t0=$1 file=$2 reference=$3 tries=${4:-6000}
+  for _ in $(seq "$tries"); do
     cmp -s "$file" "$reference" && { since "$t0"; return 0; }
     sleep 0.05
   done
@@ -173,6 +177,89 @@ SCRIPT
 )
 row "the engines alone (no docker, loopback): first file / a later change (median of 5)" \
   "$(s "$first_alone") / $(s "$change_alone")" "in docker above: $(s "$first") / $(s "$(median "${ab[@]}")")" "-"
+
+# 5. Issue 14: what applying `add`/`del` costs a transfer in flight. Per
+#    BTSYNC_APPLY mode of node a: a 200 MB file b -> a while a runs 20 `add`s
+#    and then 20 `del`s of other namespaces, one after the other, each
+#    returning once applied, started once a began downloading (its NAME.!sync
+#    exists); the anchor is the same transfer with no churn, once before and
+#    once after (their mean). a receives: its engine holds the download in
+#    progress, so a restart of it cuts the transfer off until the engines
+#    meet again.
+#    Times from the file appearing in b's folder (a hard link of a fresh
+#    random file: never half written) until a's copy equals it; the download
+#    alone from a's NAME.!sync appearing.
+# Seconds from T0 until DIR/NAME.!sync (or DIR/NAME) exists.
+wait_download() {
+  local t0=$1 dir=$2 name=$3
+  for _ in $(seq 6000); do
+    [ -e "$dir/$name.!sync" ] || [ -e "$dir/$name" ] && { since "$t0"; return 0; }
+    sleep 0.05
+  done
+  echo "bench: $dir/$name never began to arrive" >&2
+  exit 1
+}
+# churn NODE: the 40 changes; prints their seconds and the time they ended.
+churn() {
+  local t0 i
+  t0=$(now)
+  for i in $(seq -w 1 20); do ctl "$1" add "churn-$i" >/dev/null; done
+  for i in $(seq -w 1 20); do ctl "$1" del "churn-$i" >/dev/null; done
+  echo "$(since "$t0") $(now)"
+}
+# big_transfer MODE NAME [churn]: a fresh 200 MB file b -> a. Sets `total`
+# and `download` (seconds) and `arrived` (when); with `churn` also
+# `churn_took` (seconds) and `churn_ended` (when).
+big_transfer() {
+  local mode=$1 name=$2 t0 start c
+  head -c 200000000 /dev/urandom >"$work/$name"
+  t0=$(now)
+  ln "$work/$name" "$work/$mode-b/bulk/$name"
+  wait_download "$t0" "$work/$mode-a/bulk" "$name" >/dev/null
+  start=$(now)
+  if [ "${3:-}" = churn ]; then
+    churn "$id-$mode-a" >"$work/churn-$mode" &
+    c=$!
+    pids+=("$c")
+  fi
+  total=$(wait_same "$t0" "$work/$mode-a/bulk/$name" "$work/$name" 12000)
+  arrived=$(now)
+  download=$(py 'f"{float(a[1]) - float(a[0]):.2f}"' "$start" "$arrived")
+  if [ "${3:-}" = churn ]; then
+    wait "$c"
+    read -r churn_took churn_ended <"$work/churn-$mode"
+  fi
+}
+for mode in reload restart; do
+  hosts="$id-$mode-a:55555,$id-$mode-b:55555"
+  node "$mode-a" "$hosts" -e "BTSYNC_APPLY=$mode"
+  node "$mode-b" "$hosts"
+  ctl "$id-$mode-a" add bulk >/dev/null
+  key=$(docker exec "$id-$mode-a" secret bulk)
+  ctl "$id-$mode-b" add --token="$key" bulk >/dev/null
+  # The engines' first connection (about 30 s) and their first big file
+  # (which tends to be slower) are in no figure.
+  head -c 50000000 /dev/urandom >"$work/warm"
+  ln "$work/warm" "$work/$mode-b/bulk/warm"
+  wait_same "$(now)" "$work/$mode-a/bulk/warm" "$work/warm" >/dev/null
+  big_transfer "$mode" before
+  before=$total before_download=$download
+  big_transfer "$mode" churned churn
+  busy=$total busy_download=$download busy_arrived=$arrived
+  big_transfer "$mode" after
+  quiet=$(py 'f"{(float(a[0]) + float(a[1])) / 2:.2f}"' "$before" "$total")
+  quiet_download=$(py 'f"{(float(a[0]) + float(a[1])) / 2:.2f}"' "$before_download" "$download")
+  counts=$(docker exec "$id-$mode-a" status --json |
+    python3 -c 'import json,sys; s = json.load(sys.stdin); print(s["reloads"], "reloads,", s["restarts"], "restarts")')
+  when=$(py '"during" if float(a[0]) < float(a[1]) else "after"' "$busy_arrived" "$churn_ended")
+  row "200 MB b -> a while a applies 20 \`add\`s + 20 \`del\`s by $mode ($counts; the churn took $(s "$churn_took"), the file arrived $when it)" \
+    "$(s "$busy")" "the same 200 MB with no churn (before $before s, after $total s): $(s "$quiet")" "$(ratio2 "$busy" "$quiet")"
+  row "... of it the download (a's \`NAME.!sync\` appears to the copy complete), $mode" \
+    "$(s "$busy_download")" "with no churn (before $before_download s, after $download s): $(s "$quiet_download")" \
+    "$(ratio2 "$busy_download" "$quiet_download")"
+  docker rm -f -v "$id-$mode-a" "$id-$mode-b" >/dev/null
+  rm -rf "${work:?}/$mode-a" "${work:?}/$mode-b" "$work/warm" "$work/before" "$work/churned" "$work/after"
+done
 
 echo "syncbox real-engine benchmark (btsync $("$engine" --help 2>/dev/null | head -n1 | awk '{print $NF}')) on $(nproc) cores, $(uname -srm), $(date -u +%Y-%m-%d), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| figure | real engine | anchor (same run) | ratio |"

@@ -7,7 +7,7 @@
 #   tests/bench/run.sh --quick   short run for CI (fewer runs, 2,000 namespaces,
 #                                image bytes from the staged build context, no docker)
 #   tests/bench/run.sh --real    the real engine's figures instead (btsync 1.4.111 in
-#                                docker: tests/bench/real-engine.sh; about 5 minutes)
+#                                docker: tests/bench/real-engine.sh; about 10 minutes)
 #
 # Everything syncbox-side runs the shipped binary: the static musl one
 # rootfs/build-image puts in the image.
