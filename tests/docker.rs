@@ -1152,11 +1152,9 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
     );
     assert!(out.status.success(), "writer: {}", text(&out.stderr));
     let copy = b.node.data.join(&on_b).join("hello.txt");
-    wait_for(
-        "hello.txt to reach node b",
-        Duration::from_secs(180),
-        || (fs::read_to_string(&copy).ok()? == content).then_some(()),
-    );
+    wait_for("hello.txt to reach node b", SYNC_BOUND, || {
+        (fs::read_to_string(&copy).ok()? == content).then_some(())
+    });
 }
 
 // Issue 14 (apply by reload) with the real engine, in a file of its own.

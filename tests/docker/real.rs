@@ -21,8 +21,6 @@ use syncbox::keys::{Key, ReadOnlyForm};
 
 use crate::support::*;
 
-/// How long a file may take to reach a peer before the test gives up.
-const SYNC_BOUND: Duration = Duration::from_secs(180);
 /// How long a `del`eted namespace must leave the peer's files alone.
 const HOLD: Duration = Duration::from_secs(35);
 

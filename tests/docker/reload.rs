@@ -75,11 +75,9 @@ fn del_leaves_the_peers_files(apply: &str) {
     let content = format!("written on {} at {:?}\n", a.name, Instant::now());
     fs::write(a.data.join("shared/hello.txt"), &content).expect("write on node a");
     let copy = b.data.join("shared/hello.txt");
-    wait_for(
-        "hello.txt to reach node b",
-        Duration::from_secs(180),
-        || (fs::read_to_string(&copy).ok()? == content).then_some(()),
-    );
+    wait_for("hello.txt to reach node b", SYNC_BOUND, || {
+        (fs::read_to_string(&copy).ok()? == content).then_some(())
+    });
     let pid = engine_pid(&a.name);
 
     a.exec_ok(&["ctl", "del", "shared"]);
