@@ -829,6 +829,12 @@ impl PluginNode {
     fn has(&self, ns: &str) -> bool {
         self.node.exec(&["has", ns]).status.code() == Some(0)
     }
+
+    /// `docker volume create -d DRIVER -o token=KEY VOLUME`.
+    fn create_with_token(&self, volume: &str, key: &str) {
+        let token = format!("token={key}");
+        docker_ok(&["volume", "create", "-d", &self.driver, "-o", &token, volume]);
+    }
 }
 
 impl Drop for PluginNode {
@@ -899,15 +905,7 @@ fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
     );
     let key = node.exec_ok(&["keygen"]).trim().to_owned();
     let keyed = plugin.volume(&scope, "keyed");
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        driver,
-        "-o",
-        &format!("token={key}"),
-        &keyed,
-    ]);
+    plugin.create_with_token(&keyed, &key);
     assert_eq!(node.exec_ok(&["secret", &keyed]).trim(), key);
     let status = docker_ok(&["volume", "inspect", "-f", "{{json .Status}}", &keyed]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("Status JSON");
@@ -1032,15 +1030,7 @@ fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
     let other = plugin.volume(&scope, "other");
     node.exec_ok(&["ctl", "add", &other]);
     let registered = node.exec_ok(&["secret", &other]);
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        driver,
-        "-o",
-        &format!("token={key}"),
-        &other,
-    ]);
+    plugin.create_with_token(&other, &key);
     assert_eq!(node.exec_ok(&["secret", &other]), registered);
 }
 
@@ -1132,15 +1122,7 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
     let on_b = b.volume(&scope, "shared-b");
     docker_ok(&["volume", "create", "-d", &a.driver, &on_a]);
     let key = a.node.exec_ok(&["secret", &on_a]).trim().to_owned();
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &b.driver,
-        "-o",
-        &format!("token={key}"),
-        &on_b,
-    ]);
+    b.create_with_token(&on_b, &key);
 
     let content = format!("written through {on_a} at {:?}", Instant::now());
     let mount = format!("{on_a}:/vol");

@@ -457,8 +457,10 @@ impl Supervisor {
         let Some(cluster) = &mut self.cluster else {
             return Ok(());
         };
-        for (ns, parking) in cluster.start()? {
-            self.purge(ns, Disposal::Trash, parking);
+        for ns in cluster.start()? {
+            if let Some(parking) = self.parked(&ns) {
+                self.purge(ns, Disposal::Trash, parking);
+            }
         }
         self.poll_cluster(now);
         Ok(())

@@ -63,10 +63,10 @@ impl ClusterSync {
     }
 
     /// Before the first engine start: give this node its device id and
-    /// make the registry folder. Returns the cluster removals an earlier
-    /// init left half done; no engine runs yet, so their files may go to
-    /// the cluster trash now.
-    pub fn start(&mut self) -> Result<Vec<(Name, Parking)>> {
+    /// make the registry folder. Returns the namespaces whose cluster
+    /// removal an earlier init left half done; no engine runs yet, so their
+    /// files may go to the cluster trash now.
+    pub fn start(&mut self) -> Result<Vec<Name>> {
         let layout = self.registry.layout().clone();
         let device = {
             let lock = self.registry.lock()?;
@@ -79,14 +79,9 @@ impl ClusterSync {
             cluster.dir().display(),
             cluster.id()
         );
-        let mut unfinished = Vec::new();
-        for ns in self.registry.parked_cluster_removals()? {
+        let unfinished = self.registry.parked_cluster_removals()?;
+        for ns in &unfinished {
             log!("{ns}: finishing a cluster removal an earlier init left unfinished");
-            match self.registry.parking(&ns) {
-                Ok(Some(parking)) => unfinished.push((ns, parking)),
-                Ok(None) => {}
-                Err(e) => log!("{ns}: cannot read its parked entry: {e}; run 'del {ns}' to finish"),
-            }
         }
         Ok(unfinished)
     }
