@@ -10,8 +10,10 @@
 //! listen backlog until a slot frees (each slot frees at the latest when a
 //! deadline passes), so they are delayed, never refused.
 //!
-//! The control socket (`control.rs`) uses this; any other socket init
-//! serves (a volume plugin's HTTP socket) is meant to use it the same way.
+//! The control socket (`control.rs`) uses this. The volume plugin's HTTP
+//! socket (`volume_plugin/http.rs`) still has its own loop with the same
+//! bounds, except that it closes connections over its limit instead of
+//! letting them wait: moving it here means choosing one of the two.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
