@@ -24,6 +24,14 @@ pub enum Error {
     KeyConflict(String),
     /// `path --scope=host` without `BTSYNC_HOST_PATH`.
     HostPathUnknown,
+    /// `BTSYNC_HOST_PATH` is set, but the data root is not a bind mount of
+    /// it (`seen`: the directory of its filesystem the mount shows; `None`:
+    /// no mount of its own).
+    HostPathMismatch {
+        host: PathBuf,
+        data: PathBuf,
+        seen: Option<PathBuf>,
+    },
     /// The data root itself is missing or is not a directory: a setting
     /// (or a mount) is wrong, so it is bad input (exit 2).
     DataRoot { path: PathBuf, problem: String },
@@ -71,7 +79,8 @@ impl Error {
             | Error::InvalidKey(_)
             | Error::Usage(_)
             | Error::Env { .. }
-            | Error::DataRoot { .. } => 2,
+            | Error::DataRoot { .. }
+            | Error::HostPathMismatch { .. } => 2,
             _ => 1,
         }
     }
@@ -95,6 +104,26 @@ impl fmt::Display for Error {
                 "the host path of the data volume is unknown: start the container with \
                  -e BTSYNC_HOST_PATH=/host/dir/mounted/at/data, or use --scope=container"
             ),
+            Error::HostPathMismatch { host, data, seen } => {
+                let what = match seen {
+                    None => "is not a mount of its own (no -v?)".to_owned(),
+                    Some(seen) => format!(
+                        "shows {} of its filesystem (a docker volume?)",
+                        seen.display()
+                    ),
+                };
+                write!(
+                    f,
+                    "{}={} but {} {what}, so namespaces would not be where services are \
+                     sent: start the container with -v {}:{} (a symlinked host path: \
+                     give its real path)",
+                    crate::layout::HOST_PATH_VAR,
+                    host.display(),
+                    data.display(),
+                    host.display(),
+                    data.display()
+                )
+            }
             Error::DataRoot { path, problem } => write!(
                 f,
                 "environment variable {}: the data root {} {problem}",

@@ -49,6 +49,11 @@ impl Layout {
         &self.data
     }
 
+    /// `BTSYNC_HOST_PATH`: where the host sees the data root, if known.
+    pub fn host_root(&self) -> Option<&Path> {
+        self.host.as_deref()
+    }
+
     /// The data root must already exist as a directory: syncbox never
     /// creates it, since a typo would silently start a new, empty store.
     pub fn check_data_root(&self) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod engine_config;
 pub mod error;
 pub mod faults;
 pub mod fsutil;
+pub mod host_mount;
 pub mod keys;
 pub mod layout;
 pub mod name;

@@ -5,11 +5,11 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::keys::{Key, KeyKind, ReadOnlyForm};
+use crate::sys::OwnedChild;
 
 /// Names the btsync binary; unset or empty means [`DEFAULT_ENGINE_BIN`].
 pub const ENGINE_BIN_VAR: &str = "BTSYNC_BIN";
@@ -49,35 +49,33 @@ fn ask_engine(key: &Key) -> Result<Key> {
     if !bin.is_file() {
         return Err(unavailable("there is no such file".to_owned()));
     }
-    let mut child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    command
         .arg("--get-ro-secret")
         .arg(key.expose())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| unavailable(format!("cannot run it: {e}")))?;
+        .stderr(Stdio::null());
+    // Owned: inside init, whose reaper takes every other child, this
+    // thread still gets the exit status of its own.
+    let mut child =
+        OwnedChild::spawn(&mut command).map_err(|e| unavailable(format!("cannot run it: {e}")))?;
     // The answer is one line, far below the pipe's capacity, so it can be
     // read after the child exits; waiting by polling keeps a wedged binary
     // from hanging `add` without a reader thread (which costs binary size).
-    let deadline = Instant::now() + ENGINE_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(unavailable(format!(
-                    "it did not answer within {} seconds",
-                    ENGINE_TIMEOUT.as_secs()
-                )));
-            }
-            Err(e) => return Err(unavailable(format!("cannot wait for it: {e}"))),
+    let status = match child.wait_until(Instant::now() + ENGINE_TIMEOUT) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill_and_wait();
+            return Err(unavailable(format!(
+                "it did not answer within {} seconds",
+                ENGINE_TIMEOUT.as_secs()
+            )));
         }
+        Err(e) => return Err(unavailable(format!("cannot wait for it: {e}"))),
     };
     let mut answer = String::new();
-    if let Some(stdout) = child.stdout.take() {
+    if let Some(stdout) = child.take_stdout() {
         // Not UTF-8 or unreadable: the check below reports "no E key".
         let _ = stdout.take(MAX_ANSWER).read_to_string(&mut answer);
     }

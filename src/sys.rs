@@ -2,10 +2,13 @@
 //! kill, waitpid or prctl; std already links the C library, so the few
 //! functions needed are declared here instead of pulling in the libc crate.
 
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_ulong};
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Child, ChildStdout, Command};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// A process id as the kernel reports it (in init's PID namespace).
 pub type Pid = i32;
@@ -63,6 +66,10 @@ impl ExitStatus {
         } else {
             ExitStatus::Signaled(signal)
         }
+    }
+
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
     }
 
     /// The status a shell (and docker) reports: the exit code, or 128+N for signal N.
@@ -124,24 +131,168 @@ pub fn process_exists(pid: Pid) -> bool {
             || io::Error::last_os_error().raw_os_error() != Some(ESRCH))
 }
 
-/// Reap one terminated child of this process without blocking.
-/// `Ok(None)` when no child has terminated (or there are no children).
-pub fn reap_any() -> io::Result<Option<(Pid, ExitStatus)>> {
+/// waitpid(pid, WNOHANG), retried on EINTR: `Ok(None)` while the child runs.
+fn wait_no_hang(pid: c_int) -> io::Result<Option<(Pid, ExitStatus)>> {
     loop {
         let mut status: c_int = 0;
         // SAFETY: status points to a live c_int for the duration of the call.
-        let pid = unsafe { waitpid(-1, &mut status, WNOHANG) };
-        if pid > 0 {
-            return Ok(Some((pid, ExitStatus::from_raw(status))));
+        let reaped = unsafe { waitpid(pid, &mut status, WNOHANG) };
+        if reaped > 0 {
+            return Ok(Some((reaped, ExitStatus::from_raw(status))));
         }
-        if pid == 0 {
+        if reaped == 0 {
             return Ok(None);
         }
         let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(ECHILD) => return Ok(None),
-            _ if error.kind() == io::ErrorKind::Interrupted => continue,
-            _ => return Err(error),
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// The children that a thread of this process waits for itself (through
+/// [`OwnedChild`]), by pid: `None` while it runs, then how it ended if
+/// [`reap_any`] reaped it first. init's reaper takes every child with
+/// `waitpid(-1)`; without this table a helper thread's own child (such as
+/// `btsync --get-ro-secret`) would be reaped as an orphan and its waiter
+/// left with ECHILD. Every spawn, wait and reap of such a child happens
+/// with the table locked, so a pid is never reaped by the wrong owner.
+static OWNED: Mutex<BTreeMap<Pid, OwnedSlot>> = Mutex::new(BTreeMap::new());
+
+#[derive(Clone, Copy)]
+enum OwnedSlot {
+    Running,
+    Exited(ExitStatus),
+    /// Its owner dropped it unwaited: the reaper reaps it and forgets it.
+    Abandoned,
+}
+
+fn owned_table() -> MutexGuard<'static, BTreeMap<Pid, OwnedSlot>> {
+    // The table stays consistent between statements: a panic elsewhere
+    // while it was locked leaves nothing half-changed.
+    OWNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reap one terminated child of this process without blocking, and hand
+/// it back if no thread owns it (the engine, or an orphan re-parented to
+/// us). A child an [`OwnedChild`] waits for is kept for its owner.
+/// `Ok(None)` when no such child has terminated (or there are no children).
+pub fn reap_any() -> io::Result<Option<(Pid, ExitStatus)>> {
+    let mut owned = owned_table();
+    loop {
+        let reaped = match wait_no_hang(-1) {
+            Ok(reaped) => reaped,
+            Err(error) if error.raw_os_error() == Some(ECHILD) => None,
+            Err(error) => return Err(error),
+        };
+        let Some((pid, status)) = reaped else {
+            return Ok(None);
+        };
+        match owned.get(&pid).copied() {
+            None => return Ok(Some((pid, status))),
+            Some(OwnedSlot::Abandoned) => {
+                owned.remove(&pid);
+            }
+            Some(_) => {
+                owned.insert(pid, OwnedSlot::Exited(status));
+            }
+        }
+    }
+}
+
+/// A child process that the thread which started it waits for, even in a
+/// process whose reaper takes every child (init). Its pipes are those of
+/// the std `Child` it was started as; it is never waited for through std.
+pub struct OwnedChild {
+    pid: Pid,
+    child: Child,
+    waited: bool,
+}
+
+impl OwnedChild {
+    /// Start `command` with its pid registered before any reaper can see it exit.
+    pub fn spawn(command: &mut Command) -> io::Result<OwnedChild> {
+        let mut owned = owned_table();
+        let child = command.spawn()?;
+        let pid = child.id() as Pid;
+        owned.insert(pid, OwnedSlot::Running);
+        Ok(OwnedChild {
+            pid,
+            child,
+            waited: false,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The child's standard output, if it was piped (once).
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// How the child ended, or `None` while it runs.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.waited {
+            return Err(io::Error::other("the child was already waited for"));
+        }
+        let mut owned = owned_table();
+        let status = match owned.get(&self.pid).copied() {
+            Some(OwnedSlot::Exited(status)) => Some(status),
+            _ => wait_no_hang(self.pid)?.map(|(_, status)| status),
+        };
+        if status.is_some() {
+            owned.remove(&self.pid);
+            self.waited = true;
+        }
+        Ok(status)
+    }
+
+    /// Wait for the child until `deadline`, polling every 10 ms (a blocking
+    /// wait could not see an exit that the reaper took); `None` at the deadline.
+    pub fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL the child and wait for it. Its pid cannot have been reused:
+    /// an unwaited child stays a zombie, and ours is waited for only here.
+    pub fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
+        if self.waited {
+            return Err(io::Error::other("the child was already waited for"));
+        }
+        send_signal(self.pid, SIGKILL)?;
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for OwnedChild {
+    fn drop(&mut self) {
+        if self.waited {
+            return;
+        }
+        let mut owned = owned_table();
+        let done = matches!(owned.get(&self.pid), Some(OwnedSlot::Exited(_)))
+            || matches!(wait_no_hang(self.pid), Ok(Some(_)));
+        if done {
+            owned.remove(&self.pid);
+        } else {
+            owned.insert(self.pid, OwnedSlot::Abandoned);
         }
     }
 }

@@ -35,7 +35,6 @@ fn expected_files(applets: &BTreeSet<String>, libraries: &[String]) -> BTreeSet<
         "bin",
         "bin/syncbox",
         "bin/btsync",
-        "data",
         "etc",
         "etc/group",
         "etc/nsswitch.conf",
@@ -104,7 +103,6 @@ fn image_from_a_dynamic_btsync_holds_exactly_syncbox_btsync_and_its_libraries() 
         );
     }
     assert_eq!(files["tmp"].mode, "drwxrwxrwt");
-    assert_eq!(files["data"].mode, "drwxr-xr-x");
     assert_eq!(files["bin/syncbox"].mode, "-rwxr-xr-x");
     assert_eq!(files["bin/btsync"].mode, "-rwxr-xr-x");
     assert_eq!(files["etc/passwd"].mode, "-rw-r--r--");
@@ -148,7 +146,7 @@ fn image_from_a_dynamic_btsync_holds_exactly_syncbox_btsync_and_its_libraries() 
 
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
-fn image_config_has_init_entrypoint_volume_ports_healthcheck_and_env() {
+fn image_config_has_init_entrypoint_ports_healthcheck_env_and_no_volume() {
     let scope = Scope::new("config");
     let image = scope.build_image("config", &probe("dynamic", &[]));
     let inspect: serde_json::Value =
@@ -160,7 +158,9 @@ fn image_config_has_init_entrypoint_volume_ports_healthcheck_and_env() {
         config["Healthcheck"]["Test"],
         serde_json::json!(["CMD", "/bin/health"])
     );
-    assert!(config["Volumes"]["/data"].is_object(), "{config}");
+    // No VOLUME: an anonymous volume would hide a forgotten `-v` (and
+    // `docker run --rm` would delete it with the container).
+    assert!(config["Volumes"].is_null(), "{config}");
     assert!(config["ExposedPorts"]["55555/tcp"].is_object(), "{config}");
     assert!(config["ExposedPorts"]["55555/udp"].is_object(), "{config}");
     let env: Vec<&str> = config["Env"]
@@ -177,6 +177,31 @@ fn image_config_has_init_entrypoint_volume_ports_healthcheck_and_env() {
     ] {
         assert!(env.contains(&var), "{var} not in the image's Env: {env:?}");
     }
+
+    // A forgotten `-v`: init refuses to start, in one line, exit 2.
+    let out = scope.run_once(&[], &image, "/bin/init", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the data root /data does not exist") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    // A docker volume where BTSYNC_HOST_PATH says a host directory is.
+    let out = scope.run_once(
+        &["-v", "/data", "-e", "BTSYNC_HOST_PATH=/mnt/resource/sync"],
+        &image,
+        "/bin/init",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "BTSYNC_HOST_PATH=/mnt/resource/sync but /data shows /var/lib/docker/volumes/"
+        ) && stderr.contains("-v /mnt/resource/sync:/data")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -190,8 +215,20 @@ fn image_has_no_shell_and_the_applets_work_through_docker() {
         assert!(!out.status.success(), "{shell} ran in the image");
     }
 
-    // Bare applets through --entrypoint, on the image's own (empty) /data.
+    // Bare applets through --entrypoint. Without a data volume there is no
+    // /data: refused in one line, never read as "no namespaces".
     let out = scope.run_once(&[], &image, "/bin/has", &["gitlab"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "has gitlab: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("/data does not exist"));
+    let empty = scope.dir.join("empty-data");
+    std::fs::create_dir_all(&empty).expect("empty data dir");
+    let empty_volume = format!("{}:/data", empty.display());
+    let out = scope.run_once(&["-v", &empty_volume], &image, "/bin/has", &["gitlab"]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -205,7 +242,7 @@ fn image_has_no_shell_and_the_applets_work_through_docker() {
         "has ../etc: {}",
         text(&out.stderr)
     );
-    let out = scope.run_once(&[], &image, "/bin/ctl", &["list"]);
+    let out = scope.run_once(&["-v", &empty_volume], &image, "/bin/ctl", &["list"]);
     assert!(out.status.success(), "ctl list: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "");
     let out = scope.run_once(&[], &image, "/bin/syncbox", &["nosuchapplet"]);
@@ -1137,6 +1174,26 @@ fn real_btsync_two_nodes_sync_a_file_through_plugin_volumes() {
     wait_for("hello.txt to reach node b", SYNC_BOUND, || {
         (fs::read_to_string(&copy).ok()? == content).then_some(())
     });
+
+    // A read-only volume from a D key: init's plugin thread asks the
+    // engine's --get-ro-secret for the E key while init reaps every child.
+    let a_key = a.node.exec_ok(&["keygen"]).trim().to_owned();
+    let d_key = format!("D{}", &a_key[1..]);
+    let e_key = a.node.exec_ok(&["btsync", "--get-ro-secret", &d_key]);
+    let vault = a.volume(&scope, "vault");
+    let token = format!("token={d_key}");
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &a.driver,
+        "-o",
+        &token,
+        "-o",
+        "read-only=true",
+        &vault,
+    ]);
+    assert_eq!(a.node.exec_ok(&["secret", &vault]).trim(), e_key.trim());
 }
 
 // Issue 14 (apply by reload) with the real engine, in a file of its own.

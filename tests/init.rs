@@ -17,6 +17,7 @@ mod harness;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1012,21 +1013,6 @@ fn a_change_during_a_crash_backoff_is_applied_at_once() {
     assert_eq!(init.wait_exit(), 0);
 }
 
-/// init's variables for the real engine under test: it runs in a network
-/// namespace of its own (Mode::Pid1Offline), with no peer discovery, so
-/// nothing leaves the machine.
-fn offline_engine_env(btsync: &str) -> [(&'static str, &str); 7] {
-    [
-        ("BTSYNC_BIN", btsync),
-        ("BTSYNC_USE_TRACKER", "false"),
-        ("BTSYNC_USE_RELAY_SERVER", "false"),
-        ("BTSYNC_SEARCH_LAN", "false"),
-        ("BTSYNC_USE_DHT", "false"),
-        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
-        ("BTSYNC_LISTEN_PORT", "0"),
-    ]
-}
-
 #[test]
 fn with_the_real_engine_init_idles_syncs_and_idles_again() {
     let test = "with_the_real_engine_init_idles_syncs_and_idles_again";
@@ -1442,4 +1428,120 @@ fn init_killed_in_the_middle_of_a_reload_deletes_nothing_under_an_engine() {
     }
     assert!(sandbox.folder("keep").join("data.txt").exists());
     sandbox.assert_nothing_vanished();
+}
+
+// ------------------------------------------------------- the host path
+
+/// Runs `syncbox init` in a mount namespace of its own where `source` is
+/// bind-mounted on the sandbox's data root, as `docker run -v` does.
+fn init_on_bind_mount(sandbox: &Sandbox, source: &Path, host_path: &str) -> std::process::Child {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$2" && exec "$3" init"#)
+        .arg("sh")
+        .arg(source)
+        .arg(sandbox.data())
+        .arg(syncbox_bin());
+    sandbox.environment(&mut command);
+    command.env("BTSYNC_HOST_PATH", host_path);
+    let log = fs::File::create(sandbox.init_log_path()).expect("init log");
+    command.stderr(log).stdout(Stdio::null());
+    command.spawn().expect("start init in a mount namespace")
+}
+
+fn exit_code_within_deadline(child: &mut std::process::Child, sandbox: &Sandbox) -> i32 {
+    let mut status = None;
+    wait_until(
+        "init exited",
+        || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        },
+        || sandbox.context(),
+    );
+    status.and_then(|s| s.code()).expect("an exit code")
+}
+
+/// A forgotten `-v` (no mount, or a docker volume where the host path
+/// should be) is refused at init's start in one line, before anything is
+/// written; the bind mount of the host path starts.
+#[test]
+fn init_refuses_a_host_path_the_data_root_is_not_a_bind_mount_of() {
+    let test = "init_refuses_a_host_path_the_data_root_is_not_a_bind_mount_of";
+    if !root_available(test) {
+        return;
+    }
+    let sandbox = Sandbox::new("hostpath");
+    let one_line_refusal = |stderr: String, shows: &str| {
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("BTSYNC_HOST_PATH=/mnt/resource/sync but")
+                && stderr.contains("-v /mnt/resource/sync:")
+                && stderr.contains(shows),
+            "{stderr}"
+        );
+        assert!(
+            !sandbox.data().join(".btsync").exists(),
+            "nothing written before the refusal"
+        );
+        assert!(sandbox.starts().is_empty(), "no engine started");
+    };
+
+    // No mount at all: the data root lies on the root filesystem.
+    let mut init = Init::start(
+        &sandbox,
+        Mode::Subreaper,
+        &[("BTSYNC_HOST_PATH", "/mnt/resource/sync")],
+    );
+    assert_eq!(init.wait_exit(), 2);
+    one_line_refusal(init.stderr(), "is not a mount of its own");
+    drop(init);
+
+    // A docker volume (anonymous or named) mounted where the host path should be.
+    let volume = sandbox.root.join("volumes/3f2a/_data");
+    fs::create_dir_all(&volume).expect("volume dir");
+    let mut init = init_on_bind_mount(&sandbox, &volume, "/mnt/resource/sync");
+    assert_eq!(exit_code_within_deadline(&mut init, &sandbox), 2);
+    one_line_refusal(
+        fs::read_to_string(sandbox.init_log_path()).expect("log"),
+        "volumes/3f2a/_data of its filesystem",
+    );
+
+    // The bind mount of the host path itself: init starts and serves.
+    let host = sandbox.root.join("mnt/resource/sync");
+    fs::create_dir_all(&host).expect("host dir");
+    let host = fs::canonicalize(&host).expect("host path");
+    let mut init = init_on_bind_mount(&sandbox, &host, host.to_str().expect("utf-8"));
+    let status_of_host = || {
+        sandbox
+            .command(&["status", "--json"])
+            .env("BTSYNC_DATA", &host)
+            .output()
+            .expect("status")
+    };
+    wait_until(
+        "init on the bind mount answers status",
+        || status_of_host().status.code() == Some(0),
+        || sandbox.context(),
+    );
+    let on_host = |args: &[&str]| {
+        sandbox
+            .command(args)
+            .env("BTSYNC_DATA", &host)
+            .env("BTSYNC_HOST_PATH", &host)
+            .output()
+            .expect("syncbox")
+    };
+    let out = on_host(&["add", "alpha"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = on_host(&["path", "alpha"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        host.join("alpha").to_str().expect("utf-8"),
+        "{out:?}"
+    );
+    syncbox::sys::send_signal(init.id() as i32, SIGTERM).expect("TERM");
+    assert_eq!(exit_code_within_deadline(&mut init, &sandbox), 0);
+    let _ = init.wait();
 }

@@ -19,7 +19,21 @@ use std::path::{Path, PathBuf};
 use harness::*;
 use serde_json::{Value, json};
 
-const HOST: &str = "/host/sync";
+/// The data root as the host sees it: init runs on the host here, so it is
+/// the data root's own path (init refuses a host path the data root is not
+/// a bind mount of).
+fn host_path(sandbox: &Sandbox) -> PathBuf {
+    fs::canonicalize(sandbox.data()).expect("data root")
+}
+
+/// Where Docker is told to find namespace `ns`.
+fn mountpoint(sandbox: &Sandbox, ns: &str) -> String {
+    host_path(sandbox)
+        .join(ns)
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
+}
 
 /// A sandbox whose init serves the plugin at `plugins/syncbox-test.sock`.
 fn plugin_sandbox(label: &str) -> (Sandbox, PathBuf) {
@@ -27,9 +41,10 @@ fn plugin_sandbox(label: &str) -> (Sandbox, PathBuf) {
     let plugins = sandbox.root.join("plugins");
     fs::create_dir_all(&plugins).expect("plugins dir");
     let socket = plugins.join("syncbox-test.sock");
+    let host = host_path(&sandbox);
     let sandbox = sandbox
         .with_env("BTSYNC_VOLUME_PLUGIN", &socket)
-        .with_env("BTSYNC_HOST_PATH", HOST);
+        .with_env("BTSYNC_HOST_PATH", host);
     (sandbox, socket)
 }
 
@@ -193,7 +208,7 @@ fn create_mount_remove_follow_add_and_del() {
     let (_, got) = call(&socket, "/VolumeDriver.Get", &json!({"Name": "beta"}));
     assert_eq!(
         got,
-        json!({"Volume": {"Name": "beta", "Mountpoint": "/host/sync/beta", "Status": {
+        json!({"Volume": {"Name": "beta", "Mountpoint": mountpoint(&sandbox, "beta"), "Status": {
             "access": "read-only", "key_origin": "given", "declared": "local", "mounts": 0}},
             "Err": ""})
     );
@@ -202,7 +217,7 @@ fn create_mount_remove_follow_add_and_del() {
     assert!(err_of(&socket, "/VolumeDriver.Path", &json!({"Name": "nope"})).contains("nope"));
     assert_eq!(
         call(&socket, "/VolumeDriver.Path", &json!({"Name": "alpha"})).1,
-        json!({"Mountpoint": "/host/sync/alpha", "Err": ""})
+        json!({"Mountpoint": mountpoint(&sandbox, "alpha"), "Err": ""})
     );
 
     // Mounts are counted per ID; Remove of a mounted volume is refused,
@@ -215,7 +230,7 @@ fn create_mount_remove_follow_add_and_del() {
                 &json!({"Name": "alpha", "ID": id})
             )
             .1,
-            json!({"Mountpoint": "/host/sync/alpha", "Err": ""})
+            json!({"Mountpoint": mountpoint(&sandbox, "alpha"), "Err": ""})
         );
     }
     let mount_missing = err_of(
@@ -394,6 +409,8 @@ fn hostile_clients_do_not_stop_init_or_other_clients() {
 fn plugin_needs_an_absolute_socket_and_the_host_path() {
     let sandbox = Sandbox::new("plugin-env");
     let socket = sandbox.root.join("syncbox-test.sock");
+    let host = host_path(&sandbox);
+    let host = host.to_str().expect("utf-8");
     let cases: [(&[(&str, &str)], &str); 3] = [
         (
             &[("BTSYNC_VOLUME_PLUGIN", socket.to_str().expect("utf-8"))],
@@ -402,14 +419,14 @@ fn plugin_needs_an_absolute_socket_and_the_host_path() {
         (
             &[
                 ("BTSYNC_VOLUME_PLUGIN", "plugins/syncbox.sock"),
-                ("BTSYNC_HOST_PATH", HOST),
+                ("BTSYNC_HOST_PATH", host),
             ],
             "absolute",
         ),
         (
             &[
                 ("BTSYNC_VOLUME_PLUGIN", "/run/docker/plugins/syncbox"),
-                ("BTSYNC_HOST_PATH", HOST),
+                ("BTSYNC_HOST_PATH", host),
             ],
             "NAME.sock",
         ),
@@ -440,4 +457,59 @@ fn deploy_doc_shows_the_compose_example_exactly() {
     );
     // The file is what tests/docker.rs runs with docker-compose.
     assert!(example.contains("driver: syncbox") && example.contains("token: ${GITLAB_KEY}"));
+}
+
+/// A read-only volume from a D key: the E key comes from the real engine's
+/// `--get-ro-secret`, run by a plugin thread of init while init's reaper
+/// takes every child it does not own. That child is owned: every Create
+/// succeeds and registers the engine's own E key.
+#[test]
+fn real_engine_read_only_volumes_from_d_keys_through_init() {
+    let test = "real_engine_read_only_volumes_from_d_keys_through_init";
+    let Some(btsync) = common::real_engine(test, true) else {
+        return;
+    };
+    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
+    let (sandbox, socket) = plugin_sandbox("plugin-dkey");
+    let env = offline_engine_env(&btsync);
+    let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
+    wait_for_socket(&socket, &sandbox);
+    let mut names = Vec::new();
+    for n in 0..5 {
+        let d_key = format!("D{}", &keygen(&sandbox)[1..]);
+        let engine_says = std::process::Command::new("unshare")
+            .args(["--net", "--", &btsync, "--get-ro-secret", &d_key])
+            .output()
+            .expect("btsync --get-ro-secret");
+        let e_key = String::from_utf8_lossy(&engine_says.stdout)
+            .trim()
+            .to_owned();
+        assert!(
+            e_key.starts_with('E') && e_key.len() == 59,
+            "{engine_says:?}"
+        );
+        let ns = format!("vault{n}");
+        let create = json!({"Name": ns, "Opts": {"token": d_key, "read-only": "true"}});
+        assert_eq!(
+            err_of(&socket, "/VolumeDriver.Create", &create),
+            "",
+            "{}",
+            sandbox.context()
+        );
+        let secret = sandbox.run(&["secret", &ns]);
+        assert_eq!(
+            String::from_utf8_lossy(&secret.stdout).trim(),
+            e_key,
+            "{secret:?}"
+        );
+        names.push(ns);
+    }
+    assert_eq!(init.status()["engine"]["folders"], json!(names));
+    assert!(
+        !init.stderr().contains("No child processes"),
+        "{}",
+        init.stderr()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
 }

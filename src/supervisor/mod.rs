@@ -1,8 +1,20 @@
 //! init: run the engine as a correct PID 1 and keep it in step with the
 //! registry.
 //!
-//! One thread owns all state and does all reaping; two helper threads only
-//! turn signals and control-socket requests into events for it:
+//! One thread (this loop) owns all state and does all reaping. The other
+//! threads never touch that state:
+//!
+//! - the signal thread and the control socket's accept thread (plus one
+//!   thread per client, bounded) turn signals and requests into events;
+//! - with `BTSYNC_VOLUME_PLUGIN`, the plugin's accept thread and one thread
+//!   per Docker request (bounded); they act as the applets do, through the
+//!   control socket, and may run `btsync --get-ro-secret` for a D key;
+//! - short-lived workers delete or trash a released namespace's files and
+//!   sweep the cluster trash, beside the loop.
+//!
+//! A thread that starts a child process and waits for it itself starts it
+//! as a `sys::OwnedChild`: the reaper below hands such a child's status to
+//! its owner instead of reaping it as an orphan.
 //!
 //! - signals: handlers are installed before the engine is spawned. TERM and
 //!   INT stop the engine (forward, wait `BTSYNC_STOP_GRACE`, KILL) and init
@@ -10,8 +22,9 @@
 //!   as they are; TTIN TTOU TSTP are swallowed so init never stops; CHLD
 //!   wakes the reaper.
 //! - reaping: `waitpid(-1, WNOHANG)` until nothing is left, recognising the
-//!   engine's pid inside that loop; every other child is an orphan that was
-//!   re-parented to us and is simply reaped.
+//!   engine's pid inside that loop; an owned child's status is kept for its
+//!   owner; every other child is an orphan that was re-parented to us and is
+//!   simply reaped.
 //! - crashes: an unexpected exit restarts the engine after an exponential
 //!   backoff that resets once the engine has run for a healthy period. The
 //!   backoff only guards against a broken engine: a registry change while
@@ -246,6 +259,9 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     let (events, inbox) = mpsc::channel::<Event>();
 
     layout.check_data_root()?;
+    if let Some(unchecked) = crate::host_mount::check(&layout)? {
+        log!("{unchecked}");
+    }
     let plugin = crate::volume_plugin::Settings::from_env(&layout)?;
     crate::fsutil::ensure_private_dir(&layout.state_dir())?;
     let (_claim, listener) = control::claim(&layout)?;

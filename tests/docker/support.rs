@@ -125,7 +125,7 @@ static SCOPES: AtomicU32 = AtomicU32::new(0);
 /// Everything one test creates; dropped (even on panic) it removes all of it.
 pub struct Scope {
     prefix: String,
-    dir: PathBuf,
+    pub dir: PathBuf,
     containers: RefCell<Vec<String>>,
     one_shots: std::cell::Cell<u32>,
     networks: RefCell<Vec<String>>,

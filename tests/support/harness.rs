@@ -496,3 +496,18 @@ pub fn add(sandbox: &Sandbox, ns: &str) {
         sandbox.context()
     );
 }
+
+/// init's variables for the real engine under test: it runs in a network
+/// namespace of its own (Mode::Pid1Offline), with no peer discovery, so
+/// nothing leaves the machine.
+pub fn offline_engine_env(btsync: &str) -> [(&'static str, &str); 7] {
+    [
+        ("BTSYNC_BIN", btsync),
+        ("BTSYNC_USE_TRACKER", "false"),
+        ("BTSYNC_USE_RELAY_SERVER", "false"),
+        ("BTSYNC_SEARCH_LAN", "false"),
+        ("BTSYNC_USE_DHT", "false"),
+        ("BTSYNC_KNOWN_HOSTS", "127.0.0.1:1"),
+        ("BTSYNC_LISTEN_PORT", "0"),
+    ]
+}
