@@ -513,3 +513,63 @@ fn real_engine_read_only_volumes_from_d_keys_through_init() {
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
+
+/// What the plugin could not record on disk does not count in memory
+/// either: a Mount whose count could not be saved fails and never blocks
+/// Remove; an Unmount that could not be saved fails and still counts, as
+/// the file does, so a restart changes nothing.
+#[test]
+fn mount_counts_change_only_once_they_are_on_disk() {
+    let (sandbox, socket) = plugin_sandbox("plugin-persist");
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    let create = json!({"Name": "alpha", "Opts": {}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create), "");
+    let mounts_of = |socket: &Path| {
+        call(socket, "/VolumeDriver.Get", &json!({"Name": "alpha"})).1["Volume"]["Status"]["mounts"]
+            .clone()
+    };
+    let state = sandbox.data().join(".btsync");
+    let counts_file = state.join("volume-mounts.json");
+    // A directory where init's temporary file goes: every save fails, and
+    // the file already on disk stays as it is.
+    let blocker = state.join(format!(".tmp.volume-mounts.json.{}", init.pid));
+    fs::create_dir(&blocker).expect("block the save");
+    let mount = |id: &str| json!({"Name": "alpha", "ID": id});
+    let failed = err_of(&socket, "/VolumeDriver.Mount", &mount("c1"));
+    assert!(failed.contains("cannot record the mount count"), "{failed}");
+    assert_eq!(mounts_of(&socket), json!(0));
+    assert!(!counts_file.exists());
+
+    fs::remove_dir(&blocker).expect("unblock");
+    assert_eq!(err_of(&socket, "/VolumeDriver.Mount", &mount("c2")), "");
+    let recorded = fs::read_to_string(&counts_file).expect("counts file");
+    assert!(
+        recorded.contains("c2") && !recorded.contains("c1"),
+        "{recorded}"
+    );
+    fs::create_dir(&blocker).expect("block the save");
+    let failed = err_of(&socket, "/VolumeDriver.Unmount", &mount("c2"));
+    assert!(failed.contains("cannot record the mount count"), "{failed}");
+    assert_eq!(mounts_of(&socket), json!(1));
+    assert_eq!(fs::read_to_string(&counts_file).expect("kept"), recorded);
+    let refused = err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"}));
+    assert!(refused.contains("in use by 1 container"), "{refused}");
+
+    // After a restart memory is what the file says: still one mount.
+    fs::remove_dir(&blocker).expect("unblock");
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    drop(init);
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    assert_eq!(mounts_of(&socket), json!(1));
+    assert_eq!(err_of(&socket, "/VolumeDriver.Unmount", &mount("c2")), "");
+    assert_eq!(mounts_of(&socket), json!(0));
+    assert_eq!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"})),
+        ""
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}

@@ -403,16 +403,20 @@ impl Driver {
             if mounts.total() >= MAX_MOUNTS {
                 return Err(format!("{MAX_MOUNTS} mounts already; not mounted"));
             }
-            mounts
-                .ids
-                .entry(name.as_str().to_owned())
+            // On disk first: a mount that was not recorded must not count
+            // (Docker sends no Unmount for a Mount that failed).
+            let mut ids = mounts.ids.clone();
+            ids.entry(name.as_str().to_owned())
                 .or_default()
                 .insert(id.to_owned());
-            self.save(&mounts)?;
+            self.save(&ids)?;
+            mounts.ids = ids;
         }
         // Like `add`: only a folder the engine syncs is handed out.
         if let Err(e) = control::announce_add(&self.layout, &name, self.waiting) {
-            self.forget_mount(&name, id);
+            if let Err(forgot) = self.forget_mount(&name, id) {
+                log!("mount {name}: {forgot}");
+            }
             log!("mount {name}: {e}");
             return Err(e.to_string());
         }
@@ -423,31 +427,42 @@ impl Driver {
     fn unmount(&self, name: &str, id: &str) -> std::result::Result<(), String> {
         let name = Name::parse(name).map_err(|e| e.to_string())?;
         check_mount_id(id)?;
-        self.forget_mount(&name, id);
+        if let Err(e) = self.forget_mount(&name, id) {
+            log!("unmount {name} ({id}): {e}");
+            return Err(e);
+        }
         log!("unmount {name} ({id})");
         Ok(())
     }
 
-    fn forget_mount(&self, name: &Name, id: &str) {
+    /// Stop counting mount `id` of `name`: on disk first, so that memory
+    /// and the file never disagree (a count kept only on disk would refuse
+    /// Remove again after a restart). Unknown ids are not an error.
+    fn forget_mount(&self, name: &Name, id: &str) -> std::result::Result<(), String> {
         let mut mounts = self.mounts();
-        let Some(ids) = mounts.ids.get_mut(name.as_str()) else {
-            return;
-        };
-        if !ids.remove(id) {
-            return;
+        if !mounts
+            .ids
+            .get(name.as_str())
+            .is_some_and(|ids| ids.contains(id))
+        {
+            return Ok(());
         }
-        if ids.is_empty() {
-            mounts.ids.remove(name.as_str());
+        let mut ids = mounts.ids.clone();
+        if let Some(of_name) = ids.get_mut(name.as_str()) {
+            of_name.remove(id);
+            if of_name.is_empty() {
+                ids.remove(name.as_str());
+            }
         }
-        if let Err(e) = self.save(&mounts) {
-            log!("{e}");
-        }
+        self.save(&ids)?;
+        mounts.ids = ids;
+        Ok(())
     }
 
-    fn save(&self, mounts: &Mounts) -> std::result::Result<(), String> {
-        let text = json!({ "mounts": mounts.ids }).to_string();
+    fn save(&self, ids: &BTreeMap<String, BTreeSet<String>>) -> std::result::Result<(), String> {
+        let text = json!({ "mounts": ids }).to_string();
         write_atomic(&mounts_path(&self.layout), text.as_bytes(), 0o600)
-            .map_err(|e| format!("cannot record the mount: {e}"))
+            .map_err(|e| format!("cannot record the mount count: {e}; nothing changed"))
     }
 
     fn path(&self, name: &str) -> std::result::Result<String, String> {
