@@ -324,6 +324,13 @@ fn hostile_clients_do_not_stop_init_or_other_clients() {
     assert_eq!(status, 405);
     let (status, _) = parse_reply(&raw(&socket, b"this is not HTTP\r\n\r\n"));
     assert_eq!(status, 400);
+    // A Content-Length is digits only: a sign, a space or hex is refused.
+    for length in ["+5", "-0", "5 5", "0x5", ""] {
+        let request =
+            format!("POST /Plugin.Activate HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{{}}xyz");
+        let (status, _) = parse_reply(&raw(&socket, request.as_bytes()));
+        assert_eq!(status, 400, "Content-Length: {length:?}");
+    }
 
     // An oversized body is refused from its Content-Length, unread.
     let (status, _) = parse_reply(&raw(

@@ -170,9 +170,11 @@ pub fn read_request(
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            let parsed: usize = value
-                .parse()
-                .map_err(|_| ReadError::Malformed("bad Content-Length".into()))?;
+            // Digits only (RFC 9110): usize's parser would also take "+5".
+            let parsed: usize = Some(value)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| ReadError::Malformed("bad Content-Length".into()))?;
             if length.is_some_and(|l| l != parsed) {
                 return Err(ReadError::Malformed("two Content-Lengths".into()));
             }
