@@ -22,6 +22,14 @@ pub enum Error {
     NotRegistered(String),
     /// `add` with a key that differs from the registered one.
     KeyConflict(String),
+    /// Another namespace on this node has the key (or its read-write or
+    /// read-only pair): the engine serves one folder per key.
+    KeyInUse {
+        ns: String,
+        other: String,
+        /// The other one is being deleted (its `del` has not finished).
+        deleting: bool,
+    },
     /// `path --scope=host` without `BTSYNC_HOST_PATH`.
     HostPathUnknown,
     /// `BTSYNC_HOST_PATH` is set, but the data root is not a bind mount of
@@ -98,6 +106,26 @@ impl fmt::Display for Error {
                 f,
                 "{ns}: already registered with a different key; nothing changed \
                  (use the key 'secret {ns}' prints, or 'del {ns}' first)"
+            ),
+            Error::KeyInUse {
+                ns,
+                other,
+                deleting: false,
+            } => write!(
+                f,
+                "{ns}: its key is the key of namespace {other} on this node, and the engine \
+                 syncs one folder per key; nothing changed (use {other}'s folder: 'path \
+                 {other}', or give {ns} a key of its own)"
+            ),
+            Error::KeyInUse {
+                ns,
+                other,
+                deleting: true,
+            } => write!(
+                f,
+                "{ns}: its key is the key of namespace {other}, whose 'del' has not finished \
+                 on this node, and the engine syncs one folder per key; nothing changed (run \
+                 'del {other}' to finish it first)"
             ),
             Error::HostPathUnknown => write!(
                 f,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::faults::crash_point;
 use crate::fsutil::{self, FileLock};
-use crate::keys::Key;
+use crate::keys::{Access, Key, ReadOnlyForm};
 use crate::layout::Layout;
 use crate::name::Name;
 
@@ -173,20 +173,7 @@ impl Registry {
 
     /// Registered names, sorted.
     pub fn names(&self) -> Result<Vec<Name>> {
-        let dir = self.layout.namespaces_dir();
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
-        };
-        let mut names = Vec::new();
-        for item in listing {
-            let item = item.map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
-            // Temporary files and anything foreign are not namespaces.
-            if let Some(name) = item.file_name().to_str().and_then(|s| Name::parse(s).ok()) {
-                names.push(name);
-            }
-        }
+        let mut names = names_in(&self.layout.namespaces_dir())?;
         names.sort_unstable();
         Ok(names)
     }
@@ -289,13 +276,18 @@ impl Registry {
             if key.as_ref().is_some_and(|(k, _)| *k != previous.key) {
                 return Err(Error::DelUnfinished(ns.to_string()));
             }
+            self.refuse_a_folder_in_use(ns, &previous.key)?;
             self.recover_folder_from_trash(ns)?;
             self.ensure_folder(ns)?;
             rename_durably(&parked, &entry_path)?;
             return Ok(AddOutcome::Added);
         }
         let (key, origin) = match key {
-            Some(chosen) => chosen,
+            Some(chosen) => {
+                self.refuse_a_folder_in_use(ns, &chosen.0)?;
+                chosen
+            }
+            // 160 random bits: no other namespace has it.
             None => (
                 Key::generate().map_err(|e| Error::io("cannot generate a key", e))?,
                 Origin::Generated,
@@ -321,6 +313,47 @@ impl Registry {
         crash_point("add: entry written");
         self.cancel_pending_delete(ns)?;
         Ok(AddOutcome::Added)
+    }
+
+    /// btsync serves one folder per key: a second namespace with the key
+    /// of another (or its read-write/read-only pair) would never be loaded
+    /// by the engine. Refused, naming the other one, registered or still
+    /// being deleted (its engine may hold the folder until then). Reads
+    /// every entry: one `add` with a key costs a scan of the registry
+    /// (about 150 ms at 10,000 namespaces).
+    fn refuse_a_folder_in_use(&self, ns: &Name, key: &Key) -> Result<()> {
+        let mut same_folder = vec![key.clone()];
+        if let ReadOnlyForm::Key(read_only) = key.read_only_form() {
+            same_folder.push(read_only);
+        }
+        let read_only_kind = key.access() == Access::ReadOnly;
+        let shares_the_folder = |other: &Key| {
+            same_folder.contains(other)
+                || (read_only_kind
+                    && other.access() == Access::ReadWrite
+                    && matches!(other.read_only_form(), ReadOnlyForm::Key(ro) if ro == *key))
+        };
+        for (dir, deleting) in [
+            (self.layout.namespaces_dir(), false),
+            (self.layout.deleting_dir(), true),
+        ] {
+            for other in names_in(&dir)? {
+                if other == *ns {
+                    continue;
+                }
+                // A damaged entry is reported elsewhere; it cannot tell its key.
+                if let Ok(Some(entry)) = read_entry(&dir.join(other.as_str()), &other)
+                    && shares_the_folder(&entry.key)
+                {
+                    return Err(Error::KeyInUse {
+                        ns: ns.to_string(),
+                        other: other.to_string(),
+                        deleting,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// First half of `del`: take `ns` out of the registry. With `keep_files`
@@ -689,6 +722,24 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The namespace names of the entries in `dir` (none if it is missing),
+/// unsorted. Temporary files and anything foreign are not namespaces.
+fn names_in(dir: &Path) -> Result<Vec<Name>> {
+    let listing = match fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
+    };
+    let mut names = Vec::new();
+    for item in listing {
+        let item = item.map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+        if let Some(name) = item.file_name().to_str().and_then(|s| Name::parse(s).ok()) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 fn exists(path: &Path) -> Result<bool> {

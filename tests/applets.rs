@@ -162,6 +162,59 @@ fn add_is_idempotent_and_refuses_a_different_key() {
     assert_eq!(sb.snapshot(), before);
 }
 
+/// btsync syncs one folder per key: a second namespace with a key in use
+/// (the same key, its read-only form, or the read-write key of a read-only
+/// one) would never be loaded by the engine. Refused, exit 1, naming the
+/// namespace that has it, nothing changed.
+#[test]
+fn a_key_in_use_by_another_namespace_is_refused() {
+    let sb = Sandbox::new();
+    sb.run("add", &["--token", A_KEY, "pg"]).ok();
+    let read_only = sb
+        .run("secret", &["--read-only", "pg"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(read_only.starts_with('B'), "{read_only}");
+    let fresh = sb
+        .run_via(Via::Multiplexer, "keygen", &[])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let fresh_read_only = {
+        sb.run("add", &["--read-only", "--token", &fresh, "viewer"])
+            .ok();
+        sb.run("secret", &["viewer"]).ok().stdout.trim().to_owned()
+    };
+    let before = sb.snapshot();
+    let lower = A_KEY.to_ascii_lowercase();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--token", A_KEY, "pgcopy"], "pg"),
+        (&["--token", &lower, "pgcopy"], "pg"),
+        (&["--read-only", "--token", A_KEY, "pgcopy"], "pg"),
+        (&["--token", &read_only, "pgcopy"], "pg"),
+        (&["--token", &fresh, "writer"], "viewer"),
+    ];
+    for (args, owner) in cases {
+        let run = sb.run("add", args);
+        run.code(1).one_line_error();
+        assert!(
+            run.stderr
+                .contains(&format!("is the key of namespace {owner} on this node")),
+            "{args:?}: {run:?}"
+        );
+        for key in [A_KEY, read_only.as_str(), &fresh, &fresh_read_only] {
+            assert!(!run.stderr.contains(key), "a key in the error: {run:?}");
+        }
+        assert_eq!(sb.snapshot(), before, "{args:?}");
+    }
+    // The namespace itself may be added again with its own key.
+    sb.run("add", &["--token", A_KEY, "pg"]).ok();
+    assert_eq!(sb.snapshot(), before);
+}
+
 const BAD_NAMES: &[&str] = &[
     "", ".", "..", "../etc", "a/b", "/etc", "Gitlab", "a b", "a\tb", "-rf", ".btsync", "_x",
     "naïve", "a\u{0}b",

@@ -1545,3 +1545,103 @@ fn init_refuses_a_host_path_the_data_root_is_not_a_bind_mount_of() {
     assert_eq!(exit_code_within_deadline(&mut init, &sandbox), 0);
     let _ = init.wait();
 }
+
+// ------------------------------------------------- proof that add worked
+
+/// A registry written before keys were checked for a second use may list
+/// two namespaces with one key (`pg` and `copy`): the engine serves one
+/// folder per key, so it never serves `copy`.
+fn plant_a_second_name_for_the_key_of(sandbox: &Sandbox, ns: &str, copy: &str) {
+    let entries = sandbox.data().join(".btsync/namespaces");
+    let entry = fs::read_to_string(entries.join(ns)).expect("entry");
+    let planted = entry.replace(
+        &format!("\"name\":\"{ns}\""),
+        &format!("\"name\":\"{copy}\""),
+    );
+    assert_ne!(planted, entry, "the entry names its namespace: {entry}");
+    fs::write(entries.join(copy), planted).expect("plant the entry");
+    fs::create_dir(sandbox.folder(copy)).expect("its folder");
+}
+
+/// `add` exits 0 only once the engine is seen serving the folder: when the
+/// engine never takes it (here: its key is another namespace's), `add`
+/// fails with exit 1, by a restart and by a reload whose fallback restart
+/// shows no proof either. The other namespace stays served.
+#[test]
+fn add_fails_when_the_engine_never_serves_the_folder() {
+    for apply in ["restart", "reload"] {
+        let sandbox = Sandbox::new(&format!("unserved-{apply}"));
+        let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[("BTSYNC_APPLY", apply)]);
+        add(&sandbox, "pg");
+        plant_a_second_name_for_the_key_of(&sandbox, "pg", "copy");
+        let out = sandbox.run(&["add", "copy"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{apply}: {stderr}\n{}",
+            sandbox.context()
+        );
+        assert!(
+            stderr.contains("does not serve copy") && stderr.lines().count() == 1,
+            "{apply}: {stderr}"
+        );
+        let status = init.status();
+        assert_eq!(
+            status["engine"]["folders"],
+            serde_json::json!(["pg"]),
+            "{status}"
+        );
+        assert_eq!(
+            status["engine"]["not_served"],
+            serde_json::json!(["copy"]),
+            "{status}"
+        );
+        assert_eq!(init.serving(), ["pg"], "{apply}");
+        assert!(
+            init.stderr().contains("does not serve copy"),
+            "{}",
+            init.stderr()
+        );
+        // Asked again, it fails again rather than taking the config's word.
+        let again = sandbox.run(&["add", "copy"]);
+        assert_eq!(again.status.code(), Some(1), "{apply}: {again:?}");
+        init.signal(SIGTERM);
+        assert_eq!(init.wait_exit(), 0);
+    }
+}
+
+/// The same with the real engine: 1.4.111 takes one folder per key.
+#[test]
+fn with_the_real_engine_add_fails_when_the_engine_never_serves_the_folder() {
+    let test = "with_the_real_engine_add_fails_when_the_engine_never_serves_the_folder";
+    let Some(btsync) = common::real_engine(test, true) else {
+        return;
+    };
+    let sandbox = Sandbox::new("realunserved");
+    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
+    let env = offline_engine_env(&btsync);
+    let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
+    let out = sandbox
+        .command(&["add", "pg"])
+        .envs(env)
+        .output()
+        .expect("add");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    plant_a_second_name_for_the_key_of(&sandbox, "pg", "copy");
+    let out = sandbox
+        .command(&["add", "copy"])
+        .envs(env)
+        .output()
+        .expect("add");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}\n{}", init.stderr());
+    assert!(stderr.contains("does not serve copy"), "{stderr}");
+    assert!(
+        !sandbox.folder("copy").join(".sync").exists(),
+        "btsync never took the second folder of one key"
+    );
+    assert!(sandbox.folder("pg").join(".sync/ID").exists());
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}

@@ -55,7 +55,26 @@ pub(super) struct Waiter {
     /// The parking is the one seen when the removal was taken on: the
     /// files are touched only if the namespace is still parked that way.
     purge: Option<(Name, Disposal, Parking)>,
+    /// `add`: the client hears "ok" only once the engine is seen serving
+    /// this namespace's folder (its `.sync/ID` and database open), and an
+    /// error if that proof is missing [`start_proof_bound`] after the
+    /// engine started: a config that lists a folder is no proof that the
+    /// engine took it (it takes one folder per key, for one).
+    serving: Option<Name>,
 }
+
+/// How long after its start an engine may take to show that it serves a
+/// folder: more the more folders its config lists.
+pub fn start_proof_bound(folders: usize) -> Duration {
+    START_PROOF_BASE + START_PROOF_PER_FOLDER * u32::try_from(folders).unwrap_or(u32::MAX)
+}
+
+/// Seen: 1.4.111 serves a folder of a fresh start within about a second.
+const START_PROOF_BASE: Duration = Duration::from_secs(15);
+const START_PROOF_PER_FOLDER: Duration = Duration::from_millis(10);
+
+/// How often `/proc/ENGINE/fd` is looked at while an `add` waits for its proof.
+const PROOF_POLL: Duration = Duration::from_millis(20);
 
 pub(super) struct PendingRestart {
     first: Instant,
@@ -70,7 +89,12 @@ impl Supervisor {
     pub(super) fn next_apply(&self) -> Option<Instant> {
         let pending = self.pending.as_ref().map(|p| p.due);
         let reload = self.reload.as_ref().map(|_| Instant::now() + RELOAD_POLL);
-        pending.into_iter().chain(reload).min()
+        let proof = self
+            .waiters
+            .iter()
+            .any(|w| w.serving.is_some())
+            .then(|| Instant::now() + PROOF_POLL);
+        pending.into_iter().chain(reload).chain(proof).min()
     }
 
     /// Look at the reload in flight; apply the pending changes if due.
@@ -136,16 +160,27 @@ impl Supervisor {
                 Mode::Trash => self.parked(&ns).map(|p| (ns.clone(), Disposal::Trash, p)),
                 Mode::Wait | Mode::NoWait => None,
             },
+            serving: (added && wanted.is_some()).then(|| ns.clone()),
         };
         if matches!(self.engine, Engine::Up(_)) {
             if self.engine_reflects(&ns, wanted.as_ref()) {
-                // The running engine already has it that way: nothing to
-                // restart. On "ok" the client deletes the files itself.
-                let waiter = Waiter {
-                    purge: None,
-                    ..waiter
-                };
-                self.complete(waiter, Some(request));
+                // The running engine already has it that way in its
+                // config: nothing to restart. An `add` still waits to see
+                // the folder served; on "ok" a `del` client deletes the
+                // files itself.
+                if waiter.serving.is_some() && mode == Mode::Wait {
+                    self.waiters.push(Waiter {
+                        generation: 0,
+                        client: Some(request),
+                        ..waiter
+                    });
+                } else {
+                    let waiter = Waiter {
+                        purge: None,
+                        ..waiter
+                    };
+                    self.complete(waiter, Some(request));
+                }
                 return;
             }
             self.schedule_restart(now, ns.clone());
@@ -276,8 +311,78 @@ impl Supervisor {
                     || (w.needs == Needs::Released && released)
             });
         self.waiters = waiting;
+        let (unproven, failed) = self.lacking_proof(&done);
+        if let Engine::Up(engine) = &mut self.engine {
+            for ns in done.iter().filter_map(|w| w.serving.as_ref()) {
+                if failed.contains(ns) {
+                    engine.unserved.insert(ns.clone());
+                } else if !unproven.contains(ns) {
+                    engine.unserved.remove(ns);
+                }
+            }
+        }
         for waiter in done {
-            self.complete(waiter, None);
+            match &waiter.serving {
+                Some(ns) if failed.contains(ns) => self.fail_unproven(waiter),
+                Some(ns) if unproven.contains(ns) => self.waiters.push(waiter),
+                _ => self.complete(waiter, None),
+            }
+        }
+    }
+
+    /// Of the namespaces `waiters` added: those the running engine does not
+    /// show it serves yet, and of those the ones past the proof bound. A
+    /// namespace the engine's config no longer lists (deleted since) needs
+    /// no proof.
+    fn lacking_proof(&self, waiters: &[Waiter]) -> (BTreeSet<Name>, BTreeSet<Name>) {
+        let Engine::Up(engine) = &self.engine else {
+            return Default::default();
+        };
+        let target: BTreeMap<Name, Key> = waiters
+            .iter()
+            .filter_map(|w| w.serving.as_ref())
+            .filter_map(|ns| Some((ns.clone(), engine.folders.get(ns)?.clone())))
+            .collect();
+        if target.is_empty() {
+            return Default::default();
+        }
+        let layout = self.registry.layout();
+        let unproven = match Proof::for_change(layout, &BTreeMap::new(), &target) {
+            Ok(proof) => {
+                let storage = engine_config::storage_path(layout);
+                let storage = std::fs::canonicalize(&storage).unwrap_or(storage);
+                proof.lacking(engine.pid, &storage)
+            }
+            Err(_) => target.into_keys().collect(),
+        };
+        let overdue = Instant::now() >= engine.started + start_proof_bound(engine.folders.len());
+        let failed = if overdue {
+            unproven.clone()
+        } else {
+            BTreeSet::new()
+        };
+        (unproven, failed)
+    }
+
+    /// An `add` whose folder the engine was never seen serving: the client
+    /// gets an error, not "ok".
+    fn fail_unproven(&self, waiter: Waiter) {
+        let (Some(ns), Engine::Up(engine)) = (&waiter.serving, &self.engine) else {
+            return;
+        };
+        let bound = start_proof_bound(engine.folders.len()).as_secs_f64();
+        log!(
+            "engine (pid {}) does not serve {ns} {bound}s after its start (no .sync/ID with its \
+             database open): the add is reported as failed",
+            engine.pid
+        );
+        if let Some(client) = waiter.client {
+            client.reply(&format!(
+                "error the engine (pid {}) does not serve {ns}: {bound}s after its start there \
+                 is still no .sync/ID with its database open in the engine (is another \
+                 namespace on this node using the same key? see 'list --json' and init's log)",
+                engine.pid
+            ));
         }
     }
 
@@ -394,6 +499,8 @@ impl Supervisor {
             if let Engine::Up(engine) = &mut self.engine {
                 engine.generation = reload.generation;
                 engine.folders = reload.folders;
+                let folders = &engine.folders;
+                engine.unserved.retain(|ns| folders.contains_key(ns));
             }
         } else if now >= reload.deadline {
             log!(
@@ -501,6 +608,7 @@ impl Supervisor {
             },
             client: None,
             purge: files.map(|(disposal, parking)| (ns.clone(), disposal, parking)),
+            serving: None,
         };
         if matches!(self.engine, Engine::Up(_)) {
             if self.engine_reflects(ns, wanted.as_ref()) {

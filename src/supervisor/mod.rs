@@ -136,7 +136,11 @@ struct Running {
     pid: Pid,
     started: Instant,
     generation: u64,
+    /// What its config lists (after a proven reload: what it loaded).
     folders: BTreeMap<Name, Key>,
+    /// Listed, but an `add` waited for proof that the engine serves it in
+    /// vain (another namespace with its key, say): not shown as served.
+    unserved: BTreeSet<Name>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -681,6 +685,7 @@ impl Supervisor {
             started: Instant::now(),
             generation,
             folders,
+            unserved: BTreeSet::new(),
         });
         Ok(())
     }

@@ -44,9 +44,19 @@ impl Supervisor {
                 // Bounded like every list of the reply (names are at most
                 // 64 bytes): the reply stays far below the protocol's 1 MiB.
                 "folders": engine.map(|e| {
-                    e.folders.keys().take(STATUS_FOLDERS).map(Name::as_str).collect::<Vec<_>>()
+                    e.folders
+                        .keys()
+                        .filter(|ns| !e.unserved.contains(*ns))
+                        .take(STATUS_FOLDERS)
+                        .map(Name::as_str)
+                        .collect::<Vec<_>>()
                 }),
-                "folder_count": engine.map(|e| e.folders.len()),
+                "folder_count": engine.map(|e| e.folders.len() - e.unserved.len()),
+                // In the engine's config, but never seen served when an
+                // `add` waited for it.
+                "not_served": engine.map(|e| {
+                    e.unserved.iter().take(STATUS_FOLDERS).map(Name::as_str).collect::<Vec<_>>()
+                }),
                 "retry_in_seconds": retry_in,
             },
             "starts": self.starts,

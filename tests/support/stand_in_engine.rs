@@ -14,7 +14,8 @@
 //!   it logs "Loaded folder DIR" for each stored one, then "Error while
 //!   adding folder DIR: Selected folder is already added..." for those the
 //!   config lists again, and lets go at once of a stored folder the config
-//!   no longer lists;
+//!   no longer lists; one folder per ID (key): a config folder whose ID is
+//!   served already, stored or listed before it, is never taken;
 //! - serves a folder as btsync does on disk: `.sync/ID` (the 20-byte folder
 //!   ID, SHA-1 of the read-only key's bytes) and `storage_path/<HEX ID>.db`
 //!   held open while served; letting go closes and deletes the database and
@@ -458,6 +459,13 @@ fn engine(args: &[String]) {
                 "Error while adding folder {}: Selected folder is already added to BitTorrent Sync.",
                 folder.dir.display()
             ));
+        }
+    }
+    // The stored folder is the one served, at its stored path: a second
+    // config folder with the same ID (key) is never taken, as with 1.4.111.
+    for folder in &stored {
+        if folders.iter().any(|f| f.id == folder.id) && !serving.has(&folder.id) {
+            serving.serve(folder);
         }
     }
     serving.apply(&folders);
