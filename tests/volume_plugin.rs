@@ -468,6 +468,11 @@ fn deploy_doc_shows_the_compose_example_exactly() {
         deploy.contains(&format!("```yaml\n{example}```\n")),
         "docs/deploy.md must show examples/docker-compose.volume-plugin.yml exactly"
     );
-    // The file is what tests/docker.rs runs with docker-compose.
-    assert!(example.contains("driver: syncbox") && example.contains("token: ${GITLAB_KEY}"));
+    // The file is what tests/docker.rs runs with docker-compose; its key is
+    // a file in the btsync container, the one the docs mount there.
+    let key_file = "/run/secrets/syncbox/gitlab.key";
+    assert!(
+        example.contains("driver: syncbox") && example.contains(&format!("token-file: {key_file}"))
+    );
+    assert!(deploy.contains("-v /etc/syncbox:/run/secrets/syncbox:ro"));
 }
