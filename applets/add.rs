@@ -1,8 +1,10 @@
+use std::path::PathBuf;
+
 use argh::FromArgs;
 use syncbox::Error;
 use syncbox::control::Waiting;
 use syncbox::dispatch::{Invocation, run_applet};
-use syncbox::keys::Key;
+use syncbox::keys::{self, Key};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::ops::{self, AddRequest};
@@ -23,8 +25,13 @@ struct Args {
     /// same as --token
     #[argh(option)]
     secret: Option<String>,
-    /// register the read-only form of the key (of --token, or of the one the
-    /// cluster key derives): this node receives the namespace but cannot
+    /// read the key from this file instead (one key; whitespace around it
+    /// is fine), or from standard input with -: the key stays off the
+    /// command line, which ps and docker inspect show
+    #[argh(option)]
+    token_file: Option<PathBuf>,
+    /// register the read-only form of the key (the one given, or the one
+    /// the cluster key derives): this node receives the namespace but cannot
     /// change it on other nodes
     #[argh(switch)]
     read_only: bool,
@@ -42,17 +49,24 @@ struct Args {
 
 pub fn run(inv: &Invocation) -> u8 {
     run_applet(inv, |args: Args| {
-        let key_text = match (args.token, args.secret) {
-            (Some(_), Some(_)) => {
-                return Err(Error::Usage(
-                    "give the key once: --token or --secret, not both".into(),
-                ));
-            }
-            (token, secret) => token.or(secret),
+        let given = [
+            args.token.is_some(),
+            args.secret.is_some(),
+            args.token_file.is_some(),
+        ];
+        if given.iter().filter(|&&g| g).count() > 1 {
+            return Err(Error::Usage(
+                "give the key once: --token, --secret or --token-file, not two of them".into(),
+            ));
+        }
+        let key = match (args.token.or(args.secret), args.token_file) {
+            (Some(text), _) => Some(Key::parse(&text)?),
+            (None, Some(path)) => Some(keys::read_key_file(&path)?),
+            (None, None) => None,
         };
         let request = AddRequest {
             name: Name::parse(&args.namespace)?,
-            key: key_text.as_deref().map(Key::parse).transpose()?,
+            key,
             read_only: args.read_only,
             cluster: args.cluster,
             waiting: Waiting::from_env(args.no_wait)?,

@@ -14,6 +14,10 @@ pub enum Error {
     InvalidName(NameError),
     /// A key that is not any kind btsync accepts.
     InvalidKey(KeyError),
+    /// A key file (`add --token-file`, the volume plugin's `token-file`)
+    /// that cannot be read or does not hold one key. `what` names the file;
+    /// neither field ever holds the file's content.
+    KeyFile { what: String, problem: String },
     /// Wrong command-line usage that argh cannot express by itself.
     Usage(String),
     /// An environment variable with a value syncbox cannot use.
@@ -85,6 +89,7 @@ impl Error {
         match self {
             Error::InvalidName(_)
             | Error::InvalidKey(_)
+            | Error::KeyFile { .. }
             | Error::Usage(_)
             | Error::Env { .. }
             | Error::DataRoot { .. }
@@ -99,6 +104,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidName(e) => write!(f, "{e}"),
             Error::InvalidKey(e) => write!(f, "{e}"),
+            Error::KeyFile { what, problem } => write!(f, "{what}: {problem}"),
             Error::Usage(msg) => write!(f, "{msg}"),
             Error::Env { var, problem } => write!(f, "environment variable {var}: {problem}"),
             Error::NotRegistered(ns) => write!(f, "{ns}: no such namespace (see 'list')"),

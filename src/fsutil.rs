@@ -52,8 +52,6 @@ pub fn ensure_private_dir(path: &Path) -> Result<()> {
 /// A missing file is `NotFound`; anything else refused is `InvalidData`.
 pub fn read_untrusted(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     use crate::sys::open_flags::{ELOOP, O_NOFOLLOW, O_NONBLOCK};
-    use std::io::Read;
-    let refused = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(O_NOFOLLOW | O_NONBLOCK)
@@ -62,6 +60,33 @@ pub fn read_untrusted(path: &Path, max: u64) -> io::Result<Vec<u8>> {
             Some(ELOOP) => refused("is a symbolic link"),
             _ => e,
         })?;
+    read_small_regular(file, max)
+}
+
+/// Read a small regular file whose path a user gave (a key file). Unlike
+/// [`read_untrusted`], symbolic links are followed: Kubernetes mounts every
+/// key of a Secret as one. The rest is the same: the open never waits (a
+/// FIFO would hang the caller, which may be init), anything but a regular
+/// file (a directory, /dev/zero) is refused, and at most `max` bytes are
+/// read. A missing file is `NotFound`; anything else refused is `InvalidData`.
+pub fn read_named(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use crate::sys::open_flags::O_NONBLOCK;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)?;
+    read_small_regular(file, max)
+}
+
+fn refused(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Type and size are checked on the open file, so a swap after any check
+/// on the name changes nothing; the read is bounded too, as a file can
+/// grow after the check.
+fn read_small_regular(file: File, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(refused("not a regular file"));

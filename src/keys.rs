@@ -1,4 +1,5 @@
-//! btsync keys ("secrets"): parsing, kinds and generation.
+//! btsync keys ("secrets"): parsing, kinds, generation, and reading one
+//! from a key file.
 //!
 //! Format facts (see the project notes): RFC 4648 base32 without padding,
 //! upper case. A typed key is one type letter and 32 base32 characters (20
@@ -10,6 +11,8 @@
 //! [`crate::read_only`]).
 
 use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
 
 use data_encoding::BASE32_NOPAD;
 use ed25519_dalek::SigningKey;
@@ -17,6 +20,9 @@ use rand::TryRng;
 use rand::rngs::SysRng;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::fsutil;
 
 /// What holding a key lets a node do with the folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +216,21 @@ impl Key {
         })
     }
 
+    /// The key a key file holds: one key, with any whitespace around it
+    /// (the newline `echo` and editors add, a CRLF). Anything else, such as
+    /// a second line, is refused: a file of several keys is ambiguous.
+    pub fn from_file_contents(bytes: &[u8]) -> Result<Key, KeyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| reject("it is not text"))?;
+        let text = text.trim_ascii();
+        if text.is_empty() {
+            return Err(reject("it is empty"));
+        }
+        if text.contains('\n') {
+            return Err(reject("it holds more than one line"));
+        }
+        Key::parse(text)
+    }
+
     /// Build a key of `kind` from its decoded body.
     fn from_payload(kind: KeyKind, payload: Vec<u8>) -> Key {
         let body = BASE32_NOPAD.encode(&payload);
@@ -299,6 +320,78 @@ impl Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({:?}, <redacted>)", self.kind)
+    }
+}
+
+/// The most a key file may hold. A key has at most 59 characters; the
+/// bound leaves room for whitespace and refuses a wrong path (a log, a disk
+/// image) before it is read into memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 4096;
+
+/// The path that [`read_key_file`] takes as "standard input".
+pub const STDIN_PATH: &str = "-";
+
+/// The key in the file at `path` (`-`: standard input), for `add
+/// --token-file` and the volume plugin's `token-file`: a way in that keeps
+/// the key off command lines, which `ps` and `docker inspect` show.
+/// The file is read as [`fsutil::read_named`] reads (links followed, no
+/// FIFO, no device, at most [`MAX_KEY_FILE_BYTES`]) and must hold one key
+/// ([`Key::from_file_contents`]). No error ever shows the file's content.
+pub fn read_key_file(path: &Path) -> crate::error::Result<Key> {
+    let shown = path.to_string_lossy();
+    // A key given where its file's path belongs must not be echoed back
+    // in "no such file".
+    if Key::parse(shown.trim()).is_ok() {
+        return Err(key_file_error(
+            "key file".into(),
+            "the path given is a key, not a path; write the key into a file and give that \
+             file's path (or - and the key on standard input)",
+        ));
+    }
+    let (what, bytes) = if path == Path::new(STDIN_PATH) {
+        let mut bytes = Vec::new();
+        let read = io::stdin()
+            .lock()
+            .take(MAX_KEY_FILE_BYTES + 1)
+            .read_to_end(&mut bytes);
+        let what = "the key on standard input (--token-file=-)".to_owned();
+        match read {
+            Err(e) => return Err(key_file_error(what, &format!("cannot be read: {e}"))),
+            Ok(_) if bytes.len() as u64 > MAX_KEY_FILE_BYTES => {
+                return Err(key_file_error(
+                    what,
+                    &format!("more than {MAX_KEY_FILE_BYTES} bytes; it must hold one key"),
+                ));
+            }
+            Ok(_) => (what, bytes),
+        }
+    } else {
+        if shown.is_empty() {
+            return Err(key_file_error("key file".into(), "no path given"));
+        }
+        let what = format!("key file {shown}");
+        match fsutil::read_named(path, MAX_KEY_FILE_BYTES) {
+            Ok(bytes) => (what, bytes),
+            Err(e) => {
+                let problem = match e.kind() {
+                    io::ErrorKind::NotFound => "no such file".to_owned(),
+                    io::ErrorKind::InvalidData => format!(
+                        "{e}; give a regular file of at most {MAX_KEY_FILE_BYTES} bytes that \
+                         holds one key"
+                    ),
+                    _ => format!("cannot be read: {e}"),
+                };
+                return Err(key_file_error(what, &problem));
+            }
+        }
+    };
+    Key::from_file_contents(&bytes).map_err(|e| key_file_error(what, &e.to_string()))
+}
+
+fn key_file_error(what: String, problem: &str) -> Error {
+    Error::KeyFile {
+        what,
+        problem: problem.to_owned(),
     }
 }
 
@@ -461,6 +554,140 @@ mod tests {
     fn debug_is_redacted() {
         let key = Key::parse(A_KEY).unwrap();
         assert!(!format!("{key:?}").contains(&A_KEY[1..]));
+    }
+
+    #[test]
+    fn a_key_file_holds_one_key_with_any_whitespace_around_it() {
+        let lower = A_KEY.to_ascii_lowercase();
+        for contents in [
+            A_KEY.to_owned(),
+            format!("{A_KEY}\n"),
+            format!("{A_KEY}\r\n"),
+            format!("  {A_KEY}\t\n\n"),
+            format!("\n{lower}\n"),
+        ] {
+            let key = Key::from_file_contents(contents.as_bytes())
+                .unwrap_or_else(|e| panic!("{contents:?}: {e}"));
+            assert_eq!(key.expose(), A_KEY);
+        }
+    }
+
+    #[test]
+    fn a_key_file_with_anything_else_is_refused_without_echoing_it() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (Vec::new(), "it is empty"),
+            (b" \n\t\r\n".to_vec(), "it is empty"),
+            (
+                format!("{A_KEY}\n{B_KEY}\n").into_bytes(),
+                "more than one line",
+            ),
+            (
+                format!("{A_KEY}\r\n\r\n{A_KEY}").into_bytes(),
+                "more than one line",
+            ),
+            (format!("{A_KEY} {B_KEY}").into_bytes(), "whitespace"),
+            (
+                format!("GITLAB_KEY={A_KEY}\n").into_bytes(),
+                "character '_'",
+            ),
+            (
+                format!("{}\u{fffd}\n", &A_KEY[..32]).into_bytes(),
+                "non-ASCII",
+            ),
+            ([A_KEY.as_bytes(), &[0xff, b'\n']].concat(), "not text"),
+            (b"e3hryu35qegqery4w5y164u5u\n".to_vec(), "the character '1'"),
+            (format!("{}\n", &A_KEY[..31]).into_bytes(), "31 characters"),
+        ];
+        for (contents, expected) in cases {
+            let message = Key::from_file_contents(&contents).unwrap_err().to_string();
+            assert!(message.contains(expected), "{contents:?}: {message}");
+            assert!(message.contains("expected a btsync key"), "{message}");
+            let leaked = contents
+                .windows(8)
+                .filter_map(|w| std::str::from_utf8(w).ok())
+                .find(|w| message.contains(w));
+            assert_eq!(leaked, None, "{message}");
+        }
+    }
+
+    /// A directory of its own under the temp dir, removed at the end.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(label: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("syncbox-keys-{label}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn key_files_are_read_through_links_and_never_wait_on_a_fifo() {
+        let scratch = Scratch::new("file");
+        // Kubernetes mounts a Secret's key as a link into a hidden directory.
+        let data = scratch.0.join("..data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        std::fs::write(data.join("key"), format!("{A_KEY}\n")).expect("key file");
+        let link = scratch.0.join("key");
+        std::os::unix::fs::symlink("..data/key", &link).expect("link");
+        assert_eq!(read_key_file(&link).expect("read").expose(), A_KEY);
+
+        let fifo = scratch.0.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        // On a thread, so that a regression fails instead of hanging.
+        let (sender, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(read_key_file(&fifo).map_err(|e| e.to_string()));
+        });
+        let read = answer
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO blocked");
+        let message = read.unwrap_err();
+        assert!(message.contains("not a regular file"), "{message}");
+    }
+
+    #[test]
+    fn key_file_errors_name_the_file_and_never_its_key() {
+        let scratch = Scratch::new("errors");
+        let big = scratch.0.join("big");
+        let mut contents = format!("{A_KEY}\n").into_bytes();
+        contents.resize(MAX_KEY_FILE_BYTES as usize + 1, b' ');
+        std::fs::write(&big, &contents).expect("big file");
+        let fits = scratch.0.join("fits");
+        contents.truncate(MAX_KEY_FILE_BYTES as usize);
+        std::fs::write(&fits, &contents).expect("file at the bound");
+        assert_eq!(read_key_file(&fits).expect("at the bound").expose(), A_KEY);
+        let missing = scratch.0.join("missing");
+        let cases = [
+            (big.clone(), "too big"),
+            (missing.clone(), "no such file"),
+            (scratch.0.clone(), "not a regular file"),
+            ("/dev/zero".into(), "not a regular file"),
+            (A_KEY.into(), "the path given is a key"),
+            (format!("{A_KEY}\n").into(), "the path given is a key"),
+            ("".into(), "no path given"),
+        ];
+        for (path, expected) in cases {
+            let error = read_key_file(&path).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{error}");
+            let message = error.to_string();
+            assert!(message.contains(expected), "{path:?}: {message}");
+            assert!(!message.contains(&A_KEY[1..9]), "{message}");
+        }
+        let message = read_key_file(&missing).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("key file {}: ", missing.display())),
+            "{message}"
+        );
     }
 
     fn read_only_of(text: &str) -> String {

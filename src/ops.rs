@@ -16,7 +16,8 @@ use crate::registry::{ClusterUnregistered, Parking, Registry, Removal, Unregiste
 /// What `add` was asked to do.
 pub struct AddRequest {
     pub name: Name,
-    /// `--token`/`--secret`; `None` derives (cluster key) or generates.
+    /// `--token`/`--secret`/`--token-file`; `None` derives (cluster key) or
+    /// generates.
     pub key: Option<Key>,
     pub read_only: bool,
     /// `--cluster`: declare it for every node.

@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use common::{A_KEY, ALL_WAYS, B_KEY, Sandbox, Via};
+use common::{A_KEY, ALL_WAYS, B_KEY, Sandbox, TempDir, Via};
 
 /// The seed README's examples, verbatim where they can run as written.
 #[test]
@@ -137,6 +137,196 @@ fn add_rejects_invalid_keys_without_changing_anything() {
     let both = sb.run("add", &["--token", A_KEY, "--secret", A_KEY, "gitlab"]);
     both.code(2).one_line_error();
     assert_eq!(sb.snapshot(), before);
+}
+
+/// `add --token-file`: the same key as `--token`, from a file (a link to
+/// one, as Kubernetes mounts a Secret) or from standard input with `-`.
+#[test]
+fn add_reads_the_key_from_a_file_as_token_does() {
+    let sb = Sandbox::new();
+    let files = TempDir::new("key-files");
+    let plain = files.write("plain.key", format!("{A_KEY}\n").as_bytes());
+    sb.run(
+        "add",
+        &[&format!("--token-file={}", plain.display()), "plain"],
+    )
+    .ok();
+    let lower = format!("  {}\r\n", A_KEY.to_ascii_lowercase());
+    let crlf = files.write("crlf.key", lower.as_bytes());
+    let link = files.path().join("link.key");
+    symlink(&crlf, &link).expect("link");
+    sb.run(
+        "add",
+        &["--token-file", &link.display().to_string(), "linked"],
+    )
+    .ok();
+    let mut piped = sb.command(Via::Ctl, "add", &["--token-file=-", "piped"]);
+    piped.stdin(fs::File::open(&plain).expect("open the key file"));
+    let piped = common::Run::from(piped.output().expect("run add"));
+    piped.ok();
+    sb.run("add", &["--token", A_KEY, "given"]).ok();
+    for ns in ["plain", "linked", "piped", "given"] {
+        assert_eq!(sb.run("secret", &[ns]).ok().stdout, format!("{A_KEY}\n"));
+    }
+    // Its read-only form, as with --token.
+    sb.run(
+        "add",
+        &[
+            "--read-only",
+            &format!("--token-file={}", plain.display()),
+            "reader",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        sb.run("secret", &["reader"]).ok().stdout,
+        format!("{B_KEY}\n")
+    );
+    // Nothing of the key reaches `list --json`, as with --token.
+    assert!(
+        !sb.run("list", &["--json"])
+            .ok()
+            .stdout
+            .contains(&A_KEY[1..])
+    );
+}
+
+/// Runs `add ARGS` with a deadline, so that a read that blocks (a FIFO)
+/// fails the test instead of hanging it.
+fn add_within_deadline(sb: &Sandbox, args: &[&str]) -> common::Run {
+    let mut child = sb.command(Via::Link, "add", args).spawn().expect("run add");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait for add").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("add {args:?} still runs after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::Run::from(child.wait_with_output().expect("add's output"))
+}
+
+#[test]
+fn add_refuses_two_keys_and_bad_key_files_without_changing_anything() {
+    let sb = Sandbox::new();
+    sb.run("add", &["existing"]).ok();
+    let before = sb.snapshot();
+    let files = TempDir::new("bad-key-files");
+    let good = files.write("good.key", format!("{A_KEY}\n").as_bytes());
+    let good = good.display().to_string();
+    let near_key = format!("{}8\n", &A_KEY[..32]);
+    let mut too_big = format!("{A_KEY}\n").into_bytes();
+    too_big.resize(4097, b'\n');
+    let fifo = files.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let path_of = |name: &str, contents: &[u8]| files.write(name, contents).display().to_string();
+    let cases: Vec<(Vec<String>, String, &str)> = vec![
+        (
+            vec![format!("--token={A_KEY}"), format!("--token-file={good}")],
+            A_KEY.into(),
+            "give the key once",
+        ),
+        (
+            vec![format!("--token-file={good}"), format!("--secret={A_KEY}")],
+            A_KEY.into(),
+            "give the key once",
+        ),
+        (
+            vec!["--cluster".into(), format!("--token-file={good}")],
+            A_KEY.into(),
+            "--cluster takes no key",
+        ),
+        (
+            vec![format!(
+                "--token-file={}",
+                files.path().join("missing").display()
+            )],
+            String::new(),
+            "no such file",
+        ),
+        (
+            vec![format!("--token-file={}", path_of("empty.key", b""))],
+            String::new(),
+            "it is empty",
+        ),
+        (
+            vec![format!("--token-file={}", path_of("blank.key", b" \n\n"))],
+            String::new(),
+            "it is empty",
+        ),
+        (
+            vec![format!(
+                "--token-file={}",
+                path_of("near.key", near_key.as_bytes())
+            )],
+            near_key.clone(),
+            "invalid key",
+        ),
+        (
+            vec![format!(
+                "--token-file={}",
+                path_of("seed.key", b"e3hryu35qegqery4w5y164u5u\n")
+            )],
+            "e3hryu35qegqery4w5y164u5u".into(),
+            "invalid key",
+        ),
+        (
+            vec![format!(
+                "--token-file={}",
+                path_of("two.key", format!("{A_KEY}\n{B_KEY}\n").as_bytes())
+            )],
+            A_KEY.into(),
+            "more than one line",
+        ),
+        (
+            vec![format!("--token-file={}", path_of("big.key", &too_big))],
+            A_KEY.into(),
+            "too big",
+        ),
+        (
+            vec![format!("--token-file={}", files.path().display())],
+            String::new(),
+            "not a regular file",
+        ),
+        (
+            vec![format!("--token-file={}", fifo.display())],
+            String::new(),
+            "not a regular file",
+        ),
+        (
+            vec!["--token-file=/dev/zero".into()],
+            String::new(),
+            "not a regular file",
+        ),
+        // The key where its file's path belongs: not echoed as a path either.
+        (
+            vec![format!("--token-file={A_KEY}")],
+            A_KEY.into(),
+            "the path given is a key",
+        ),
+        // Nothing on standard input.
+        (
+            vec!["--token-file=-".into()],
+            String::new(),
+            "standard input",
+        ),
+    ];
+    for (options, secret, expected) in &cases {
+        let mut args: Vec<&str> = options.iter().map(String::as_str).collect();
+        args.push("gitlab");
+        let run = add_within_deadline(&sb, &args);
+        run.code(2).one_line_error();
+        assert!(run.stderr.contains(expected), "{options:?}: {run:?}");
+        // Any 8 consecutive characters of the key would leak part of it.
+        let leaked = secret
+            .as_bytes()
+            .windows(8)
+            .filter_map(|w| std::str::from_utf8(w).ok())
+            .find(|w| run.stderr.contains(w));
+        assert_eq!(leaked, None, "{options:?}: {run:?}");
+        assert_eq!(sb.snapshot(), before, "{options:?} changed state");
+    }
 }
 
 #[test]

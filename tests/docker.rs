@@ -1076,7 +1076,10 @@ fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {
 fn volume_plugin_serves_the_compose_example() {
     let (scope, image, _) = engine_image("compose");
     let writer = writer_image(&scope);
-    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
+    // The host's /etc/syncbox, mounted where the example's token-file points.
+    let keys = scope.dir("keys");
+    let keys_mount = format!("{}:/run/secrets/syncbox:ro", keys.display());
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &["-v", &keys_mount]);
     let project = scope.unique("proj");
     let data = plugin.volume(&scope, "proj_gitlab-data");
     let config = plugin.volume(&scope, "proj_gitlab-config");
@@ -1101,6 +1104,7 @@ fn volume_plugin_serves_the_compose_example() {
     let path = scope.dir("compose").join("docker-compose.yml");
     fs::write(&path, file).expect("write the compose file");
     let key = plugin.node.exec_ok(&["keygen"]).trim().to_owned();
+    fs::write(keys.join("gitlab.key"), format!("{key}\n")).expect("write the key file");
     let compose = |args: &[&str]| {
         let mut command = std::process::Command::new("docker-compose");
         command
@@ -1108,8 +1112,7 @@ fn volume_plugin_serves_the_compose_example() {
             .arg(&project)
             .arg("-f")
             .arg(&path)
-            .args(args)
-            .env("GITLAB_KEY", &key);
+            .args(args);
         run_with_deadline(&mut command, COMMAND_DEADLINE)
     };
     let up = compose(&["up", "--no-color"]);
@@ -1120,6 +1123,16 @@ fn volume_plugin_serves_the_compose_example() {
     );
     let node = &plugin.node;
     assert_eq!(node.exec_ok(&["secret", &data]).trim(), key);
+    // Docker keeps the options and shows them: the path, not the key.
+    let inspected = docker_ok(&["volume", "inspect", &data]);
+    assert!(
+        inspected.contains("/run/secrets/syncbox/gitlab.key"),
+        "{inspected}"
+    );
+    assert!(
+        !inspected.contains(&key),
+        "docker volume inspect shows the key"
+    );
     assert!(plugin.has(&config));
     assert_eq!(
         fs::read_to_string(node.data.join(&data).join("hello.txt")).expect("written file"),

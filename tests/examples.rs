@@ -2,7 +2,9 @@
 //! the docker compose example is run for real by the docker suite
 //! (real_btsync_readme_compose_example), the systemd units pass
 //! `systemd-analyze verify`, the Kubernetes manifests parse and hold what the
-//! image needs, and every example names only real variables and applets.
+//! image needs, every example names only real variables and applets, and no
+//! example puts a key where `ps`, `docker inspect` or `docker volume
+//! inspect` show it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_norway::Value;
+use syncbox::keys::Key;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -228,7 +231,9 @@ fn the_systemd_units_add_before_start_and_del_after_stop() {
     for line in [
         "Requires=btsync.service",
         "After=btsync.service",
-        "ExecStartPre=/usr/bin/docker exec btsync ctl add --token=${GITLAB_KEY} gitlab",
+        // The key on standard input, from a file only root reads.
+        "ExecStartPre=/bin/sh -c 'exec /usr/bin/docker exec -i btsync \\",
+        "    ctl add --token-file=- gitlab < /etc/syncbox/gitlab.key'",
         "ExecStopPost=/usr/bin/docker exec btsync ctl del gitlab",
     ] {
         assert!(
@@ -376,12 +381,28 @@ fn the_kubernetes_workload_adds_its_namespace_before_it_starts() {
     assert_eq!(text(storage, &["image"]), node_image);
     assert_eq!(
         at(storage, &["command"]),
-        &Value::from(vec!["/bin/add", "--token=$(GITLAB_KEY)", "gitlab"])
+        &Value::from(vec![
+            "/bin/add",
+            "--token-file=/run/secrets/gitlab-sync/key",
+            "gitlab"
+        ])
     );
-    assert!(
-        named(at(storage, &["env"]), "GITLAB_KEY")
-            .get("valueFrom")
-            .is_some()
+    // The key file is the `key` of the Secret the header comment creates,
+    // mounted read-only where the command reads it.
+    let header = "kubectl create secret generic gitlab-sync --from-file=key=";
+    assert!(repo_file("examples/kubernetes/gitlab.yaml").contains(header));
+    let secret_mount = named(at(storage, &["volumeMounts"]), "gitlab-sync");
+    assert_eq!(
+        text(secret_mount, &["mountPath"]),
+        "/run/secrets/gitlab-sync"
+    );
+    assert_eq!(at(secret_mount, &["readOnly"]).as_bool(), Some(true));
+    assert_eq!(
+        text(
+            named(at(pod, &["volumes"]), "gitlab-sync"),
+            &["secret", "secretName"]
+        ),
+        "gitlab-sync"
     );
     // The init container reaches the node's init through the same data root.
     let volumes = at(pod, &["volumes"]);
@@ -399,4 +420,147 @@ fn the_kubernetes_workload_adds_its_namespace_before_it_starts() {
         text(named(volumes, "gitlab-data"), &["hostPath", "path"]),
         format!("{node_host_path}/gitlab")
     );
+}
+
+#[test]
+fn the_compose_example_gives_the_key_as_a_file_based_secret() {
+    let compose: Value = serde_norway::from_str(&repo_file("examples/docker-compose.yml"))
+        .expect("the compose example is YAML");
+    let storage = at(&compose, &["services", "gitlab-storage"]);
+    assert_eq!(
+        at(storage, &["entrypoint"]),
+        &Value::from(vec![
+            "/bin/add",
+            "--token-file=/run/secrets/gitlab_key",
+            "gitlab"
+        ])
+    );
+    // Compose mounts a file-based secret at /run/secrets/NAME, swarm or not,
+    // into the services that list it, and only those.
+    assert_eq!(at(storage, &["secrets"]), &Value::from(vec!["gitlab_key"]));
+    assert_eq!(
+        text(&compose, &["secrets", "gitlab_key", "file"]),
+        "/etc/syncbox/gitlab.key"
+    );
+    for service in ["btsync", "gitlab"] {
+        let listed = at(&compose, &["services", service]).get("secrets");
+        assert!(listed.is_none(), "{service} needs no key");
+    }
+}
+
+/// Where `text` puts a key for `ps`, `docker inspect` or `docker volume
+/// inspect` to show: a key written out, `--token`/`--secret` given a value
+/// (a variable's, too), a variable that holds a key (`$GITLAB_KEY`,
+/// `BTSYNC_CLUSTER_KEY`, a Kubernetes `secretKeyRef`), a volume option
+/// `token=`/`secret=`. Paths to key files (`--token-file`, `*_KEY_FILE`)
+/// are fine. One line per finding.
+fn key_exposures(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    // Keys written out: any run of letters and digits that parses as one.
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if Key::parse(word).is_ok() {
+            found.push(format!("a key written out ({} characters)", word.len()));
+        }
+    }
+    // --token=..., --token ..., --secret=...: but not --token-file.
+    for option in ["--token", "--secret"] {
+        for (at, _) in text.match_indices(option) {
+            let next = text[at + option.len()..].chars().next();
+            if next.is_none_or(|c| c == '=' || c.is_whitespace() || c == '"' || c == '\'') {
+                found.push(format!("{option} given a value"));
+            }
+        }
+    }
+    // Volume options: `-o token=KEY`, `token: KEY` in driver_opts. A YAML
+    // key whose value is a mapping (Kubernetes' `secret: {secretName: ..}`
+    // volume) gives no value.
+    for option in ["token", "secret"] {
+        for (at, _) in text.match_indices(option) {
+            let before = text[..at].chars().next_back();
+            let rest = &text[at + option.len()..];
+            let starts_word = before.is_none_or(|c| !is_word(c) && c != '-');
+            let given = match rest.strip_prefix(':') {
+                Some(value) => {
+                    let value = value.trim_start_matches([' ', '\t']);
+                    !(value.is_empty() || value.starts_with(['\n', '{', '#']))
+                }
+                None => rest.starts_with('='),
+            };
+            if starts_word && given {
+                found.push(format!("volume option {option} given a value"));
+            }
+        }
+    }
+    // Variables that hold a key: $NAME, ${NAME...}, $(NAME) with KEY, TOKEN
+    // or SECRET in NAME, unless NAME names a file.
+    for (at, _) in text.match_indices('$') {
+        let name: String = text[at + 1..]
+            .trim_start_matches(['{', '('])
+            .chars()
+            .take_while(|c| is_word(*c))
+            .collect();
+        let upper = name.to_ascii_uppercase();
+        let holds_key = ["KEY", "TOKEN", "SECRET"].iter().any(|w| upper.contains(w));
+        if holds_key && !upper.ends_with("_FILE") {
+            found.push(format!("${name}: a variable that holds a key"));
+        }
+    }
+    for (at, _) in text.match_indices("BTSYNC_CLUSTER_KEY") {
+        if !text[at..].starts_with("BTSYNC_CLUSTER_KEY_FILE") {
+            found.push("BTSYNC_CLUSTER_KEY: the cluster key in the environment".into());
+        }
+    }
+    if text.contains("secretKeyRef") {
+        found.push("secretKeyRef: a Secret in an environment variable".into());
+    }
+    found
+}
+
+#[test]
+fn the_key_exposure_check_finds_what_the_examples_once_did() {
+    // Lines the examples held before `add --token-file`, and more.
+    let exposed = [
+        r#"entrypoint: ["/bin/add", "--token=${GITLAB_KEY}", "gitlab"]"#,
+        "ExecStartPre=/usr/bin/docker exec btsync ctl add --token=${GITLAB_KEY} gitlab",
+        r#"command: ["/bin/add", "--token=$(GITLAB_KEY)", "gitlab"]"#,
+        "valueFrom: {secretKeyRef: {name: gitlab-sync, key: key}}",
+        "    driver_opts:\n      token: ${GITLAB_KEY}",
+        "    driver_opts:\n      secret: \"$KEY\"",
+        "docker volume create -d syncbox -o token=$K gitlab",
+        "docker exec btsync ctl add --secret \"$K\" gitlab",
+        "docker exec btsync ctl add --token AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA gitlab",
+        "ExecStart=/usr/bin/docker run -e KEY=ahraxzogomz7b7vifl5jk7vrh5urqvhma syncbox",
+        "      BTSYNC_CLUSTER_KEY: correct horse battery staple",
+        "EnvironmentFile=/etc/syncbox/gitlab.env\nExecStart=/bin/add --token=${KEY} ns",
+    ];
+    for line in exposed {
+        assert!(!key_exposures(line).is_empty(), "not caught: {line}");
+    }
+    let safe = [
+        r#"entrypoint: ["/bin/add", "--token-file=/run/secrets/gitlab_key", "gitlab"]"#,
+        "      token-file: /run/secrets/syncbox/gitlab.key",
+        "ctl add --token-file=- gitlab < /etc/syncbox/gitlab.key",
+        "      BTSYNC_CLUSTER_KEY_FILE: /run/secrets/cluster.key",
+        "        - {name: gitlab-sync, secret: {secretName: gitlab-sync}}",
+        "        - name: gitlab-sync\n          secret:\n            secretName: gitlab-sync",
+        "secrets: [gitlab_key]",
+        "image: ${SYNCBOX_IMAGE:-syncbox:latest}",
+    ];
+    for line in safe {
+        assert_eq!(key_exposures(line), Vec::<String>::new(), "{line}");
+    }
+}
+
+#[test]
+fn no_example_puts_a_key_on_a_command_line_or_in_the_environment() {
+    let files = example_files();
+    assert!(files.len() >= 5, "examples/ holds only {files:?}");
+    let exposed: Vec<String> = files
+        .iter()
+        .map(|file| (file, key_exposures(&repo_file(file))))
+        .filter(|(_, found)| !found.is_empty())
+        .map(|(file, found)| format!("{file}: {}", found.join("; ")))
+        .collect();
+    assert!(exposed.is_empty(), "{}", exposed.join("\n"));
 }

@@ -162,11 +162,34 @@ fn create_mount_remove_follow_add_and_del() {
     );
     assert!(!refused.contains(&other));
 
+    // token-file: the key from a file that init reads, so that `docker
+    // volume inspect` shows a path, not the key.
+    let keys = sandbox.root.join("keys");
+    fs::create_dir_all(&keys).expect("keys dir");
+    let file_key = keygen(&sandbox);
+    let key_file = keys.join("epsilon.key");
+    fs::write(&key_file, format!("{file_key}\n")).expect("key file");
+    let create_epsilon = json!({"Name": "epsilon", "Opts": {"token-file": key_file}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create_epsilon), "");
+    let secret = sandbox.run(&["secret", "epsilon"]);
+    assert_eq!(String::from_utf8_lossy(&secret.stdout).trim(), file_key);
+
     // Every bad input: a message, and nothing created.
     let bad_key = "A1CDEFGHIJKLMNOPQRSTUVWXYZ234567Q";
+    let garbage = keys.join("garbage.key");
+    fs::write(&garbage, format!("{bad_key}\n")).expect("garbage file");
+    let missing = keys.join("missing.key");
     for (opts, expected) in [
         (json!({"token": bad_key}), "invalid key"),
         (json!({"token": key, "secret": key}), "give the key once"),
+        (
+            json!({"token": key, "token-file": key_file}),
+            "give the key once",
+        ),
+        (json!({"token-file": "epsilon.key"}), "absolute path"),
+        (json!({"token-file": missing}), "no such file"),
+        (json!({"token-file": keys}), "not a regular file"),
+        (json!({"token-file": garbage}), "invalid key"),
         (json!({"size": "1G"}), "unknown option \"size\""),
         (json!({"read-only": "yes"}), "read-only=true"),
         (json!({"cluster": "true"}), "cluster key"),
@@ -179,7 +202,7 @@ fn create_mount_remove_follow_add_and_del() {
         );
         assert!(message.contains(expected), "{opts}: {message}");
         assert!(
-            !message.contains(bad_key) && !message.contains(&key),
+            !message.contains(bad_key) && !message.contains(&key) && !message.contains(&file_key),
             "{message}"
         );
         assert!(!sandbox.folder("gamma").exists(), "{opts}");
@@ -191,7 +214,10 @@ fn create_mount_remove_follow_add_and_del() {
         String::from_utf8_lossy(&add_says.stderr).contains(&bad_name),
         "{bad_name:?} vs {add_says:?}"
     );
-    assert_eq!(init.status()["engine"]["folders"], json!(["alpha", "beta"]));
+    assert_eq!(
+        init.status()["engine"]["folders"],
+        json!(["alpha", "beta", "epsilon"])
+    );
 
     // Get/List show every namespace, also one added with `add`; never a key.
     harness::add(&sandbox, "delta");
@@ -203,8 +229,9 @@ fn create_mount_remove_follow_add_and_del() {
         .iter()
         .filter_map(|v| v["Name"].as_str())
         .collect();
-    assert_eq!(names, ["alpha", "beta", "delta"]);
+    assert_eq!(names, ["alpha", "beta", "delta", "epsilon"]);
     assert!(!list.to_string().contains(&key));
+    assert!(!list.to_string().contains(&file_key));
     let (_, got) = call(&socket, "/VolumeDriver.Get", &json!({"Name": "beta"}));
     assert_eq!(
         got,
@@ -282,7 +309,10 @@ fn create_mount_remove_follow_add_and_del() {
         ""
     );
     assert!(!sandbox.folder("alpha").exists());
-    assert_eq!(init.status()["engine"]["folders"], json!(["beta", "delta"]));
+    assert_eq!(
+        init.status()["engine"]["folders"],
+        json!(["beta", "delta", "epsilon"])
+    );
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 }
@@ -462,8 +492,13 @@ fn deploy_doc_shows_the_compose_example_exactly() {
         deploy.contains(&format!("```yaml\n{example}```\n")),
         "docs/deploy.md must show examples/docker-compose.volume-plugin.yml exactly"
     );
-    // The file is what tests/docker.rs runs with docker-compose.
-    assert!(example.contains("driver: syncbox") && example.contains("token: ${GITLAB_KEY}"));
+    // The file is what tests/docker.rs runs with docker-compose; its key is
+    // a file in the btsync container, the one the docs mount there.
+    let key_file = "/run/secrets/syncbox/gitlab.key";
+    assert!(
+        example.contains("driver: syncbox") && example.contains(&format!("token-file: {key_file}"))
+    );
+    assert!(deploy.contains("-v /etc/syncbox:/run/secrets/syncbox:ro"));
 }
 
 /// A read-only volume from a D key: the E key comes from the real engine's

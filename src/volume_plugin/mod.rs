@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::control::{self, Waiting};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::keys::Key;
+use crate::keys::{self, Key};
 use crate::layout::{HOST_PATH_VAR, Layout};
 use crate::name::Name;
 use crate::ops::{self, AddRequest, DelRequest};
@@ -331,12 +331,11 @@ impl Driver {
         let options = parse_options(opts)?;
         let request = AddRequest {
             name: name.clone(),
-            key: options
-                .key
-                .as_deref()
-                .map(Key::parse)
-                .transpose()
-                .map_err(|e| e.to_string())?,
+            key: match (&options.key, &options.key_file) {
+                (Some(text), _) => Some(Key::parse(text).map_err(|e| e.to_string())?),
+                (None, Some(path)) => Some(keys::read_key_file(path).map_err(|e| e.to_string())?),
+                (None, None) => None,
+            },
             read_only: options.read_only,
             cluster: options.cluster,
             waiting: self.waiting,
@@ -573,11 +572,15 @@ fn parse_body(body: &[u8]) -> std::result::Result<Map<String, Value>, String> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
     pub key: Option<String>,
+    /// `token-file`: a path inside this container (Docker shows the
+    /// options in `docker volume inspect`; a path there reveals no key).
+    pub key_file: Option<PathBuf>,
     pub read_only: bool,
     pub cluster: bool,
 }
 
-/// `docker volume create -o`: `token` (or `secret`), `read-only`, `cluster`.
+/// `docker volume create -o`: `token` (or `secret`), `token-file`,
+/// `read-only`, `cluster`.
 pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, String> {
     let mut options = Options::default();
     let map = match opts {
@@ -590,11 +593,24 @@ pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, Strin
             return Err(format!("option {name:?}: the value must be a string"));
         };
         match name.as_str() {
-            "token" | "secret" => {
-                if options.key.is_some() {
-                    return Err("give the key once: -o token=KEY or -o secret=KEY, not both".into());
+            "token" | "secret" | "token-file" => {
+                if options.key.is_some() || options.key_file.is_some() {
+                    return Err("give the key once: -o token=KEY, -o secret=KEY or \
+                                -o token-file=PATH, not two of them"
+                        .into());
                 }
-                options.key = Some(value.clone());
+                if name == "token-file" {
+                    // init's working directory means nothing to the user,
+                    // and "-" (standard input) is the applet's alone.
+                    if !value.starts_with('/') {
+                        return Err("option token-file: give an absolute path inside the \
+                                    btsync container"
+                            .into());
+                    }
+                    options.key_file = Some(PathBuf::from(value));
+                } else {
+                    options.key = Some(value.clone());
+                }
             }
             "read-only" => options.read_only = parse_switch(name, value)?,
             "cluster" => options.cluster = parse_switch(name, value)?,
@@ -606,8 +622,8 @@ pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, Strin
                     String::new()
                 };
                 return Err(format!(
-                    "unknown option{shown}: the options are token (or secret), read-only \
-                     and cluster"
+                    "unknown option{shown}: the options are token (or secret), token-file, \
+                     read-only and cluster"
                 ));
             }
         }
@@ -628,17 +644,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_are_token_secret_read_only_and_cluster() {
+    fn options_are_token_secret_token_file_read_only_and_cluster() {
         let opts = json!({"token": "K", "read-only": "true"});
         assert_eq!(
             parse_options(Some(&opts)),
             Ok(Options {
                 key: Some("K".into()),
+                key_file: None,
                 read_only: true,
                 cluster: false
             })
         );
+        let opts = json!({"token-file": "/run/secrets/k"});
+        assert_eq!(
+            parse_options(Some(&opts)),
+            Ok(Options {
+                key_file: Some(PathBuf::from("/run/secrets/k")),
+                ..Options::default()
+            })
+        );
         assert!(parse_options(Some(&json!({"token": "A", "secret": "B"}))).is_err());
+        for (one, other) in [("token", "token-file"), ("secret", "token-file")] {
+            let opts = json!({ one: "/k", other: "/k" });
+            let message = parse_options(Some(&opts)).unwrap_err();
+            assert!(message.contains("give the key once"), "{message}");
+        }
+        for relative in ["k", "-", "./k", ""] {
+            let message = parse_options(Some(&json!({"token-file": relative}))).unwrap_err();
+            assert!(message.contains("absolute path"), "{relative:?}: {message}");
+        }
         assert!(parse_options(Some(&json!({"cluster": "yes"}))).is_err());
         assert!(parse_options(Some(&json!({"size": "1G"}))).is_err());
         let key_like = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -568,10 +568,16 @@ fn real_btsync_readme_compose_example() {
         scope.adopt_container(name);
     }
     let btsync = scope.container("btsync");
-    // Everything the example leaves to the site: the data directory, no
-    // network at all (the example uses the host's), the engine kept off
-    // every discovery service, and in place of gitlab/gitlab-ce (no registry
-    // here) a container of the image that checks the namespace is there.
+    // The key file the example's compose secret names (/etc/syncbox/gitlab.key
+    // on a real host), as the docs make it: mode 0600, one line.
+    let key_file = scope.dir("keys").join("gitlab.key");
+    fs::write(&key_file, format!("{key}\n")).expect("write the key file");
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).expect("chmod the key file");
+    // Everything the example leaves to the site: the data directory, the
+    // key file, no network at all (the example uses the host's), the engine
+    // kept off every discovery service, and in place of gitlab/gitlab-ce
+    // (no registry here) a container of the image that checks the
+    // namespace is there.
     let overrides = format!(
         r#"services:
   btsync:
@@ -592,8 +598,12 @@ fn real_btsync_readme_compose_example() {
     network_mode: none
     entrypoint: ["/bin/has", "gitlab"]
     volumes: ["{data}:/data", "{data}/gitlab:/var/opt/gitlab"]
+secrets:
+  gitlab_key:
+    file: {key_file}
 "#,
-        data = data.display()
+        data = data.display(),
+        key_file = key_file.display()
     );
     let override_file = scope.dir("compose").join("override.yml");
     fs::write(&override_file, overrides).expect("write the override");
@@ -607,13 +617,7 @@ fn real_btsync_readme_compose_example() {
             override_file.display().to_string(),
         ],
     };
-    let up = compose.run(
-        &["up", "-d"],
-        &[
-            ("SYNCBOX_IMAGE", image.as_str()),
-            ("GITLAB_KEY", key.as_str()),
-        ],
-    );
+    let up = compose.run(&["up", "-d"], &[("SYNCBOX_IMAGE", image.as_str())]);
     let node = Node {
         name: btsync.clone(),
         data: data.clone(),
@@ -672,6 +676,11 @@ fn real_btsync_readme_compose_example() {
         instant(&storage_finished) <= instant(&gitlab_started),
         "gitlab started at {gitlab_started} before add finished at {storage_finished}"
     );
+    // What `docker inspect` shows of the one-shot container (entrypoint,
+    // environment, mounts) names the key file, never the key.
+    let inspected = docker_ok(&["inspect", &containers[1]]);
+    assert!(inspected.contains("/run/secrets/gitlab_key"), "{inspected}");
+    assert!(!inspected.contains(&key), "docker inspect shows the key");
     // The running init applied the namespace with the key from the file.
     let (_, config) = node.engine_config();
     assert_eq!(config_dirs(&config), ["/data/gitlab"]);
