@@ -63,6 +63,18 @@ fn render(status: &Value) -> String {
             seconds(&engine["retry_in_seconds"])
         )),
     }
+    match (engine["name"].as_str(), engine["version"].as_str()) {
+        (Some(name), version) => text.push_str(&format!(
+            "version:  {name} {}{}\n",
+            version.unwrap_or("(no version shown)"),
+            if engine["proven"] == true {
+                " (the version syncbox's tests run)"
+            } else {
+                " (not a version syncbox's tests run: see docs/image.md)"
+            }
+        )),
+        (None, _) => text.push_str("version:  unknown (see init's log)\n"),
+    }
     text.push_str(&format!(
         "restarts: {} for changes, {} after crashes\n",
         status["restarts"], status["crashes"]
@@ -88,6 +100,16 @@ fn render(status: &Value) -> String {
         folders.join(" "),
         more(folder_count, folders.len())
     ));
+    let not_served: Vec<&str> = engine["not_served"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !not_served.is_empty() {
+        text.push_str(&format!(
+            "not served: {} (in the engine's config, never seen served; see init's log)\n",
+            not_served.join(" ")
+        ));
+    }
     let last = &status["last_exit"];
     if last.is_null() {
         text.push_str("last exit: none\n");

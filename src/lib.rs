@@ -6,6 +6,7 @@ pub mod cluster_key;
 pub mod control;
 pub mod dispatch;
 pub mod engine_config;
+pub mod engine_info;
 pub mod error;
 pub mod faults;
 pub mod fsutil;

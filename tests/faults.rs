@@ -188,17 +188,19 @@ fn add_on_a_full_disk_fails_clearly_and_changes_nothing() {
         .status();
     let before = sb.snapshot();
 
-    let run = sb.run("add", &["--token", B_KEY, "after"]);
+    // A key of its own (B_KEY is A_KEY's read-only form: one folder).
+    let after_key = "R3ZD4TMT6XDJQBW5V6LBVHZRSYOJSMLHQ";
+    let run = sb.run("add", &["--token", after_key, "after"]);
     run.code(1).one_line_error();
     assert!(run.stderr.contains("No space left"), "{run:?}");
-    assert!(!run.stderr.contains(B_KEY));
+    assert!(!run.stderr.contains(after_key));
     assert_eq!(sb.snapshot(), before, "a failed add changed state");
     assert_eq!(sb.run("list", &[]).ok().stdout, "before\n");
     assert_eq!(sb.run("secret", &["before"]).ok().stdout.trim(), A_KEY);
 
     // Space again: the same add now works.
     fs::remove_file(&filler).unwrap();
-    sb.run("add", &["--token", B_KEY, "after"]).ok();
+    sb.run("add", &["--token", after_key, "after"]).ok();
     assert_eq!(sb.run("list", &[]).ok().stdout, "after before\n");
 }
 

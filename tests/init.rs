@@ -982,8 +982,18 @@ fn a_change_during_a_crash_backoff_is_applied_at_once() {
         },
         || sandbox.context(),
     );
-    let out = sandbox.run(&["add", "second"]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The engine crashes at every start, so it never serves `second`: the
+    // add reports that (after its timeout), never success.
+    let out = sandbox
+        .command(&["add", "second"])
+        .env("BTSYNC_APPLY_TIMEOUT", "5")
+        .output()
+        .expect("add");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has not picked it up within 5s"),
+        "{out:?}"
+    );
     let log = init.stderr();
     let now = log
         .find("registry changed: starting the engine now")
@@ -1025,6 +1035,18 @@ fn with_the_real_engine_init_idles_syncs_and_idles_again() {
     let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
     assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
     assert!(children_of(init.pid).is_empty(), "no engine while idle");
+    // init names the engine it runs, from its own --help.
+    let status = init.status();
+    assert_eq!(status["engine"]["name"], "BitTorrent Sync", "{status}");
+    assert_eq!(status["engine"]["version"], "1.4.111", "{status}");
+    assert_eq!(status["engine"]["proven"], true, "{status}");
+    assert!(
+        init.stderr().contains(&format!(
+            "init: engine: BitTorrent Sync 1.4.111 ({btsync})\n"
+        )),
+        "{}",
+        init.stderr()
+    );
 
     let out = sandbox
         .command(&["add", "alpha"])
@@ -1644,4 +1666,36 @@ fn with_the_real_engine_add_fails_when_the_engine_never_serves_the_folder() {
     assert!(sandbox.folder("pg").join(".sync/ID").exists());
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
+}
+
+/// init says which engine it runs, and that an engine syncbox's tests do
+/// not run is not proven: in its log at start and in `status`.
+#[test]
+fn init_names_the_engine_and_whether_tests_prove_it() {
+    for (banner, name, version) in [
+        (None, "BitTorrent Sync stand-in", "1.4.111"),
+        (Some("Resilio Sync 2.7.3 (1381)"), "Resilio Sync", "2.7.3"),
+    ] {
+        let sandbox = Sandbox::new("engine-info");
+        let sandbox = match banner {
+            Some(banner) => sandbox.with_env("STAND_IN_BANNER", banner),
+            None => sandbox,
+        };
+        let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+        let status = init.status();
+        assert_eq!(status["engine"]["name"], name, "{status}");
+        assert_eq!(status["engine"]["version"], version, "{status}");
+        assert_eq!(status["engine"]["proven"], false, "{status}");
+        let line = format!(
+            "init: engine: {name} {version} ({}): not a version syncbox's tests run \
+             (BitTorrent Sync 1.4.111); see docs/image.md",
+            stand_in_bin().display()
+        );
+        assert!(init.stderr().contains(&line), "{}", init.stderr());
+        let text = sandbox.run(&["status"]);
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        assert!(text.contains(&format!("{name} {version}")), "{text}");
+        init.signal(SIGTERM);
+        assert_eq!(init.wait_exit(), 0);
+    }
 }

@@ -23,7 +23,9 @@ fn secret_read_only_prints_the_read_only_form() {
     let node = Sandbox::labelled("ro-secret");
     node.syncbox_ok(&["add", &format!("--token={PUBLISHED_A}"), "published"]);
     node.syncbox_ok(&["add", &format!("--token={}", legacy()), "legacy"]);
-    node.syncbox_ok(&["add", &format!("--token={PUBLISHED_B}"), "reader"]);
+    // The reader is another node: one node syncs one folder per key.
+    let reader_node = Sandbox::labelled("ro-secret-reader");
+    reader_node.syncbox_ok(&["add", &format!("--token={PUBLISHED_B}"), "reader"]);
     assert_eq!(
         node.syncbox_ok(&["secret", "--read-only", "published"]),
         format!("{PUBLISHED_B}\n")
@@ -33,7 +35,7 @@ fn secret_read_only_prints_the_read_only_form() {
         format!("{LEGACY_R}\n")
     );
     assert_eq!(
-        node.syncbox_ok(&["secret", "--read-only", "reader"]),
+        reader_node.syncbox_ok(&["secret", "--read-only", "reader"]),
         format!("{PUBLISHED_B}\n")
     );
     // Without the switch, the key itself.

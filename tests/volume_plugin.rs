@@ -161,6 +161,17 @@ fn create_mount_remove_follow_add_and_del() {
         "{refused:?} vs {add_says:?}"
     );
     assert!(!refused.contains(&other));
+    // beta's key under another name: the engine syncs one folder per key.
+    let second_name = err_of(
+        &socket,
+        "/VolumeDriver.Create",
+        &json!({"Name": "betacopy", "Opts": {"token": key}}),
+    );
+    assert!(
+        second_name.contains("is the key of namespace beta on this node"),
+        "{second_name}"
+    );
+    assert!(!second_name.contains(&key) && !sandbox.folder("betacopy").exists());
 
     // token-file: the key from a file that init reads, so that `docker
     // volume inspect` shows a path, not the key.

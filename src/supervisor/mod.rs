@@ -59,6 +59,7 @@ use signal_hook::iterator::Signals;
 use crate::cluster::Cluster;
 use crate::control::{self, Request};
 use crate::engine_config;
+use crate::engine_info::{self, EngineInfo};
 use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
@@ -201,6 +202,8 @@ struct Supervisor {
     trash: TrashSweeper,
     /// Until the first start: a registry change waits for that start.
     booting: bool,
+    /// What `BTSYNC_BIN --help` says the engine is, read at init's start.
+    engine_info: std::result::Result<EngineInfo, String>,
 }
 
 /// "to apply changes to a, b, c, d, e and 3 more", for the log.
@@ -248,6 +251,35 @@ fn check_engine_bin(bin: &Path) -> std::result::Result<(), StartFailure> {
         Ok(_) => Err(failure(126, "permission denied (is it executable?)")),
         Err(e) => Err(failure(126, &e.to_string())),
     }
+}
+
+/// Say once which engine runs, and whether syncbox's tests prove it.
+fn log_engine_info(info: &std::result::Result<EngineInfo, String>, bin: &Path) {
+    match info {
+        Ok(info) if info.proven() => {
+            log!("engine: {} ({})", info.describe(), bin.display());
+        }
+        Ok(info) => log!(
+            "engine: {} ({}): not a version syncbox's tests run ({}); see docs/image.md \
+             for what to check first",
+            info.describe(),
+            bin.display(),
+            proven_versions()
+        ),
+        Err(why) => log!(
+            "engine: {}: name and version unknown ({why}); syncbox's tests run {}",
+            bin.display(),
+            proven_versions()
+        ),
+    }
+}
+
+fn proven_versions() -> String {
+    let versions: Vec<String> = engine_info::PROVEN
+        .iter()
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    versions.join(", ")
 }
 
 /// Run init until it is stopped; returns its exit status. `cluster` turns
@@ -318,6 +350,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         cluster,
         trash,
         booting: true,
+        engine_info: Err("not asked yet".to_owned()),
     };
     if subreaper {
         log!(
@@ -328,9 +361,13 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     supervisor.trash.sweep(now);
     supervisor.start_cluster_mode(now)?;
     // An idle init would only find out at the first `add`: check now.
-    if let Err(failure) =
-        check_engine_bin(&supervisor.settings.engine_bin).and_then(|()| supervisor.start_engine())
-    {
+    if let Err(failure) = check_engine_bin(&supervisor.settings.engine_bin) {
+        log!("{}", failure.message);
+        return Ok(failure.code);
+    }
+    supervisor.engine_info = engine_info::identify(&supervisor.settings.engine_bin);
+    log_engine_info(&supervisor.engine_info, &supervisor.settings.engine_bin);
+    if let Err(failure) = supervisor.start_engine() {
         log!("{}", failure.message);
         return Ok(failure.code);
     }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::cluster_sync::ClusterSync;
 use super::{AfterStop, Engine, Supervisor};
+use crate::engine_info::EngineInfo;
 use crate::name::Name;
 use crate::settings::Apply;
 
@@ -38,6 +39,10 @@ impl Supervisor {
                 "subreaper": self.subreaper,
             },
             "engine": {
+                "name": self.engine_info.as_ref().ok().map(|i| i.name.as_str()),
+                "version": self.engine_info.as_ref().ok().and_then(|i| i.version.as_deref()),
+                // Is it a version syncbox's tests run (docs/image.md)?
+                "proven": self.engine_info.as_ref().is_ok_and(EngineInfo::proven),
                 "state": state,
                 "pid": engine.map(|e| e.pid),
                 "uptime_seconds": engine.map(|e| now.duration_since(e.started).as_secs()),

@@ -32,6 +32,8 @@
 //!   it runs: the real engine would propagate that deletion to every peer.
 //!
 //! Behaviour for tests, from the environment:
+//! - `--help` prints a banner like 1.4.111's, `BitTorrent Sync stand-in
+//!   1.4.111` (or `STAND_IN_BANNER`), then its usage;
 //! - `STAND_IN_EXIT_AT_START=N`: exit with N right after starting (a crash);
 //! - `STAND_IN_ON_TERM`: what TERM/INT do: `exit:N` (default `exit:0`),
 //!   `default` (die by the signal), `ignore`, `delay:SECS` (exit 0 later);
@@ -63,6 +65,12 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--orphan-maker") => orphan_maker(&args[1..]),
         Some("--sleeper") => sleeper(&args[1..]),
+        // The banner's shape is 1.4.111's ("BitTorrent Sync 1.4.111" first).
+        Some("--help") => println!(
+            "{}\nUsage:\n\t  stand-in-btsync [ options ... ]",
+            std::env::var("STAND_IN_BANNER")
+                .unwrap_or_else(|_| "BitTorrent Sync stand-in 1.4.111".to_owned())
+        ),
         _ => engine(&args),
     }
 }
@@ -374,11 +382,16 @@ impl Serving {
         self.storage.save(&list);
     }
 
+    /// The served folders' names, sorted (the order they were taken in
+    /// tells nothing).
     fn names(&self) -> Vec<String> {
-        self.folders
+        let mut names: Vec<String> = self
+            .folders
             .iter()
             .filter_map(|(f, _)| f.dir.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect()
+            .collect();
+        names.sort();
+        names
     }
 
     /// Each served folder and what is in its top level: the paths whose
