@@ -924,6 +924,54 @@ fn refused_create(args: &[&str]) -> String {
     text(&out.stderr)
 }
 
+/// `docker kill` (as `docker rm -f`) ends init with SIGKILL: its socket
+/// stays in /run/docker/plugins with nobody listening. `docker start` runs
+/// a new init, which takes the socket over, and dockerd, which remembers the
+/// driver, reaches it again with no restart of its own (docs/deploy.md).
+#[test]
+#[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
+fn volume_plugin_serves_again_after_its_container_was_killed() {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::net::UnixStream;
+    let (scope, image, _) = engine_image("plugin-killed");
+    let plugin = PluginNode::start(&scope, &image, "node", "none", &[]);
+    let driver = plugin.driver.as_str();
+    let before = plugin.volume(&scope, "before");
+    docker_ok(&["volume", "create", "-d", driver, &before]);
+
+    docker_ok(&["kill", &plugin.node.name]);
+    wait_for(
+        &format!("{} to stop", plugin.node.name),
+        Duration::from_secs(60),
+        || {
+            (docker_ok(&["inspect", "-f", "{{.State.Running}}", &plugin.node.name]).trim()
+                == "false")
+                .then_some(())
+        },
+    );
+    let left = fs::symlink_metadata(&plugin.socket).expect("SIGKILL leaves the socket behind");
+    assert!(left.file_type().is_socket());
+    let refused = UnixStream::connect(&plugin.socket).expect_err("nobody serves the old socket");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    docker_ok(&["start", &plugin.node.name]);
+    wait_for(
+        &format!(
+            "{} to serve {} again",
+            plugin.node.name,
+            plugin.socket.display()
+        ),
+        Duration::from_secs(60),
+        || UnixStream::connect(&plugin.socket).ok().map(drop),
+    );
+    let after = plugin.volume(&scope, "after");
+    docker_ok(&["volume", "create", "-d", driver, &after]);
+    assert!(plugin.has(&after));
+    let listed = docker_ok(&["volume", "ls", "-q", "-f", &format!("driver={driver}")]);
+    let listed: BTreeSet<&str> = listed.lines().collect();
+    assert_eq!(listed, [before.as_str(), after.as_str()].into());
+}
+
 #[test]
 #[ignore = "needs docker: .ci/run runs it through tests/docker/run"]
 fn volume_plugin_creates_mounts_lists_and_removes_namespaces() {

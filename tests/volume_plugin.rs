@@ -453,6 +453,42 @@ fn hostile_clients_do_not_stop_init_or_other_clients() {
     assert_eq!(init.wait_exit(), 0);
 }
 
+/// `docker rm -f` and `docker kill` end init with SIGKILL, which leaves no
+/// chance to remove the socket: it stays, with nobody listening. The next
+/// init must take it over, not refuse to start (docs/deploy.md says so).
+#[test]
+fn a_socket_left_by_a_killed_init_is_taken_over_by_the_next_init() {
+    let (sandbox, socket) = plugin_sandbox("plugin-killed");
+    let init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    let killed = init.pid;
+    // Dropping an init that has not exited sends it SIGKILL and reaps it.
+    drop(init);
+    assert!(
+        proc_stat(killed).is_none(),
+        "init {killed} outlived SIGKILL"
+    );
+    let left = fs::symlink_metadata(&socket).expect("SIGKILL leaves the socket behind");
+    assert!(left.file_type().is_socket());
+    let refused = UnixStream::connect(&socket).expect_err("nobody serves the socket left behind");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    assert_eq!(
+        call(&socket, "/Plugin.Activate", &json!({})),
+        (200, json!({"Implements": ["VolumeDriver"]}))
+    );
+    assert!(
+        !init.stderr().contains("another process already serves"),
+        "{}",
+        init.stderr()
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    assert!(!socket.exists(), "a clean stop removes the socket");
+}
+
 #[test]
 fn plugin_needs_an_absolute_socket_and_the_host_path() {
     let sandbox = Sandbox::new("plugin-env");

@@ -105,8 +105,10 @@ pub fn driver_name(socket: &Path) -> Option<&str> {
     (!name.is_empty() && !name.starts_with('.')).then_some(name)
 }
 
-/// The socket being served; removed when init ends so Docker sees no
-/// plugin instead of a dead one.
+/// The socket being served; removed when init stops cleanly, so that a
+/// dockerd that has not used the driver yet finds no plugin instead of a
+/// dead one. A SIGKILL leaves it behind, and `bind` in the next init
+/// replaces it.
 pub struct Serving {
     socket: PathBuf,
     inode: (u64, u64),

@@ -8,6 +8,18 @@
 #                                image bytes from the staged build context, no docker)
 #   tests/bench/run.sh --real    the real engine's figures instead (btsync 1.4.111 in
 #                                docker: tests/bench/real-engine.sh; about 10 minutes)
+#   --write (with either of the first two) also writes what it measured into
+#   docs/figures.md, which quotes nothing of it by hand:
+#     - the block `sizes` (binary sizes, image bytes): a quick run measures
+#       them as a full run does (same build, same files), so either writes
+#       them; the row on the image bytes names how they were taken (staged
+#       context or docker image: the same files, the same sum);
+#     - the block `speed` (times, memory, counts): only a full run writes it.
+#       A quick run's times come from fewer runs and 2,000 namespaces instead
+#       of 10,000: another setup, so it never replaces a full run's figures.
+#   Each block is replaced whole, with the date and machine of this run, by
+#   tests/bench/write-block (atomic rename). Other docs quote these figures
+#   only as links to the table; tests/docs.rs checks each quote against it.
 #
 # Everything syncbox-side runs the shipped binary: the static musl one
 # rootfs/build-image puts in the image.
@@ -19,7 +31,22 @@ cd "$(dirname "$0")/../.."
 
 [ "${1:-}" = "--real" ] && exec tests/bench/real-engine.sh
 quick=false
-[ "${1:-}" = "--quick" ] && quick=true
+write=false
+for arg in "$@"; do
+  case $arg in
+  --quick) quick=true ;;
+  --write) write=true ;;
+  *) echo "usage: tests/bench/run.sh [--quick] [--write] | --real" >&2; exit 2 ;;
+  esac
+done
+figures="$PWD/docs/figures.md"
+# Refuse before a run of minutes, not after it: the blocks must be there.
+if $write; then
+  for block in sizes speed; do
+    grep -qx "<!-- bench:begin $block -->" "$figures" ||
+      { echo "bench: $figures has no block $block to write" >&2; exit 2; }
+  done
+fi
 if $quick; then runs=200; many=2000; adds=5; else runs=1000; many=10000; adds=20; fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -65,12 +92,17 @@ mean() {
 py() { python3 -c "import sys; a = sys.argv[1:]; print($1)" "${@:2}"; }
 ms() { py 'f"{float(a[0])*1000:.3f} ms"' "$1"; }
 kib() { py 'f"{int(a[0])/1024:,.0f} KiB"' "$1"; }
+bytes() { py 'f"{int(a[0]):,} bytes"' "$1"; }
 ratio() { py 'f"{float(a[0])/float(a[1]):.2f}"' "$1" "$2"; }
 now() { date +%s.%N; }
 rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
-rows=()
-row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
+# Two tables: speed (times, memory, counts) and sizes; see --write above.
+speed_rows=()
+size_rows=()
+cells() { printf '| %s | %s | %s | %s | %s |' "$@"; }
+row() { speed_rows+=("$(cells "$@")"); }
+size_row() { size_rows+=("$(cells "$@")"); }
 
 # 1. has: exec to exit, against busybox's `test -d` (one stat, static binary).
 "$work/bin/add" gitlab
@@ -86,9 +118,9 @@ rustc --edition 2021 --target "$target" -C opt-level=s -C panic=abort -C strip=s
   -o "$work/hello" "$work/hello.rs"
 hello=$(stat -c %s "$work/hello")
 stable_size=$(stat -c %s "$stable_syncbox")
-row "static binary size, the image's (built with $built_with)" "$(kib "$size") ($size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$size" "$tini_static")" "<= 1.0"
-row "static binary size, stable release build" "$(kib "$stable_size") ($stable_size bytes)" "tini-static: $(kib "$tini_static") ($tini_static bytes)" "$(ratio "$stable_size" "$tini_static")" "-"
-row "static binary size, the image's" "$(kib "$size")" "musl hello-world: $(kib "$hello")" "$(ratio "$size" "$hello")" "-"
+size_row "static binary size, the image's (built with $built_with)" "$(kib "$size") ($(bytes "$size"))" "tini-static: $(kib "$tini_static") ($(bytes "$tini_static"))" "$(ratio "$size" "$tini_static")" "<= 1.0"
+size_row "static binary size, stable release build" "$(kib "$stable_size") ($(bytes "$stable_size"))" "tini-static: $(kib "$tini_static") ($(bytes "$tini_static"))" "$(ratio "$stable_size" "$tini_static")" "-"
+size_row "static binary size, the image's" "$(kib "$size")" "musl hello-world: $(kib "$hello")" "$(ratio "$size" "$hello")" "-"
 
 # 3. has and list with many namespaces.
 export BTSYNC_DATA="$work/many"
@@ -117,7 +149,7 @@ wait_starts() { # until the engine logged at least $1 starts (60 s at most)
   echo "the engine did not start" >&2; exit 1
 }
 "$syncbox" add seed
-"$syncbox" init 2>"$work/init.log" &
+"$syncbox" init >"$work/init.out" 2>"$work/init.log" &
 init_pid=$!
 pids+=("$init_pid")
 wait_starts 1
@@ -178,7 +210,9 @@ read -r reload_mean reload_max < <(add_latency "$work/apply-reload" "$engine" re
 read -r restart_mean restart_max < <(add_latency "$work/apply-restart" "$engine" restart env)
 row "\`add NS\` until the stand-in serves NS, BTSYNC_APPLY=reload (mean of $adds; max $(ms "$reload_max"))" "$(ms "$reload_mean")" \
   "BTSYNC_APPLY=restart: $(ms "$restart_mean") (max $(ms "$restart_max"))" "$(ratio "$reload_mean" "$restart_mean")" "< 0.5 s"
+real_engine=
 if [ "$(id -u)" = 0 ] && need unshare && real=$(tests/real-engine 2>/dev/null); then
+  real_engine=$real
   read -r reload_mean reload_max < <(add_latency "$work/real-reload" "$real" reload unshare -n)
   read -r restart_mean restart_max < <(add_latency "$work/real-restart" "$real" restart unshare -n)
   row "\`add NS\` until btsync 1.4.111 serves NS, BTSYNC_APPLY=reload (mean of $adds; max $(ms "$reload_max"))" "$(ms "$reload_mean")" \
@@ -190,7 +224,7 @@ fi
 # 5. Memory: init vs tini supervising the same engine with the same config.
 cp "$BTSYNC_DATA/.btsync/btsync.conf" "$work/tini.conf"
 before=$(starts)
-/usr/bin/tini -s -- "$engine" --nodaemon --config "$work/tini.conf" 2>/dev/null &
+/usr/bin/tini -s -- "$engine" --nodaemon --config "$work/tini.conf" >/dev/null 2>&1 &
 tini_pid=$!
 pids+=("$tini_pid")
 wait_starts $((before + 1))
@@ -217,7 +251,7 @@ for i in range(1, count + 1):
     with open(f"{folder}/{name}@aaaaaaaaaaaaaaaa.json", "w") as f:
         f.write(json.dumps(record) + "\n")
 PY
-"$syncbox" init 2>"$work/cluster-init.log" &
+"$syncbox" init >"$work/cluster-init.out" 2>"$work/cluster-init.log" &
 init_pid=$!
 pids+=("$init_pid")
 held() { "$syncbox" status --json 2>/dev/null | python3 -c \
@@ -251,11 +285,51 @@ else
   extra=$(sed -n 's/.*without btsync and its libraries: \([0-9]*\) bytes.*/\1/p' "$work/build.log")
   how="docker image size"
 fi
-libraries=$((engine_bytes - $(stat -c %s "$engine")))
-row "image bytes beyond btsync and its libraries ($how)" "$(kib "$extra") ($extra bytes)" \
-  "the loader and libraries btsync needs: $(kib "$libraries")" "$(ratio "$extra" "$libraries")" "< 1 MiB"
+# The anchor: what btsync 1.4.111 itself needs (ldd of the real engine, as
+# build-image stages it) when it is here; else what the stand-in needs, glibc's
+# loader and libraries too but not the same set.
+if [ -n "$real_engine" ]; then
+  rootfs/build-image --context-only --syncbox "$syncbox" --context "$work/real-context" "$real_engine" \
+    2>"$work/real-build.log" >/dev/null || { cat "$work/real-build.log" >&2; exit 1; }
+  real_bytes=$(sed -n 's/.*btsync and its [0-9]* loader\/library files: \([0-9]*\) bytes.*/\1/p' "$work/real-build.log")
+  libraries=$((real_bytes - $(stat -c %s "$real_engine")))
+  whose="btsync 1.4.111 needs"
+else
+  libraries=$((engine_bytes - $(stat -c %s "$engine")))
+  whose="the stand-in engine needs (btsync 1.4.111 not here)"
+fi
+size_row "image bytes beyond btsync and its libraries ($how)" "$(kib "$extra") ($(bytes "$extra"))" \
+  "the loader and libraries $whose: $(kib "$libraries")" "$(ratio "$extra" "$libraries")" "< 1 MiB"
 
-echo "syncbox benchmark ($($quick && echo quick || echo full) run) on $(nproc) cores, $(uname -srm), $(date -u +%Y-%m-%d), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| figure | syncbox | anchor (same run) | ratio | goal |"
-echo "|---|---|---|---|---|"
-printf '%s\n' "${rows[@]}"
+mode=$($quick && echo quick || echo full)
+machine="$(nproc) cores, $(uname -srm)"
+load=$(cut -d' ' -f1 /proc/loadavg)
+table() {
+  echo "| figure | syncbox | anchor (same run) | ratio | goal |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "$@"
+}
+echo "syncbox benchmark ($mode run) on $machine, $(date -u +%Y-%m-%d), load $(cut -d' ' -f1-3 /proc/loadavg)"
+table "${speed_rows[@]}"
+echo
+table "${size_rows[@]}"
+
+$write || exit 0
+flags=$($quick && echo "--quick --write" || echo "--write")
+{
+  echo "Measured on $(date -u +%Y-%m-%d) by \`tests/bench/run.sh $flags\` ($machine):"
+  echo
+  table "${size_rows[@]}"
+} | tests/bench/write-block "$figures" sizes
+echo "bench: wrote the block sizes of docs/figures.md" >&2
+if $quick; then
+  echo "bench: a quick run leaves the block speed (a full run's figures) as it is" >&2
+  exit 0
+fi
+{
+  echo "Measured on $(date -u +%Y-%m-%d) by \`tests/bench/run.sh $flags\` (full run: $runs runs a command," \
+    "$many namespaces, $adds single \`add\`s; $machine, load average $load at the end):"
+  echo
+  table "${speed_rows[@]}"
+} | tests/bench/write-block "$figures" speed
+echo "bench: wrote the block speed of docs/figures.md" >&2
