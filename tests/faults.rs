@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{A_KEY, B_KEY, Run, Sandbox, Via};
+use common::{A_KEY, Run, Sandbox, Via};
 
 const KEEP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
@@ -188,7 +188,7 @@ fn add_on_a_full_disk_fails_clearly_and_changes_nothing() {
         .status();
     let before = sb.snapshot();
 
-    // A key of its own (B_KEY is A_KEY's read-only form: one folder).
+    // A key of its own: one node syncs one folder per key.
     let after_key = "R3ZD4TMT6XDJQBW5V6LBVHZRSYOJSMLHQ";
     let run = sb.run("add", &["--token", after_key, "after"]);
     run.code(1).one_line_error();
