@@ -1026,11 +1026,10 @@ fn a_change_during_a_crash_backoff_is_applied_at_once() {
 #[test]
 fn with_the_real_engine_init_idles_syncs_and_idles_again() {
     let test = "with_the_real_engine_init_idles_syncs_and_idles_again";
-    let Some(btsync) = common::real_engine(test, true) else {
+    let Some(btsync) = real_engine_bin(test) else {
         return;
     };
     let sandbox = Sandbox::new("realidle");
-    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
     let env = offline_engine_env(&btsync);
     let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
     assert_eq!(sandbox.run(&["health"]).status.code(), Some(0));
@@ -1366,11 +1365,10 @@ fn engine_killed_in_the_middle_of_a_reload() {
 #[test]
 fn with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine() {
     let test = "with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine";
-    let Some(btsync) = common::real_engine(test, true) else {
+    let Some(btsync) = real_engine_bin(test) else {
         return;
     };
     let sandbox = Sandbox::new("realreload");
-    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
     let env = offline_engine_env(&btsync);
     let run = |args: &[&str]| {
         let out = sandbox.command(args).envs(env).output().expect("run");
@@ -1637,11 +1635,10 @@ fn add_fails_when_the_engine_never_serves_the_folder() {
 #[test]
 fn with_the_real_engine_add_fails_when_the_engine_never_serves_the_folder() {
     let test = "with_the_real_engine_add_fails_when_the_engine_never_serves_the_folder";
-    let Some(btsync) = common::real_engine(test, true) else {
+    let Some(btsync) = real_engine_bin(test) else {
         return;
     };
     let sandbox = Sandbox::new("realunserved");
-    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
     let env = offline_engine_env(&btsync);
     let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);
     let out = sandbox

@@ -555,10 +555,9 @@ fn deploy_doc_shows_the_compose_example_exactly() {
 #[test]
 fn real_engine_read_only_volumes_from_d_keys_through_init() {
     let test = "real_engine_read_only_volumes_from_d_keys_through_init";
-    let Some(btsync) = common::real_engine(test, true) else {
+    let Some(btsync) = real_engine_bin(test) else {
         return;
     };
-    let btsync = btsync.to_str().expect("utf-8 path").to_owned();
     let (sandbox, socket) = plugin_sandbox("plugin-dkey");
     let env = offline_engine_env(&btsync);
     let mut init = Init::start_idle(&sandbox, Mode::Pid1Offline, &env);

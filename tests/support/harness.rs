@@ -497,6 +497,18 @@ pub fn add(sandbox: &Sandbox, ns: &str) {
     );
 }
 
+/// The real btsync's path, for init's `BTSYNC_BIN`, or `None` after the
+/// line saying why the caller skips (never in CI: see `common::real_engine`).
+#[track_caller]
+pub fn real_engine_bin(test: &str) -> Option<String> {
+    let path = crate::common::real_engine(test, true)?;
+    Some(
+        path.to_str()
+            .expect("a UTF-8 path to the engine")
+            .to_owned(),
+    )
+}
+
 /// init's variables for the real engine under test: it runs in a network
 /// namespace of its own (Mode::Pid1Offline), with no peer discovery, so
 /// nothing leaves the machine.
