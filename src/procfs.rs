@@ -17,16 +17,101 @@ pub fn open_files(pid: Pid) -> io::Result<BTreeSet<PathBuf>> {
     let mut open = BTreeSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let Ok(entry) = entry else { continue };
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            // A file unlinked while open still is open.
-            let target = match target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) {
-                Some(path) => PathBuf::from(path),
-                None => target,
-            };
-            open.insert(target);
+        match std::fs::read_link(entry.path()) {
+            Ok(target) => {
+                // A file unlinked while open still is open.
+                let target = match target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) {
+                    Some(path) => PathBuf::from(path),
+                    None => target,
+                };
+                open.insert(target);
+            }
+            // Listing the directory may be allowed where reading the
+            // links is not (another user's process, no CAP_SYS_PTRACE):
+            // an empty set would read as "holds nothing".
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
+            Err(_) => {}
         }
     }
     Ok(open)
+}
+
+/// What the engine holds, as far as `/proc` lets init see it: the files
+/// it has open (`/proc/PID/fd`, readable when init may trace the engine),
+/// or else the files it holds a lock on (`/proc/locks`, readable by
+/// anyone). An engine running as another user (`BTSYNC_UID`) in a
+/// container without CAP_SYS_PTRACE hides its descriptors from init, but
+/// btsync 1.4.111 keeps a write lock on every folder database it serves
+/// (SQLite's exclusive mode), which `/proc/locks` shows.
+pub enum Holds {
+    Open(BTreeSet<PathBuf>),
+    /// (device as major:minor, inode) of every file it holds a lock on.
+    Locked(BTreeSet<(u32, u32, u64)>),
+}
+
+impl Holds {
+    /// Read what `pid` holds; `Err` when neither view can be read.
+    pub fn of(pid: Pid) -> io::Result<Holds> {
+        match open_files(pid) {
+            Ok(open) => Ok(Holds::Open(open)),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let text = std::fs::read_to_string("/proc/locks")?;
+                Ok(Holds::Locked(locks_held_by(&text, pid)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Does the engine hold `path` (a canonical path)?
+    pub fn holds(&self, path: &Path) -> bool {
+        match self {
+            Holds::Open(open) => open.contains(path),
+            Holds::Locked(locked) => std::fs::metadata(path).is_ok_and(|meta| {
+                use std::os::unix::fs::MetadataExt;
+                locked.contains(&(dev_major(meta.dev()), dev_minor(meta.dev()), meta.ino()))
+            }),
+        }
+    }
+}
+
+/// The major number of a `st_dev` (glibc's encoding).
+fn dev_major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+/// The minor number of a `st_dev` (glibc's encoding).
+fn dev_minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
+
+/// The files (device, inode) that `pid` holds a granted lock on, from the
+/// text of `/proc/locks`: `9: POSIX  ADVISORY  WRITE 2133 fe:00:10010820 0 EOF`.
+/// Waiting requests (`9: -> POSIX ...`) are not held.
+pub fn locks_held_by(text: &str, pid: Pid) -> BTreeSet<(u32, u32, u64)> {
+    let mut held = BTreeSet::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") || fields.len() < 6 {
+            continue;
+        }
+        if fields[4].parse::<Pid>().ok() != Some(pid) {
+            continue;
+        }
+        let mut id = fields[5].split(':');
+        let (Some(major), Some(minor), Some(inode), None) =
+            (id.next(), id.next(), id.next(), id.next())
+        else {
+            continue;
+        };
+        if let (Ok(major), Ok(minor), Ok(inode)) = (
+            u32::from_str_radix(major, 16),
+            u32::from_str_radix(minor, 16),
+            inode.parse::<u64>(),
+        ) {
+            held.insert((major, minor, inode));
+        }
+    }
+    held
 }
 
 /// The database btsync keeps for the folder with this id:
@@ -72,6 +157,45 @@ mod tests {
         assert!(open_files(pid).expect("fds").contains(&canonical));
         drop(file);
         assert!(!open_files(pid).expect("fds").contains(&canonical));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn locks_are_read_per_pid_and_waiters_do_not_hold() {
+        let text = "\
+9: POSIX  ADVISORY  WRITE 2133 fe:00:10010820 1073741824 1073742335
+10: FLOCK  ADVISORY  WRITE 2133 fe:00:10010789 0 EOF
+10: -> FLOCK  ADVISORY  WRITE 77 fe:00:10010789 0 EOF
+11: OFDLCK ADVISORY  READ  -1 00:2b:6 0 EOF
+12: POSIX  ADVISORY  WRITE 21330 103:02:5 0 EOF
+";
+        let held = locks_held_by(text, 2133);
+        assert_eq!(
+            held,
+            BTreeSet::from([(0xfe, 0, 10010820), (0xfe, 0, 10010789)])
+        );
+        assert!(locks_held_by(text, 77).is_empty());
+        assert_eq!(locks_held_by(text, 21330), BTreeSet::from([(0x103, 2, 5)]));
+    }
+
+    /// This process's own flock shows in /proc/locks with its device and inode.
+    #[test]
+    fn an_own_lock_is_seen_held_through_proc_locks() {
+        let dir = std::env::temp_dir().join(format!("syncbox-procfs-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("locked.db");
+        let file = std::fs::File::create(&path).expect("create");
+        let pid = std::process::id() as Pid;
+        let locked = |pid| {
+            let text = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
+            Holds::Locked(locks_held_by(&text, pid))
+        };
+        assert!(!locked(pid).holds(&path));
+        file.lock().expect("flock");
+        assert!(locked(pid).holds(&path));
+        assert!(!locked(pid + 1).holds(&path));
+        drop(file);
+        assert!(!locked(pid).holds(&path));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1696,3 +1696,78 @@ fn init_names_the_engine_and_whether_tests_prove_it() {
         assert_eq!(init.wait_exit(), 0);
     }
 }
+
+/// As in a container (docker grants no CAP_SYS_PTRACE): init cannot read
+/// the descriptors of an engine running as another user. The proof is the
+/// lock the engine holds on each folder database (/proc/locks): `add` is
+/// proven, and `del` deletes nothing while the engine still holds the
+/// folder (here it ignores HUP, so only the restart lets go). Reading an
+/// empty descriptor list as "let go" would delete the files under it.
+#[test]
+fn without_ptrace_the_proof_is_the_engines_database_lock() {
+    let test = "without_ptrace_the_proof_is_the_engines_database_lock";
+    if !root_available(test) {
+        return;
+    }
+    let sandbox = Sandbox::new("noptrace");
+    // Two namespaces: removing the last one would stop the engine instead.
+    add(&sandbox, "base");
+    add(&sandbox, "keep");
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace", "--"])
+        .arg(syncbox_bin())
+        .arg("init");
+    sandbox.environment(&mut command);
+    command.envs([
+        ("BTSYNC_UID", "65534"),
+        ("BTSYNC_GID", "65533"),
+        ("STAND_IN_IGNORE_HUP", "1"),
+    ]);
+    let log = fs::File::create(sandbox.init_log_path()).expect("init log");
+    let mut init = command
+        .stderr(log)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start init without CAP_SYS_PTRACE");
+    wait_until(
+        "the engine runs",
+        || sandbox.starts().len() == 1,
+        || sandbox.context(),
+    );
+    let engine = sandbox.starts()[0]["pid"].as_i64().expect("pid");
+    let fds = fs::read_dir(format!("/proc/{engine}/fd")).map(|fds| {
+        fds.filter_map(|fd| fd.ok())
+            .all(|fd| fs::read_link(fd.path()).is_ok())
+    });
+    // The test itself is root with every capability: it can read them.
+    assert_eq!(fds.ok(), Some(true));
+    let status = fs::read_to_string(format!("/proc/{}/status", init.id())).expect("status");
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("CapEff");
+    const CAP_SYS_PTRACE: u32 = 19;
+    assert_eq!(
+        caps & (1 << CAP_SYS_PTRACE),
+        0,
+        "init runs without CAP_SYS_PTRACE"
+    );
+
+    // Proven by the lock after the fallback restart (HUP is ignored).
+    let out = sandbox.run(&["add", "fresh"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", sandbox.context());
+    fs::write(sandbox.folder("base").join("data.txt"), b"precious").expect("write");
+    let out = sandbox.run(&["del", "base"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", sandbox.context());
+    assert!(!sandbox.folder("base").exists());
+    sandbox.assert_nothing_vanished();
+    let log = fs::read_to_string(sandbox.init_log_path()).expect("log");
+    assert!(
+        log.contains("showed no proof of the reload"),
+        "the engine ignored HUP, so the reload could not be proven: {log}"
+    );
+    syncbox::sys::send_signal(init.id() as i32, SIGTERM).expect("TERM");
+    let _ = init.wait();
+}

@@ -82,7 +82,7 @@ impl Proof {
     /// The namespaces whose proof engine `pid` does not show yet. `storage`
     /// is where its databases are. Unreadable `/proc` proves nothing.
     pub fn lacking(&self, pid: Pid, storage: &Path) -> BTreeSet<Name> {
-        let Ok(open) = procfs::open_files(pid) else {
+        let Ok(open) = procfs::Holds::of(pid) else {
             return self
                 .adding
                 .iter()
@@ -91,7 +91,7 @@ impl Proof {
                 .cloned()
                 .collect();
         };
-        let is_open = |db: &str| open.contains(&storage.join(db));
+        let is_open = |db: &str| open.holds(&storage.join(db));
         let not_up = self.adding.iter().filter(|(_, folder, by_key)| {
             let seen = procfs::read_folder_id(folder);
             !(seen.is_some_and(|id| is_open(&procfs::database_name(&id)))

@@ -18,8 +18,9 @@
 //!   served already, stored or listed before it, is never taken;
 //! - serves a folder as btsync does on disk: `.sync/ID` (the 20-byte folder
 //!   ID, SHA-1 of the read-only key's bytes) and `storage_path/<HEX ID>.db`
-//!   held open while served; letting go closes and deletes the database and
-//!   removes `.sync/ID`, the files stay;
+//!   held open and locked (flock; 1.4.111's is a POSIX lock) while served;
+//!   letting go closes and deletes the database and removes `.sync/ID`,
+//!   the files stay;
 //! - TERM/INT: "Received shutdown request via signal N", then
 //!   "Shutdown. Saving config sync.dat" and exit 0 (see `STAND_IN_ON_TERM`);
 //!   HUP: "Reloading config file..." and the folders follow the config
@@ -343,11 +344,14 @@ impl Serving {
         {
             self.problems.push(format!("{}: {e}", folder.dir.display()));
         }
+        // Held open and locked while served, as 1.4.111's SQLite database
+        // is (a write lock, which /proc/locks shows to any user).
         let db = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.storage.db(folder))
-            .ok();
+            .ok()
+            .filter(|db| db.lock().is_ok());
         self.folders.push((folder.clone(), db));
     }
 
