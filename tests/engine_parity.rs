@@ -29,7 +29,10 @@
 //! - HUP: "Reloading config file...", folders added and let go as the
 //!   config says; a reload to a config with no folder is refused ("Error
 //!   while reloading config: To use BitTorrent Sync...") and the engine
-//!   keeps serving what it had.
+//!   keeps serving what it had;
+//! - WebUI mode (no folder, a `webui`): the interface's answers, error
+//!   cases included, as asserted in the tests below (the real engine runs
+//!   with its loopback up and is reached with `nsenter --net` + `curl`).
 
 mod common;
 
