@@ -29,7 +29,10 @@
 //! - HUP: "Reloading config file...", folders added and let go as the
 //!   config says; a reload to a config with no folder is refused ("Error
 //!   while reloading config: To use BitTorrent Sync...") and the engine
-//!   keeps serving what it had.
+//!   keeps serving what it had;
+//! - WebUI mode (no folder, a `webui`): the interface's answers, error
+//!   cases included, as asserted in the tests below (the real engine runs
+//!   with its loopback up and is reached with `nsenter --net` + `curl`).
 
 mod common;
 
@@ -174,11 +177,27 @@ impl Node {
     }
 
     fn start(&mut self, engine: &Engine, env: &[(&str, &str)]) -> Running {
+        self.start_with(engine, env, false)
+    }
+
+    /// Start with the loopback up in the real engine's namespace, so its
+    /// WebUI on 127.0.0.1 can be reached (through `nsenter`).
+    fn start_webui(&mut self, engine: &Engine, env: &[(&str, &str)]) -> Running {
+        self.start_with(engine, env, true)
+    }
+
+    fn start_with(&mut self, engine: &Engine, env: &[(&str, &str)], loopback: bool) -> Running {
         self.runs += 1;
         let out = self.root.join(format!("out-{}.txt", self.runs));
         let file = fs::File::create(&out).expect("output file");
         let err = file.try_clone().expect("output file");
-        let mut command = if engine.real {
+        let mut command = if engine.real && loopback {
+            // sh execs the engine (no fork): the child's pid is the engine's.
+            let mut c = Command::new("unshare");
+            c.args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+                .arg(&engine.bin);
+            c
+        } else if engine.real {
             // Exec'd by unshare (no fork): the child's pid is the engine's.
             let mut c = Command::new("unshare");
             c.arg("-n").arg(&engine.bin);
@@ -199,6 +218,7 @@ impl Node {
         let child = command.spawn().expect("start the engine");
         Running {
             label: engine.label,
+            real: engine.real,
             child,
             out,
         }
@@ -213,6 +233,7 @@ impl Node {
 
 struct Running {
     label: &'static str,
+    real: bool,
     child: Child,
     out: PathBuf,
 }
@@ -515,4 +536,846 @@ fn stand_in_can_be_told_to_ignore_hup() {
     assert!(!run.serves(&node, "beta"));
     assert!(!run.output().contains("Reloading config file"));
     run.stop();
+}
+
+// ---- WebUI mode: a config with no folder and a `webui`, folders managed
+// over its JSON interface. Seen with 1.4.111 and held here: the answers
+// asserted below, error cases included.
+
+const LOGIN: &str = "parity";
+const PASSWORD: &str = "parity-password";
+const LICENSE: &str = "Need to agree with the license";
+const ALREADY_ADDED: &str = "Selected folder is already added to BitTorrent Sync.";
+const NOT_EMPTY: &str = "Destination folder is not empty.  Add anyway?";
+const NO_FOLDER_BY_SECRET: &str = "can't find folder by secret";
+/// Every field 1.4.111 gives a folder in `getsyncfolders`.
+const FOLDER_FIELDS: &[&str] = &[
+    "archive",
+    "archive_files",
+    "archive_size",
+    "canencrypt",
+    "date_added",
+    "down_eta",
+    "down_speed",
+    "down_status",
+    "error",
+    "files",
+    "has_key",
+    "id",
+    "indexing",
+    "iswritable",
+    "last_modified",
+    "name",
+    "path",
+    "peers",
+    "readonlysecret",
+    "secret",
+    "secrettype",
+    "size",
+    "status",
+    "up_eta",
+    "up_speed",
+    "up_status",
+];
+const PREF_FIELDS: &[&str] = &[
+    "canencrypt",
+    "deletetotrash",
+    "iswritable",
+    "readonlysecret",
+    "relay",
+    "searchdht",
+    "searchlan",
+    "secrettype",
+    "usehosts",
+    "usetracker",
+];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+impl Node {
+    /// syncbox's config without folders, with a WebUI and the folder
+    /// defaults syncbox wants (discovery off but known hosts).
+    fn write_webui_config(&self, port: u16, edit: impl FnOnce(&mut Value)) {
+        self.write_config(&[], |config| {
+            let map = config.as_object_mut().expect("a JSON object");
+            map.remove("shared_folders");
+            map.insert(
+                "webui".into(),
+                json!({"listen": format!("127.0.0.1:{port}"), "login": LOGIN, "password": PASSWORD}),
+            );
+            for key in ["use_relay", "use_tracker", "use_dht", "use_lan_broadcast"] {
+                map.insert(format!("folder_defaults.{key}"), json!(false));
+            }
+            map.insert("folder_defaults.delete_to_trash".into(), json!(true));
+            map.insert(
+                "folder_defaults.known_hosts".into(),
+                json!("127.0.0.1:1,127.0.0.2:2"),
+            );
+            edit(config);
+        });
+    }
+}
+
+/// An HTTP answer: status, head, body.
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// A WebUI session: the port, the cookie and the token.
+struct Session {
+    port: u16,
+    guid: String,
+    token: String,
+}
+
+impl Running {
+    /// `curl` against the engine's WebUI, from inside the real engine's
+    /// network namespace; None when nothing answered.
+    fn http(&self, port: u16, args: &[&str], target: &str) -> Option<Reply> {
+        let mut command = if self.real {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/proc/{}/ns/net", self.pid()))
+                .arg("curl");
+            c
+        } else {
+            Command::new("curl")
+        };
+        let output = command
+            .args(["-s", "-i", "--max-time", "10"])
+            .args(args)
+            .arg(format!("http://127.0.0.1:{port}{target}"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run curl");
+        if !output.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("an HTTP status line");
+        Some(Reply {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        })
+    }
+
+    /// Wait until the WebUI answers, then open a session.
+    fn session(&mut self, port: u16) -> Session {
+        let auth = format!("{LOGIN}:{PASSWORD}");
+        let mut reply = None;
+        self.wait_until("the WebUI answers", |r| {
+            reply = r.http(port, &["-u", &auth, "-X", "POST"], "/gui/token.html");
+            reply.is_some()
+        });
+        let reply = reply.expect("an answer");
+        assert_eq!(reply.status, 200, "{}: {}", self.label, reply.head);
+        let guid = reply
+            .head
+            .lines()
+            .find_map(|l| l.strip_prefix("Set-Cookie: GUID="))
+            .and_then(|rest| rest.strip_suffix("; path=/"))
+            .expect("a GUID cookie")
+            .to_owned();
+        let token = reply
+            .body
+            .strip_prefix("<html><div id='token' style='display:none;'>")
+            .and_then(|rest| rest.strip_suffix("</div></html>"))
+            .expect("the token page")
+            .to_owned();
+        Session { port, guid, token }
+    }
+
+    /// One action: (HTTP status, JSON body).
+    #[track_caller]
+    fn call(&self, session: &Session, query: &str) -> (u16, Value) {
+        let reply = self.raw_call(session, query);
+        let body = serde_json::from_str(&reply.body)
+            .unwrap_or_else(|e| panic!("{}: {query}: {e}: {:?}", self.label, reply.body));
+        (reply.status, body)
+    }
+
+    #[track_caller]
+    fn raw_call(&self, session: &Session, query: &str) -> Reply {
+        let auth = format!("{LOGIN}:{PASSWORD}");
+        let cookie = format!("GUID={}", session.guid);
+        self.http(
+            session.port,
+            &["-u", &auth, "-b", &cookie],
+            &format!("/gui/?token={}&{query}", session.token),
+        )
+        .unwrap_or_else(|| panic!("{}: no answer to {query}", self.label))
+    }
+
+    #[track_caller]
+    fn agree(&self, session: &Session) {
+        assert_eq!(
+            self.call(session, "action=setlicenseagreed&value=true"),
+            (200, json!({"status": 200, "value": {"error": 0}})),
+            "{}",
+            self.label
+        );
+    }
+
+    #[track_caller]
+    fn add(&self, session: &Session, path: &Path, key: &str, extra: &str) -> Value {
+        let (status, body) = self.call(
+            session,
+            &format!(
+                "action=addsyncfolder&path={}&secret={key}{extra}",
+                path.display()
+            ),
+        );
+        assert_eq!(status, 200, "{}: {body}", self.label);
+        body["value"].clone()
+    }
+
+    fn folders(&self, session: &Session) -> Vec<Value> {
+        let (status, body) = self.call(session, "action=getsyncfolders&discovery=1");
+        assert_eq!(status, 200, "{}: {body}", self.label);
+        body["folders"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn error(status: u16, message: &str) -> (u16, Value) {
+    (status, json!({"error": message, "status": status}))
+}
+
+fn keys_of(value: &Value) -> Vec<String> {
+    value
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn webui_config_without_folders_starts_and_guards_its_interface() {
+    for engine in engines("webui_config_without_folders_starts_and_guards_its_interface") {
+        let label = engine.label;
+        let mut node = Node::new(&engine, "webui");
+        let port = free_port();
+        node.write_webui_config(port, |_| {});
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+
+        for auth in [None, Some(format!("{LOGIN}:wrong"))] {
+            let mut args = vec!["-X", "POST"];
+            if let Some(auth) = &auth {
+                args.extend(["-u", auth.as_str()]);
+            }
+            let reply = run.http(port, &args, "/gui/token.html").expect("answer");
+            assert_eq!(reply.status, 401, "{label}: {}", reply.head);
+            assert_eq!(reply.body, "", "{label}");
+            assert!(
+                reply
+                    .head
+                    .contains("WWW-Authenticate: Basic realm=\"BitTorrent Sync\""),
+                "{label}: {}",
+                reply.head
+            );
+        }
+        // A token is only good with its cookie.
+        let auth = format!("{LOGIN}:{PASSWORD}");
+        for cookie in [None, Some("GUID=bogus")] {
+            let mut args = vec!["-u", auth.as_str()];
+            if let Some(cookie) = cookie {
+                args.extend(["-b", cookie]);
+            }
+            let target = format!("/gui/?token={}&action=version", session.token);
+            let reply = run.http(port, &args, &target).expect("answer");
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (400, "\r\ninvalid request"),
+                "{label}"
+            );
+        }
+        let wrong_token = Session {
+            token: "bogus".into(),
+            ..Session {
+                port,
+                guid: session.guid.clone(),
+                token: String::new(),
+            }
+        };
+        let reply = run.raw_call(&wrong_token, "action=version");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (400, "\r\ninvalid request"),
+            "{label}"
+        );
+
+        // The license first.
+        assert_eq!(
+            run.call(&session, "action=version"),
+            error(500, LICENSE),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(&session, "action=getsyncfolders"),
+            error(500, LICENSE),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(&session, "action=setlicenseagreed"),
+            error(500, "'value' parameter is required"),
+            "{label}"
+        );
+        run.agree(&session);
+        assert_eq!(
+            run.call(&session, "action=version"),
+            (200, json!({"status": 200, "value": 17039471})),
+            "{label}"
+        );
+        for unknown in ["action=setlicenseagreed&value=true", "action=nosuchaction"] {
+            assert_eq!(
+                run.call(&session, unknown),
+                error(400, "unknown function"),
+                "{label}: {unknown}"
+            );
+        }
+        let (status, body) = run.call(&session, "action=getsyncfolders");
+        assert_eq!(
+            (status, &body),
+            (
+                200,
+                &json!({"folders": [], "loading": false,
+                        "speed": {"downspeed": 0, "upspeed": 0}, "status": 200})
+            ),
+            "{label}"
+        );
+        run.stop();
+
+        // The agreement is kept in the storage.
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+        assert_eq!(
+            run.call(&session, "action=version"),
+            (200, json!({"status": 200, "value": 17039471})),
+            "{label}: after a restart"
+        );
+        run.stop();
+    }
+}
+
+#[test]
+fn refusing_the_license_shuts_the_engine_down() {
+    for engine in engines("refusing_the_license_shuts_the_engine_down") {
+        let mut node = Node::new(&engine, "license");
+        let port = free_port();
+        node.write_webui_config(port, |_| {});
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+        assert_eq!(
+            run.call(&session, "action=setlicenseagreed&value=false"),
+            error(200, "User doesn't agree with the license"),
+            "{}",
+            engine.label
+        );
+        let (code, out) = run.wait_exit();
+        assert_eq!(code, 0, "{}: {out}", engine.label);
+        assert!(
+            out.contains("Shutdown. Saving config sync.dat"),
+            "{}: {out}",
+            engine.label
+        );
+    }
+}
+
+#[test]
+fn webui_and_folder_defaults_keys_are_checked() {
+    type Edit = fn(&mut Value);
+    let cases: [(Edit, &str); 8] = [
+        (
+            |c| c["folder_defaults.use_relay"] = json!(1),
+            "Error while parsing config file: Invalid key type: 'folder_defaults.use_relay' must be boolean",
+        ),
+        (
+            |c| c["folder_defaults.delete_to_trash"] = json!("yes"),
+            "Error while parsing config file: Invalid key type: 'folder_defaults.delete_to_trash' must be boolean",
+        ),
+        (
+            |c| c["folder_defaults.known_hosts"] = json!(1),
+            "Error while parsing config file: Invalid key type: 'folder_defaults.known_hosts' must be string",
+        ),
+        (
+            |c| c["folder_defaults.known_hosts"] = json!(["127.0.0.1:1"]),
+            "Error while parsing config file: Invalid type of 'folder_defaults.known_hosts'. Must not be array",
+        ),
+        (
+            |c| c["folder_defaults.bogus"] = json!(true),
+            "Error while parsing config file: Invalid key 'folder_defaults.bogus'",
+        ),
+        (
+            |c| c["webui"]["bogus"] = json!(1),
+            "Error while parsing config file: Invalid key 'bogus'",
+        ),
+        (
+            |c| c["webui"]["listen"] = json!(1),
+            "Error while parsing config file: Invalid key type: 'listen' must be string",
+        ),
+        (
+            |c| c["webui"] = json!(1),
+            "Error while parsing config file: Invalid key type: 'webui' must be map",
+        ),
+    ];
+    for engine in engines("webui_and_folder_defaults_keys_are_checked") {
+        let mut node = Node::new(&engine, "webuikeys");
+        for (edit, message) in cases {
+            node.write_webui_config(free_port(), edit);
+            let (code, out) = refused(&engine, &mut node);
+            assert_eq!(code, 1, "{}: {out}", engine.label);
+            assert!(
+                out.contains(message),
+                "{}: want {message:?}\n{out}",
+                engine.label
+            );
+        }
+        // A webui without `listen` is no webui.
+        node.write_webui_config(free_port(), |c| {
+            c["webui"].as_object_mut().map(|w| w.remove("listen"));
+        });
+        let (code, out) = refused(&engine, &mut node);
+        assert_eq!(code, 1, "{}: {out}", engine.label);
+        assert!(out.contains(NO_FOLDER), "{}: {out}", engine.label);
+    }
+}
+
+#[test]
+fn a_folder_added_over_the_webui_is_served_like_a_config_folder() {
+    for engine in engines("a_folder_added_over_the_webui_is_served_like_a_config_folder") {
+        let label = engine.label;
+        let mut node = Node::new(&engine, "webuiadd");
+        let port = free_port();
+        node.write_webui_config(port, |_| {});
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+        run.agree(&session);
+        let alpha = node.folder("alpha");
+        fs::create_dir_all(&alpha).expect("alpha");
+        let before = now();
+
+        let added = run.add(&session, &alpha, KEY_A, "");
+        assert_eq!(
+            added,
+            json!({"path": alpha.display().to_string(), "secret": KEY_A}),
+            "{label}"
+        );
+        run.wait_until("alpha is served", |r| r.serves(&node, "alpha"));
+        let alpha_id = node.folder_id("alpha").expect("alpha's ID");
+
+        // One folder per ID, one per path.
+        let elsewhere = node.root.join("elsewhere");
+        let value = run.add(&session, &elsewhere, KEY_A, "");
+        assert_eq!(
+            (&value["error"], &value["message"]),
+            (&json!(200), &json!(ALREADY_ADDED)),
+            "{label}: same key: {value}"
+        );
+        let value = run.add(&session, &alpha, KEY_B, "");
+        assert_eq!(value["error"], json!(200), "{label}: same path: {value}");
+        let value = run.add(&session, &elsewhere, "BADKEY", "");
+        assert_eq!(value["error"], json!(201), "{label}: {value}");
+        assert!(
+            value["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("This secret is invalid.")),
+            "{label}: {value}"
+        );
+        assert_eq!(
+            run.call(&session, "action=addsyncfolder"),
+            error(500, "'path' parameter is required"),
+            "{label}"
+        );
+
+        // A folder with files in it needs force=true (1 is not enough);
+        // a missing one is created.
+        let beta = node.folder("beta");
+        fs::create_dir_all(&beta).expect("beta");
+        fs::write(beta.join("data.txt"), b"beta").expect("write");
+        for extra in ["", "&force=1"] {
+            let value = run.add(&session, &beta, KEY_B, extra);
+            assert_eq!(
+                (&value["error"], &value["message"]),
+                (&json!(105), &json!(NOT_EMPTY)),
+                "{label}: {extra}: {value}"
+            );
+        }
+        assert!(node.folder_id("beta").is_none(), "{label}: not served");
+        let value = run.add(&session, &beta, KEY_B, "&force=true");
+        assert!(value.get("error").is_none(), "{label}: {value}");
+        run.wait_until("beta is served", |r| r.serves(&node, "beta"));
+
+        // getsyncfolders: 1.4.111's fields, in the order added.
+        let folders = run.folders(&session);
+        assert_eq!(folders.len(), 2, "{label}: {folders:?}");
+        let listed = &folders[0];
+        let mut fields = keys_of(listed);
+        fields.sort();
+        assert_eq!(fields, FOLDER_FIELDS, "{label}");
+        assert_eq!(
+            listed["path"],
+            json!(alpha.display().to_string()),
+            "{label}"
+        );
+        assert_eq!(listed["name"], json!("alpha"), "{label}");
+        assert_eq!(listed["secret"], json!(KEY_A), "{label}");
+        assert_eq!(
+            listed["archive"],
+            json!(alpha.join(".sync/Archive").display().to_string()),
+            "{label}"
+        );
+        assert!(
+            listed["readonlysecret"]
+                .as_str()
+                .is_some_and(|k| k.len() == 33 && k.starts_with('B')),
+            "{label}: {listed}"
+        );
+        assert_eq!(
+            (&listed["files"], &listed["size"], &listed["status"]),
+            (&json!(0), &json!(0), &json!("0 B in 0 files")),
+            "{label}"
+        );
+        assert_eq!(
+            (&listed["error"], &listed["down_status"], &listed["peers"]),
+            (&json!(0), &json!(100), &json!([])),
+            "{label}"
+        );
+        assert_eq!(
+            (
+                &listed["has_key"],
+                &listed["iswritable"],
+                &listed["secrettype"]
+            ),
+            (&json!(true), &json!(true), &json!(1)),
+            "{label}"
+        );
+        assert!(listed["id"].is_i64(), "{label}: {listed}");
+        let date_added = listed["date_added"].as_u64().expect("date_added");
+        assert!(
+            (before..=now()).contains(&date_added),
+            "{label}: {date_added}"
+        );
+        assert_eq!(
+            folders[1]["path"],
+            json!(beta.display().to_string()),
+            "{label}"
+        );
+
+        // Settings: the config's folder defaults, then what is set.
+        let pref_call = format!("action=folderpref&secret={KEY_A}");
+        let (status, prefs) = run.call(&session, &pref_call);
+        assert_eq!(status, 200, "{label}: {prefs}");
+        let mut fields = keys_of(&prefs["value"]);
+        fields.sort();
+        assert_eq!(fields, PREF_FIELDS, "{label}");
+        let flags = |prefs: &Value| {
+            [
+                "relay",
+                "usetracker",
+                "searchlan",
+                "searchdht",
+                "deletetotrash",
+                "usehosts",
+            ]
+            .map(|k| prefs["value"][k].as_bool())
+        };
+        assert_eq!(
+            flags(&prefs),
+            [false, false, false, false, true, true].map(Some),
+            "{label}: {prefs}"
+        );
+        assert_eq!(
+            run.call(
+                &session,
+                &format!(
+                    "action=setfolderpref&secret={KEY_A}&relay=true&usetracker=1&searchlan=yes"
+                )
+            ),
+            (200, json!({"status": 200})),
+            "{label}"
+        );
+        let (_, prefs) = run.call(&session, &pref_call);
+        assert_eq!(
+            flags(&prefs),
+            [true, false, false, false, true, true].map(Some),
+            "{label}: {prefs}"
+        );
+        for unknown in [
+            "action=folderpref".to_owned(),
+            format!(
+                "action=folderpref&secret={}",
+                listed["readonlysecret"].as_str().unwrap_or("")
+            ),
+            format!("action=setfolderpref&secret={KEY_B}X&relay=true"),
+        ] {
+            assert_eq!(
+                run.call(&session, &unknown),
+                error(500, NO_FOLDER_BY_SECRET),
+                "{label}: {unknown}"
+            );
+        }
+
+        // Known hosts.
+        let hosts_call = format!("action=knownhosts&secret={KEY_A}");
+        assert_eq!(
+            run.call(&session, &hosts_call),
+            (
+                200,
+                json!({"status": 200, "value": [
+                {"index": 0, "peer": "127.0.0.1:1"}, {"index": 1, "peer": "127.0.0.2:2"}]})
+            ),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(
+                &session,
+                &format!("action=addknownhost&secret={KEY_A}&addr=10.0.0.1&port=99")
+            ),
+            (200, json!({"status": 200})),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(
+                &session,
+                &format!("action=addknownhost&secret={KEY_A}&addr=10.0.0.1")
+            ),
+            error(500, "'secret', 'addr', 'port' parameters are required"),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(
+                &session,
+                &format!("action=removeknownhosts&secret={KEY_A}&index=0")
+            ),
+            (200, json!({"status": 200})),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(&session, &format!("action=removeknownhosts&secret={KEY_A}")),
+            error(500, "'secret' and 'index' parameters are required"),
+            "{label}"
+        );
+        assert_eq!(
+            run.call(&session, &hosts_call),
+            (
+                200,
+                json!({"status": 200, "value": [
+                {"index": 0, "peer": "127.0.0.2:2"}, {"index": 1, "peer": "10.0.0.1:99"}]})
+            ),
+            "{label}"
+        );
+
+        // Let go: database closed, .sync/ID removed, files kept.
+        fs::write(alpha.join("data.txt"), b"kept").expect("write");
+        assert_eq!(
+            run.call(&session, "action=removefolder"),
+            error(500, "'secret' parameter is required"),
+            "{label}"
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                run.call(&session, &format!("action=removefolder&secret={KEY_A}")),
+                (200, json!({"status": 200})),
+                "{label}"
+            );
+        }
+        run.wait_until("alpha is let go", |r| {
+            !r.holds_db(&node, &alpha_id) && node.folder_id("alpha").is_none()
+        });
+        assert_eq!(
+            fs::read(alpha.join("data.txt")).ok().as_deref(),
+            Some(&b"kept"[..]),
+            "{label}: the files stay"
+        );
+        let folders = run.folders(&session);
+        assert_eq!(folders.len(), 1, "{label}: {folders:?}");
+        assert_eq!(
+            folders[0]["path"],
+            json!(beta.display().to_string()),
+            "{label}"
+        );
+        assert!(run.serves(&node, "beta"), "{label}");
+        run.stop();
+    }
+}
+
+#[test]
+fn folders_added_over_the_webui_are_served_again_after_a_restart() {
+    for engine in engines("folders_added_over_the_webui_are_served_again_after_a_restart") {
+        let label = engine.label;
+        let mut node = Node::new(&engine, "webuirestart");
+        let port = free_port();
+        node.write_webui_config(port, |_| {});
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+        run.agree(&session);
+        let alpha = node.folder("alpha");
+        run.add(&session, &alpha, KEY_A, "");
+        run.wait_until("alpha is served", |r| r.serves(&node, "alpha"));
+        run.call(
+            &session,
+            &format!("action=setfolderpref&secret={KEY_A}&relay=true"),
+        );
+        let date_added = run.folders(&session)[0]["date_added"].clone();
+
+        // HUP keeps the folders of the WebUI.
+        run.signal(SIGHUP);
+        run.wait_until("the reload", |r| {
+            r.output().contains("Reloading config file...")
+        });
+        sleep(Duration::from_secs(1));
+        assert!(run.serves(&node, "alpha"), "{label}: kept over HUP");
+        run.stop();
+
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+        run.wait_until("alpha is served again", |r| r.serves(&node, "alpha"));
+        let folders = run.folders(&session);
+        assert_eq!(folders.len(), 1, "{label}: {folders:?}");
+        assert_eq!(
+            folders[0]["path"],
+            json!(alpha.display().to_string()),
+            "{label}"
+        );
+        assert_eq!(folders[0]["date_added"], date_added, "{label}");
+        let (_, prefs) = run.call(&session, &format!("action=folderpref&secret={KEY_A}"));
+        assert_eq!(prefs["value"]["relay"], json!(true), "{label}: {prefs}");
+        let out = run.stop();
+        assert!(
+            out.contains(&format!("Loaded folder {}", alpha.display())),
+            "{label}\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_folder_stored_from_config_mode_is_served_in_webui_mode() {
+    for engine in engines("a_folder_stored_from_config_mode_is_served_in_webui_mode") {
+        let label = engine.label;
+        let mut node = Node::new(&engine, "modes");
+        node.write_config(&[("alpha", KEY_A)], |_| {});
+        let mut run = node.start(&engine, &[]);
+        run.wait_until("alpha is served", |r| r.serves(&node, "alpha"));
+        run.stop();
+
+        let port = free_port();
+        node.write_webui_config(port, |_| {});
+        let mut run = node.start_webui(&engine, &[]);
+        let session = run.session(port);
+        run.agree(&session);
+        run.wait_until("alpha is served in WebUI mode", |r| {
+            r.serves(&node, "alpha")
+        });
+        let folders = run.folders(&session);
+        assert_eq!(folders.len(), 1, "{label}: {folders:?}");
+        assert_eq!(
+            (&folders[0]["path"], &folders[0]["secret"]),
+            (
+                &json!(node.folder("alpha").display().to_string()),
+                &json!(KEY_A)
+            ),
+            "{label}"
+        );
+        run.stop();
+    }
+}
+
+/// Not a parity check: the stand-in's peers for tests (`STAND_IN_PEERS`)
+/// and its log of API calls, for syncbox's sync-state tests.
+#[test]
+fn stand_in_shows_the_peers_it_is_given_and_logs_each_call() {
+    let engine = stand_in();
+    let mut node = Node::new(&engine, "peers");
+    let port = free_port();
+    node.write_webui_config(port, |_| {});
+    let peers = node.root.join("peers.json");
+    let peers_var = peers.display().to_string();
+    let mut run = node.start_webui(&engine, &[("STAND_IN_PEERS", &peers_var)]);
+    let session = run.session(port);
+    run.agree(&session);
+    let alpha = node.folder("alpha");
+    run.add(&session, &alpha, KEY_A, "");
+    assert_eq!(run.folders(&session)[0]["peers"], json!([]), "no file yet");
+
+    fs::write(
+        &peers,
+        json!({"alpha": [
+            {"isonline": true, "lastsynctime": 1796200562, "downdiff": 0},
+            {"isonline": true, "lastsynctime": 0, "downdiff": 5, "downfiles": 3},
+        ], "other": [{"isonline": true}]})
+        .to_string(),
+    )
+    .expect("peers file");
+    let listed = run.folders(&session)[0]["peers"].clone();
+    let list = listed.as_array().expect("peers");
+    assert_eq!(list.len(), 2, "{listed}");
+    assert_eq!(
+        (
+            &list[0]["isonline"],
+            &list[0]["lastsynctime"],
+            &list[0]["downdiff"]
+        ),
+        (&json!(true), &json!(1796200562), &json!(0))
+    );
+    assert!(list[0].get("downfiles").is_none(), "{listed}");
+    assert!(list[0].get("upfiles").is_none(), "{listed}");
+    assert_eq!(
+        (
+            &list[1]["downdiff"],
+            &list[1]["downfiles"],
+            &list[1]["upfiles"]
+        ),
+        (&json!(5), &json!(3), &json!(0))
+    );
+    for field in [
+        "direct",
+        "id",
+        "lastreceivedtime",
+        "lastsenttime",
+        "name",
+        "updiff",
+    ] {
+        assert!(list[0].get(field).is_some(), "{field}: {listed}");
+    }
+
+    // Read again at each call.
+    fs::write(&peers, json!({"alpha": []}).to_string()).expect("peers file");
+    assert_eq!(run.folders(&session)[0]["peers"], json!([]));
+    run.call(&session, &format!("action=removefolder&secret={KEY_A}"));
+    run.stop();
+
+    let log = fs::read_to_string(node.root.join("stand-in.log")).expect("log");
+    let events: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for (action, folder) in [("addsyncfolder", "alpha"), ("removefolder", "alpha")] {
+        assert!(
+            events.iter().any(|e| e["event"] == "api"
+                && e["action"] == action
+                && e["folder"] == folder
+                && e["status"] == 200),
+            "{action}: {log}"
+        );
+    }
+    assert!(!log.contains(KEY_A), "a key in the log: {log}");
+    assert!(!log.contains(&session.token), "a token in the log");
 }

@@ -10,6 +10,21 @@
 //!   shared directories..."). Stricter than btsync (which creates a missing
 //!   folder and skips a bad key): every `dir` must exist and every `secret`
 //!   must be a well-formed key;
+//! - a config with no folder but a `webui` object with `listen` starts in
+//!   WebUI mode (below); with folders listed, `webui` is ignored, as 1.4.111
+//!   does. Also checked like 1.4.111: `webui` must be a map ("Invalid key
+//!   type: 'webui' must be map"), its `listen`, `login`, `password` strings
+//!   ("Invalid key type: 'listen' must be string"), any other key in it is
+//!   refused ("Invalid key 'NAME'"); the top-level `folder_defaults.use_relay`,
+//!   `.use_tracker`, `.use_dht`, `.use_lan_broadcast`, `.delete_to_trash`
+//!   (boolean) and `.known_hosts` (string "h:p,h:p"; an array gives "Invalid
+//!   type of 'folder_defaults.known_hosts'. Must not be array"); any other
+//!   `folder_defaults.*` key is an invalid key. A `webui` without `listen`
+//!   counts as none. Stricter than btsync: a `webui` needs `login` and
+//!   `password` (1.4.111 runs without), and `api_key`, `directory_root`,
+//!   `dir_whitelist`, `force_https`, `ssl_certificate` (accepted by 1.4.111,
+//!   never written by syncbox) are refused ("stand-in: webui.NAME is not
+//!   modelled");
 //! - keeps its folders in `storage_path/sync.dat` (its own JSON): at start
 //!   it logs "Loaded folder DIR" for each stored one, then "Error while
 //!   adding folder DIR: Selected folder is already added..." for those the
@@ -29,8 +44,79 @@
 //! - records every start, signal and exit as JSON lines in `$STAND_IN_LOG`
 //!   (default: `storage/stand-in.log` beside the config: like the real engine it
 //!   may only write in its storage, not in the directory that holds its config);
-//! - reports `vanished` when a file of a configured folder disappears while
+//! - reports `vanished` when a file of a served folder disappears while
 //!   it runs: the real engine would propagate that deletion to every peer.
+//!
+//! WebUI mode, as 1.4.111 answers (checked side by side in
+//! tests/engine_parity.rs), on `webui.listen` over HTTP/1.1:
+//! - every folder stored in `sync.dat` is loaded and served at start, with
+//!   its settings; HUP ("Reloading config file...") keeps the folders;
+//! - every request needs Basic auth with `login:password`, else `401
+//!   Unauthorized`, empty body, `WWW-Authenticate: Basic realm="BitTorrent
+//!   Sync"`; `/` is a 301 to `/gui/`, an unknown path a 404 with no body;
+//! - `/gui/token.html` (GET or POST) gives `Set-Cookie: GUID=...; path=/`
+//!   and `<html><div id='token' style='display:none;'>TOKEN</div></html>`;
+//!   each token goes with its cookie (an older pair stays valid);
+//! - `/gui/?token=T&action=NAME&...` needs a known token with its `GUID`
+//!   cookie and an `action`, else `400 ERROR`, `text/html`, body
+//!   `"\r\ninvalid request"` (plus a new `GUID` cookie when none was sent);
+//!   the answers are JSON laid out as 1.4.111 does (`{ "status": 200 }`);
+//! - license: every action answers 500 `Need to agree with the license`
+//!   until `setlicenseagreed&value=true` (`{ "status": 200, "value": {
+//!   "error": 0 } }`), kept in `storage_path/settings.dat`; without `value`:
+//!   500 `'value' parameter is required`; any other value: 200 `User
+//!   doesn't agree with the license`, and the engine shuts down (exit 0);
+//!   once agreed, `setlicenseagreed` is an `unknown function` (400), as is
+//!   any action not listed here;
+//! - `version`: 17039471;
+//! - `addsyncfolder` (`path`, `secret`, `force`): serves the folder as a
+//!   config folder is served, recorded in `sync.dat` with the
+//!   `folder_defaults` as its settings; `{ "status": 200, "value": {
+//!   "path": P, "secret": K } }`. Without `secret` a new A key is made.
+//!   Refusals come as status 200 with `value.error` and `value.message`:
+//!   201 "This secret is invalid.\nPlease generate...", 200 "Selected
+//!   folder is already added to BitTorrent Sync." (the key's ID or the path
+//!   is served already: one folder per ID), 100 "Can't open the destination
+//!   folder." (empty path), 105 "Destination folder is not empty.  Add
+//!   anyway?" (anything but `.sync` in it, unless `force=true`; `force=1` is
+//!   not enough). A missing folder is created with its parents. No `path`:
+//!   500 `'path' parameter is required`. Stricter: a relative path gets 100;
+//! - `removefolder` (`secret`): lets go as config mode does (database closed
+//!   and deleted, `.sync/ID` removed, files kept); `{ "status": 200 }`, also
+//!   for a key it does not serve; no `secret`: 500 `'secret' parameter is
+//!   required`;
+//! - `getsyncfolders` (`discovery=1` changes nothing): `{ "folders": [...],
+//!   "loading": false, "speed": { "downspeed": 0, "upspeed": 0 }, "status":
+//!   200 }`, folders in the order added, each with 1.4.111's 26 fields
+//!   (`archive`, `date_added`, `down_status`, `error`, `files`, `has_key`,
+//!   `id`, `name`, `path`, `peers`, `readonlysecret`, `secret`, `size`,
+//!   `status`, ...). Not the engine's: `id` (an i64 of 1.4.111's own
+//!   derivation; here the first 8 bytes of the folder ID), `files`/`size`
+//!   counted at each call (the engine counts after indexing), `status` always
+//!   "N B in M files", `secrettype` always 1 (seen for A keys only);
+//! - `folderpref` (`secret`): `canencrypt`, `deletetotrash`, `iswritable`,
+//!   `readonlysecret`, `relay`, `searchdht`, `searchlan`, `secrettype`,
+//!   `usehosts`, `usetracker`; `setfolderpref` (`secret` and any of `relay`,
+//!   `usetracker`, `searchlan`, `searchdht`, `deletetotrash`, `usehosts`):
+//!   `true` is true, anything else (even `1`) false; `knownhosts` (`secret`):
+//!   `[ { "index": 0, "peer": "h:p" } ]`; `addknownhost` (`secret`, `addr`,
+//!   `port`; the port read as `atoi` does); `removeknownhosts` (`secret`,
+//!   `index`; out of range is a no-op). A key no folder was added with
+//!   (its read-only key too): 500 `can't find folder by secret`, but 500
+//!   `'secret', 'addr', 'port' parameters are required` from `addknownhost`
+//!   and `'secret' and 'index' parameters are required` from
+//!   `removeknownhosts`, as 1.4.111 answers. Settings and known hosts are
+//!   kept in `sync.dat`. Config folders get their config keys as settings
+//!   (where the config says nothing: the WebUI defaults, assumed);
+//! - stricter or simpler than 1.4.111: one request per connection
+//!   (`Connection: close`; 1.4.111 keeps connections alive); `/gui/` with
+//!   no query is a stub page, not the web interface; switching between
+//!   config folders and the WebUI on a HUP is refused ("Error while
+//!   reloading config: stand-in: ... not modelled"), not modelled;
+//! - each call is a JSON line in the log: `{"event":"api","action":NAME,
+//!   "status":S,"folder":NAME,"error":CODE}` (`folder`: the folder's name,
+//!   when the call names one; `error`: a refusal's `value.error`); a 401 is
+//!   `{"event":"api","status":401}`. Never a key, a query or a body.
 //!
 //! Behaviour for tests, from the environment:
 //! - `--help` prints a banner like 1.4.111's, `BitTorrent Sync stand-in
@@ -43,13 +129,29 @@
 //! - `STAND_IN_ON_HUP=default`: HUP kills it, as USR1 and USR2 kill 1.4.111
 //!   (an engine that does not survive a reload);
 //! - `STAND_IN_ORPHANS=N` and `STAND_IN_ORPHANS_RELEASE=FILE`: leave N
-//!   orphaned grandchildren that exit once FILE exists.
+//!   orphaned grandchildren that exit once FILE exists;
+//! - `STAND_IN_PEERS=FILE`: the peers `getsyncfolders` shows, read again at
+//!   each call: `{ "FOLDER NAME": [ {"isonline": true, "lastsynctime":
+//!   1796200562, "downdiff": 0, "downfiles": 3}, ... ] }`. Each object is
+//!   shown as given, over 1.4.111's other peer fields (`direct`: true,
+//!   `downdiff`: 0, `id`: 40 hex digits, `isonline`: false,
+//!   `lastreceivedtime`, `lastsenttime`, `lastsynctime`: 0, `name`:
+//!   "peer-N", `updiff`: 0); `downfiles` only when given, and then
+//!   `upfiles` (0 unless given) with it, as 1.4.111 shows both while files
+//!   are exchanged and neither otherwise. No file, or no entry for the
+//!   folder: `"peers": [  ]`.
+
+#[path = "stand_in_webui.rs"]
+mod webui;
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -130,6 +232,8 @@ pub const NO_FOLDER: &str = "To use BitTorrent Sync you should specify shared di
 enum Kind {
     Bool,
     Int,
+    Str,
+    Map,
     Any,
 }
 
@@ -146,7 +250,7 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("use_upnp", Kind::Bool),
     ("download_limit", Kind::Any),
     ("upload_limit", Kind::Any),
-    ("webui", Kind::Any),
+    ("webui", Kind::Map),
     ("shared_folders", Kind::Any),
     ("folder_rescan_interval", Kind::Any),
     ("config_refresh_interval", Kind::Any),
@@ -155,6 +259,29 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("log_size", Kind::Any),
     ("lan_encrypt_data", Kind::Bool),
     ("disk_low_priority", Kind::Bool),
+    // The defaults of a folder added over the WebUI, as top-level dotted keys.
+    ("folder_defaults.use_relay", Kind::Bool),
+    ("folder_defaults.use_tracker", Kind::Bool),
+    ("folder_defaults.use_dht", Kind::Bool),
+    ("folder_defaults.use_lan_broadcast", Kind::Bool),
+    ("folder_defaults.delete_to_trash", Kind::Bool),
+    ("folder_defaults.known_hosts", Kind::Str),
+];
+
+/// Keys of `webui` the stand-in knows (1.4.111 also accepts `api_key`,
+/// `directory_root`, `dir_whitelist`, `force_https`, `ssl_certificate`;
+/// syncbox writes none of them and the stand-in refuses them).
+const WEBUI_KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Str),
+    ("login", Kind::Str),
+    ("password", Kind::Str),
+];
+const WEBUI_KEYS_NOT_MODELLED: &[&str] = &[
+    "api_key",
+    "directory_root",
+    "dir_whitelist",
+    "force_https",
+    "ssl_certificate",
 ];
 
 /// Keys of a `shared_folders` entry 1.4.111 accepts (it refuses
@@ -181,9 +308,16 @@ fn check_keys(object: &Value, known: &[(&str, Kind)]) -> Result<(), String> {
                 "Error while parsing config file: Invalid key '{key}'"
             ));
         };
+        if matches!(kind, Kind::Str) && value.is_array() {
+            return Err(format!(
+                "Error while parsing config file: Invalid type of '{key}'. Must not be array"
+            ));
+        }
         let wrong = match kind {
             Kind::Bool => (!value.is_boolean()).then_some("boolean"),
             Kind::Int => (!value.is_i64() && !value.is_u64()).then_some("integer"),
+            Kind::Str => (!value.is_string()).then_some("string"),
+            Kind::Map => (!value.is_object()).then_some("map"),
             Kind::Any => None,
         };
         if let Some(want) = wrong {
@@ -195,18 +329,76 @@ fn check_keys(object: &Value, known: &[(&str, Kind)]) -> Result<(), String> {
     Ok(())
 }
 
-/// One folder of a config.
+/// A folder's settings as the WebUI shows them (`folderpref`).
+#[derive(Clone)]
+struct Prefs {
+    relay: bool,
+    usetracker: bool,
+    searchlan: bool,
+    searchdht: bool,
+    deletetotrash: bool,
+    usehosts: bool,
+}
+
+impl Prefs {
+    fn to_json(&self) -> Value {
+        json!({
+            "relay": self.relay, "usetracker": self.usetracker,
+            "searchlan": self.searchlan, "searchdht": self.searchdht,
+            "deletetotrash": self.deletetotrash, "usehosts": self.usehosts,
+        })
+    }
+
+    /// Stored prefs; what is missing gets 1.4.111's default for a folder
+    /// added over the WebUI without `folder_defaults`.
+    fn from_json(value: &Value) -> Prefs {
+        let flag = |key: &str, default: bool| value[key].as_bool().unwrap_or(default);
+        Prefs {
+            relay: flag("relay", true),
+            usetracker: flag("usetracker", true),
+            searchlan: flag("searchlan", true),
+            searchdht: flag("searchdht", false),
+            deletetotrash: flag("deletetotrash", true),
+            usehosts: flag("usehosts", false),
+        }
+    }
+}
+
+/// One folder, from a config, the WebUI or the storage.
 #[derive(Clone)]
 struct Folder {
     dir: PathBuf,
     /// Upper-case hex of the folder's 20-byte ID.
     id: String,
+    /// The key it was added with (empty when stored by an older stand-in).
+    secret: String,
+    /// Unix seconds.
+    added: u64,
+    prefs: Prefs,
+    known_hosts: Vec<String>,
+}
+
+impl Folder {
+    fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// A checked config: its folders (config mode) or, with no folder and a
+/// `webui` that has `listen`, the interface to serve (WebUI mode).
+struct Config {
+    raw: Value,
+    folders: Vec<Folder>,
+    webui: Option<(webui::WebUi, webui::Defaults)>,
 }
 
 /// Read and check a config the way btsync does before it starts (or
 /// reloads): its folders, or btsync's message for why not. Checks the
 /// stand-in adds (folder exists, key well formed) come after.
-fn read_config(path: &Path) -> Result<(Value, Vec<Folder>), String> {
+fn read_config(path: &Path) -> Result<Config, String> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let config: Value =
@@ -219,12 +411,64 @@ fn read_config(path: &Path) -> Result<(Value, Vec<Folder>), String> {
     for folder in &listed {
         check_keys(folder, FOLDER_KEYS)?;
     }
+    let not_modelled = config["webui"].as_object().and_then(|map| {
+        WEBUI_KEYS_NOT_MODELLED
+            .iter()
+            .find(|key| map.contains_key(**key))
+    });
+    if let Some(key) = not_modelled {
+        return Err(format!("stand-in: webui.{key} is not modelled"));
+    }
+    check_keys(&config["webui"], WEBUI_KEYS)?;
     let storage = config["storage_path"].as_str().unwrap_or("");
     if !Path::new(storage).is_dir() {
         return Err("Storage path specified in config file does not exist.".into());
     }
-    if listed.is_empty() {
+    let listen = config["webui"]["listen"].as_str();
+    if listed.is_empty() && listen.is_none() {
         return Err(NO_FOLDER.into());
+    }
+    if listed.is_empty() {
+        let (Some(login), Some(password)) = (
+            config["webui"]["login"].as_str(),
+            config["webui"]["password"].as_str(),
+        ) else {
+            return Err("stand-in: a webui needs a login and a password".into());
+        };
+        let flag = |key: &str, default: bool| {
+            config[format!("folder_defaults.{key}")]
+                .as_bool()
+                .unwrap_or(default)
+        };
+        let known_hosts: Vec<String> = config["folder_defaults.known_hosts"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let defaults = webui::Defaults {
+            prefs: Prefs {
+                relay: flag("use_relay", true),
+                usetracker: flag("use_tracker", true),
+                searchlan: flag("use_lan_broadcast", true),
+                searchdht: flag("use_dht", false),
+                deletetotrash: flag("delete_to_trash", true),
+                usehosts: !known_hosts.is_empty(),
+            },
+            known_hosts,
+        };
+        let webui = webui::WebUi {
+            listen: listen.unwrap_or_default().to_owned(),
+            login: login.to_owned(),
+            password: password.to_owned(),
+        };
+        return Ok(Config {
+            raw: config,
+            folders: Vec::new(),
+            webui: Some((webui, defaults)),
+        });
     }
     let mut folders = Vec::new();
     for folder in listed {
@@ -236,12 +480,38 @@ fn read_config(path: &Path) -> Result<(Value, Vec<Folder>), String> {
         if !valid_secret(secret) {
             return Err(format!("stand-in: invalid secret for {dir:?}"));
         }
+        let flag = |key: &str, default: bool| folder[key].as_bool().unwrap_or(default);
+        let known_hosts: Vec<String> = folder["known_hosts"]
+            .as_array()
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .filter_map(|h| h.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         folders.push(Folder {
             dir: PathBuf::from(dir),
             id: folder_id(secret),
+            secret: secret.to_owned(),
+            added: webui::now(),
+            // Assumed, not seen: the WebUI defaults where the config says nothing.
+            prefs: Prefs {
+                relay: flag("use_relay_server", true),
+                usetracker: flag("use_tracker", true),
+                searchlan: flag("search_lan", true),
+                searchdht: flag("use_dht", false),
+                deletetotrash: flag("use_sync_trash", true),
+                usehosts: !known_hosts.is_empty(),
+            },
+            known_hosts,
         });
     }
-    Ok((config, folders))
+    Ok(Config {
+        raw: config,
+        folders,
+        webui: None,
+    })
 }
 
 /// A folder's ID as btsync 1.4.111 makes it: the SHA-1 of the bytes of the
@@ -292,6 +562,18 @@ impl Storage {
                         Some(Folder {
                             dir: PathBuf::from(f["dir"].as_str()?),
                             id: f["id"].as_str()?.to_owned(),
+                            secret: f["secret"].as_str().unwrap_or("").to_owned(),
+                            added: f["added"].as_u64().unwrap_or(0),
+                            prefs: Prefs::from_json(&f["prefs"]),
+                            known_hosts: f["known_hosts"]
+                                .as_array()
+                                .map(|hosts| {
+                                    hosts
+                                        .iter()
+                                        .filter_map(|h| h.as_str().map(str::to_owned))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                         })
                     })
                     .collect()
@@ -302,12 +584,30 @@ impl Storage {
     fn save(&self, folders: &[Folder]) {
         let list: Vec<Value> = folders
             .iter()
-            .map(|f| json!({"dir": f.dir, "id": f.id}))
+            .map(|f| {
+                json!({
+                    "dir": f.dir, "id": f.id, "secret": f.secret, "added": f.added,
+                    "prefs": f.prefs.to_json(), "known_hosts": f.known_hosts,
+                })
+            })
             .collect();
-        let temp = self.dir.join("sync.dat.tmp");
-        if fs::write(&temp, json!({ "folders": list }).to_string()).is_ok() {
-            let _ = fs::rename(&temp, self.file());
-        }
+        write_atomically(&self.file(), &json!({ "folders": list }));
+    }
+
+    /// Whether the WebUI's license was agreed to, kept (like 1.4.111) in
+    /// the storage: `settings.dat` (the stand-in's own JSON).
+    fn license_agreed(&self) -> bool {
+        fs::read_to_string(self.dir.join("settings.dat"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|settings| settings["license_agreed"] == json!(true))
+    }
+
+    fn agree_license(&self) {
+        write_atomically(
+            &self.dir.join("settings.dat"),
+            &json!({"license_agreed": true}),
+        );
     }
 
     fn db(&self, folder: &Folder) -> PathBuf {
@@ -322,16 +622,41 @@ impl Storage {
     }
 }
 
+fn write_atomically(path: &Path, value: &Value) {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    if fs::write(&temp, value.to_string()).is_ok() {
+        let _ = fs::rename(&temp, path);
+    }
+}
+
 /// The folders being served, each with its database held open.
 struct Serving {
     storage: Storage,
     folders: Vec<(Folder, Option<fs::File>)>,
     problems: Vec<String>,
+    /// Counts changes to the folder list, so the main loop knows when to
+    /// look again at what it watches.
+    changes: u64,
 }
 
 impl Serving {
     fn has(&self, id: &str) -> bool {
         self.folders.iter().any(|(f, _)| f.id == id)
+    }
+
+    /// The folder added with exactly this key (1.4.111 finds no folder by
+    /// its read-only key).
+    fn position_by_secret(&self, secret: &str) -> Option<usize> {
+        self.folders
+            .iter()
+            .position(|(f, _)| !f.secret.is_empty() && f.secret == secret)
+    }
+
+    fn save(&mut self) {
+        let list: Vec<Folder> = self.folders.iter().map(|(f, _)| f.clone()).collect();
+        self.storage.save(&list);
+        self.changes += 1;
     }
 
     fn serve(&mut self, folder: &Folder) {
@@ -382,8 +707,7 @@ impl Serving {
                 self.serve(folder);
             }
         }
-        let list: Vec<Folder> = self.folders.iter().map(|(f, _)| f.clone()).collect();
-        self.storage.save(&list);
+        self.save();
     }
 
     /// The served folders' names, sorted (the order they were taken in
@@ -432,8 +756,8 @@ fn engine(args: &[String]) {
                 .as_ref()
                 .and_then(|c| c.parent().map(|d| d.join("storage").join("stand-in.log")))
         });
-    let log = log_path.map(|path| Log { path });
-    let log = log.as_ref();
+    // Shared with the WebUI's threads for the life of the process.
+    let log: Option<&'static Log> = log_path.map(|path| &*Box::leak(Box::new(Log { path })));
     let (Some(config_path), true) = (config_path, nodaemon) else {
         refuse(
             log,
@@ -443,60 +767,98 @@ fn engine(args: &[String]) {
     // Installed before anything can signal us, as the real engine does, and
     // before the config work (key derivations take a while in a debug build).
     let mut signals = Signals::new(WATCHED).unwrap_or_else(|e| refuse(log, &e.to_string()));
-    let (config, folders) = match read_config(&config_path) {
+    let config = match read_config(&config_path) {
         Ok(found) => found,
         Err(message) if message.starts_with("stand-in: ") => refuse(log, &message),
         Err(message) => refuse_like_btsync(log, &message),
     };
+    let folders = &config.folders;
 
     let storage = Storage {
-        dir: PathBuf::from(config["storage_path"].as_str().unwrap_or("")),
+        dir: PathBuf::from(config.raw["storage_path"].as_str().unwrap_or("")),
     };
     let stored = storage.load();
     let mut serving = Serving {
         storage,
         folders: Vec::new(),
         problems: Vec::new(),
+        changes: 0,
     };
     // Like 1.4.111: every stored folder is loaded (and logged) first, then
     // the config's are added, those already loaded with an error; a stored
-    // folder the config no longer has is let go at once.
+    // folder the config no longer has is let go at once. With the WebUI
+    // (no folder in the config) every stored folder is served.
     for folder in &stored {
         say(&format!("Loaded folder {}", folder.dir.display()));
     }
-    for folder in &stored {
-        if !folders.iter().any(|f| f.id == folder.id) {
-            // Never re-created: 1.4.111 leaves a vanished stored folder gone.
-            serving.storage.forget(folder);
+    if config.webui.is_some() {
+        for folder in &stored {
+            if !serving.has(&folder.id) {
+                serving.serve(folder);
+            }
         }
-    }
-    for folder in &folders {
-        if stored.iter().any(|f| f.id == folder.id) {
-            say(&format!(
-                "Error while adding folder {}: Selected folder is already added to BitTorrent Sync.",
-                folder.dir.display()
-            ));
+        serving.save();
+    } else {
+        for folder in &stored {
+            if !folders.iter().any(|f| f.id == folder.id) {
+                // Never re-created: 1.4.111 leaves a vanished stored folder gone.
+                serving.storage.forget(folder);
+            }
         }
-    }
-    // The stored folder is the one served, at its stored path: a second
-    // config folder with the same ID (key) is never taken, as with 1.4.111.
-    for folder in &stored {
-        if folders.iter().any(|f| f.id == folder.id) && !serving.has(&folder.id) {
-            serving.serve(folder);
+        for folder in folders {
+            if stored.iter().any(|f| f.id == folder.id) {
+                say(&format!(
+                    "Error while adding folder {}: Selected folder is already added to BitTorrent Sync.",
+                    folder.dir.display()
+                ));
+            }
         }
+        // The stored folder is the one served, at its stored path: a second
+        // config folder with the same ID (key) is never taken, as with 1.4.111.
+        for folder in &stored {
+            if folders.iter().any(|f| f.id == folder.id) && !serving.has(&folder.id) {
+                serving.serve(folder);
+            }
+        }
+        serving.apply(folders);
     }
-    serving.apply(&folders);
-    let mut watched = serving.watched();
+    let serving = Arc::new(Mutex::new(serving));
+    let quit = Arc::new(AtomicBool::new(false));
+    let mut listening = None;
+    if let Some((webui, defaults)) = config.webui.clone() {
+        let listener = TcpListener::bind(&webui.listen).unwrap_or_else(|e| {
+            refuse(
+                log,
+                &format!("stand-in: cannot listen on {}: {e}", webui.listen),
+            )
+        });
+        listening = listener.local_addr().ok().map(|a| a.to_string());
+        let api = webui::Api::new(
+            webui,
+            defaults,
+            Arc::clone(&serving),
+            log,
+            Arc::clone(&quit),
+        );
+        Arc::new(api).serve(listener);
+    }
+    let lock = || serving.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut watched, mut seen_changes) = {
+        let serving = lock();
+        (serving.watched(), serving.changes)
+    };
     let (uid, gid) = ids();
     if let Some(log) = log {
+        let serving = lock();
         log.record(json!({
             "event": "start",
             "folders": serving.names(),
             "loaded": stored.iter().map(|f| f.dir.clone()).collect::<Vec<_>>(),
             "uid": uid,
             "gid": gid,
-            "device_name": config["device_name"],
-            "listening_port": config["listening_port"],
+            "device_name": config.raw["device_name"],
+            "listening_port": config.raw["listening_port"],
+            "webui": listening,
             "folder_problems": serving.problems,
         }));
     }
@@ -527,6 +889,7 @@ fn engine(args: &[String]) {
     let on_term = std::env::var("STAND_IN_ON_TERM").unwrap_or_else(|_| "exit:0".into());
     let ignore_hup = std::env::var("STAND_IN_IGNORE_HUP").as_deref() == Ok("1");
     let hup_kills = std::env::var("STAND_IN_ON_HUP").as_deref() == Ok("default");
+    let webui_mode = config.webui.is_some();
     let mut exit_at: Option<Instant> = None;
     let mut vanished: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
@@ -549,9 +912,23 @@ fn engine(args: &[String]) {
                     continue;
                 }
                 say("Reloading config file...");
+                let mut serving = lock();
                 match read_config(&config_path) {
-                    Ok((_, wanted)) => {
-                        for folder in &wanted {
+                    // 1.4.111 with the WebUI keeps its folders on a reload.
+                    Ok(reread) if webui_mode && reread.webui.is_some() => {
+                        if let Some(log) = log {
+                            log.record(json!({"event": "reload", "folders": serving.names()}));
+                        }
+                    }
+                    Ok(reread) if webui_mode != reread.webui.is_some() => {
+                        let message = "stand-in: switching between config folders and the WebUI on a reload is not modelled";
+                        say(&format!("Error while reloading config: {message}"));
+                        if let Some(log) = log {
+                            log.record(json!({"event": "reload_failed", "reason": message}));
+                        }
+                    }
+                    Ok(reread) => {
+                        for folder in &reread.folders {
                             if serving.has(&folder.id) {
                                 say(&format!(
                                     "Error while adding folder {}: Selected folder is already added to BitTorrent Sync.",
@@ -559,8 +936,7 @@ fn engine(args: &[String]) {
                                 ));
                             }
                         }
-                        serving.apply(&wanted);
-                        watched = serving.watched();
+                        serving.apply(&reread.folders);
                         vanished.clear();
                         if let Some(log) = log {
                             log.record(json!({"event": "reload", "folders": serving.names()}));
@@ -595,6 +971,18 @@ fn engine(args: &[String]) {
         }
         if exit_at.is_some_and(|at| Instant::now() >= at) {
             finish(0);
+        }
+        // The license refused over the WebUI: 1.4.111 shuts down.
+        if quit.load(Ordering::SeqCst) {
+            finish(0);
+        }
+        {
+            let serving = lock();
+            if serving.changes != seen_changes {
+                seen_changes = serving.changes;
+                watched = serving.watched();
+                vanished.retain(|path| watched.contains(path));
+            }
         }
         for path in &watched {
             if !vanished.contains(path) && fs::symlink_metadata(path).is_err() {
