@@ -23,6 +23,7 @@ pub mod registry;
 pub mod server;
 pub mod settings;
 pub mod supervisor;
+pub mod sync_state;
 pub mod sys;
 pub mod volume_plugin;
 
