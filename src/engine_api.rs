@@ -22,7 +22,8 @@
 //!   refuses: the refusal is `value.error` (see [`Client::add_folder`]);
 //! - `removefolder` answers `{"status":200}` for any key, added or not;
 //! - the per-folder actions answer `{"error":"can't find folder by
-//!   secret","status":500}` for a key the engine does not have;
+//!   secret","status":500}` for a key the engine does not have
+//!   (`addknownhost`: "'secret', 'addr', 'port' parameters are required");
 //! - an unknown action is `400` with `{"error":"unknown function"}`.
 
 use std::fmt;
@@ -594,16 +595,25 @@ impl Client {
         host: &str,
         port: u16,
     ) -> std::result::Result<(), ApiError> {
+        const ACTION: &str = "addknownhost";
         let port = port.to_string();
-        self.call(
-            "addknownhost",
+        let answer = self.call(
+            ACTION,
             &[
                 ("secret", key.expose().as_bytes()),
                 ("addr", host.as_bytes()),
                 ("port", port.as_bytes()),
             ],
-        )
-        .map(drop)
+        );
+        match answer {
+            // 1.4.111 says "'secret', 'addr', 'port' parameters are
+            // required" (500) for a key it has no folder for; all three
+            // are always sent.
+            Err(ApiError::Status { status: 500, .. }) => {
+                Err(ApiError::NoSuchFolder { action: ACTION })
+            }
+            other => other.map(drop),
+        }
     }
 
     /// Every folder the engine has, with its peers.
