@@ -1285,6 +1285,16 @@ mod tests {
             if line.contains("action=version ") {
                 return json_response(200, r#"{ "status": 200, "value": 17039471 }"#);
             }
+            if line.contains("action=addsyncfolder&") {
+                // As 1.4.111 refuses: an HTTP 200 with the error inside.
+                let code = if line.contains("bad-key") { 201 } else { 105 };
+                return json_response(
+                    200,
+                    &format!(
+                        r#"{{ "status": 200, "value": {{ "error": {code}, "message": "m" }} }}"#
+                    ),
+                );
+            }
             if line.contains("action=knownhosts&") {
                 return json_response(
                     500,
@@ -1390,6 +1400,31 @@ mod tests {
         assert!(
             matches!(error, ApiError::PathNotAbsolute { .. }),
             "{error:?}"
+        );
+
+        let error = client
+            .add_folder(Path::new("/data/bad-key"), &key)
+            .expect_err("refused key");
+        assert!(matches!(error, ApiError::KeyRefused { .. }), "{error:?}");
+        let error = client
+            .add_folder(Path::new("/data/other"), &key)
+            .expect_err("unknown refusal");
+        assert!(
+            matches!(error, ApiError::AddRefused { code: 105, .. }),
+            "{error:?}"
+        );
+        let last = fake
+            .requests
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a request");
+        assert!(
+            last.starts_with(&format!(
+                "GET /gui/?token=T1&action=addsyncfolder&path=%2Fdata%2Fother&secret={KEY}&force=true "
+            )),
+            "{last}"
         );
 
         let mut stranger = Client::new(fake.addr, Credentials::new("user", "hunter2").expect("c"));
