@@ -71,6 +71,9 @@ pub enum Error {
     ClusterDeclared(String),
     /// A system call failed; `doing` says what syncbox was trying to do.
     Io { doing: String, source: io::Error },
+    /// The file with the login and password of the engine's interface
+    /// cannot be used; `problem` never quotes it.
+    EngineCredentials { path: PathBuf, problem: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -208,6 +211,12 @@ impl fmt::Display for Error {
                  from every node (each moves its copy to the cluster trash)"
             ),
             Error::Io { doing, source } => write!(f, "{doing}: {source}"),
+            Error::EngineCredentials { path, problem } => write!(
+                f,
+                "{}, the login and password of the engine's interface, cannot be used \
+                 ({problem}); remove it to have new ones made",
+                path.display()
+            ),
         }
     }
 }

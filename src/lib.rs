@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod cluster_key;
 pub mod control;
 pub mod dispatch;
+pub mod engine_api;
 pub mod engine_config;
 pub mod engine_info;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod server;
 pub mod settings;
 pub mod supervisor;
+pub mod sync_state;
 pub mod sys;
 pub mod volume_plugin;
 
