@@ -481,15 +481,7 @@ fn read_config(path: &Path) -> Result<Config, String> {
             return Err(format!("stand-in: invalid secret for {dir:?}"));
         }
         let flag = |key: &str, default: bool| folder[key].as_bool().unwrap_or(default);
-        let known_hosts: Vec<String> = folder["known_hosts"]
-            .as_array()
-            .map(|hosts| {
-                hosts
-                    .iter()
-                    .filter_map(|h| h.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let known_hosts = strings(&folder["known_hosts"]);
         folders.push(Folder {
             dir: PathBuf::from(dir),
             id: folder_id(secret),
@@ -565,15 +557,7 @@ impl Storage {
                             secret: f["secret"].as_str().unwrap_or("").to_owned(),
                             added: f["added"].as_u64().unwrap_or(0),
                             prefs: Prefs::from_json(&f["prefs"]),
-                            known_hosts: f["known_hosts"]
-                                .as_array()
-                                .map(|hosts| {
-                                    hosts
-                                        .iter()
-                                        .filter_map(|h| h.as_str().map(str::to_owned))
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
+                            known_hosts: strings(&f["known_hosts"]),
                         })
                     })
                     .collect()
@@ -1022,6 +1006,19 @@ fn ids() -> (u32, u32) {
             .unwrap_or(u32::MAX)
     };
     (field("Uid:"), field("Gid:"))
+}
+
+/// The strings of a JSON array (none for anything else).
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn env_number(var: &str) -> Option<u64> {
