@@ -1454,7 +1454,7 @@ fn init_killed_in_the_middle_of_a_reload_deletes_nothing_under_an_engine() {
 
 /// Runs `syncbox init` in a mount namespace of its own where `source` is
 /// bind-mounted on the sandbox's data root, as `docker run -v` does.
-fn init_on_bind_mount(sandbox: &Sandbox, source: &Path, host_path: &str) -> std::process::Child {
+fn init_on_bind_mount(sandbox: &Sandbox, source: &Path, host_path: &str) -> KillOnDrop {
     let mut command = Command::new("unshare");
     command
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
@@ -1467,20 +1467,7 @@ fn init_on_bind_mount(sandbox: &Sandbox, source: &Path, host_path: &str) -> std:
     command.env("BTSYNC_HOST_PATH", host_path);
     let log = fs::File::create(sandbox.init_log_path()).expect("init log");
     command.stderr(log).stdout(Stdio::null());
-    command.spawn().expect("start init in a mount namespace")
-}
-
-fn exit_code_within_deadline(child: &mut std::process::Child, sandbox: &Sandbox) -> i32 {
-    let mut status = None;
-    wait_until(
-        "init exited",
-        || {
-            status = child.try_wait().expect("try_wait");
-            status.is_some()
-        },
-        || sandbox.context(),
-    );
-    status.and_then(|s| s.code()).expect("an exit code")
+    KillOnDrop(command.spawn().expect("start init in a mount namespace"))
 }
 
 /// A forgotten `-v` (no mount, or a docker volume where the host path
@@ -1522,7 +1509,7 @@ fn init_refuses_a_host_path_the_data_root_is_not_a_bind_mount_of() {
     let volume = sandbox.root.join("volumes/3f2a/_data");
     fs::create_dir_all(&volume).expect("volume dir");
     let mut init = init_on_bind_mount(&sandbox, &volume, "/mnt/resource/sync");
-    assert_eq!(exit_code_within_deadline(&mut init, &sandbox), 2);
+    assert_eq!(init.exit_code(&sandbox), 2);
     one_line_refusal(
         fs::read_to_string(sandbox.init_log_path()).expect("log"),
         "volumes/3f2a/_data of its filesystem",
@@ -1562,8 +1549,7 @@ fn init_refuses_a_host_path_the_data_root_is_not_a_bind_mount_of() {
         "{out:?}"
     );
     syncbox::sys::send_signal(init.id() as i32, SIGTERM).expect("TERM");
-    assert_eq!(exit_code_within_deadline(&mut init, &sandbox), 0);
-    let _ = init.wait();
+    assert_eq!(init.exit_code(&sandbox), 0);
 }
 
 // ------------------------------------------------- proof that add worked
@@ -1725,11 +1711,13 @@ fn without_ptrace_the_proof_is_the_engines_database_lock() {
         ("STAND_IN_IGNORE_HUP", "1"),
     ]);
     let log = fs::File::create(sandbox.init_log_path()).expect("init log");
-    let mut init = command
-        .stderr(log)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start init without CAP_SYS_PTRACE");
+    let mut init = KillOnDrop(
+        command
+            .stderr(log)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start init without CAP_SYS_PTRACE"),
+    );
     wait_until(
         "the engine runs",
         || sandbox.starts().len() == 1,
@@ -1769,5 +1757,5 @@ fn without_ptrace_the_proof_is_the_engines_database_lock() {
         "the engine ignored HUP, so the reload could not be proven: {log}"
     );
     syncbox::sys::send_signal(init.id() as i32, SIGTERM).expect("TERM");
-    let _ = init.wait();
+    assert_eq!(init.exit_code(&sandbox), 0);
 }

@@ -523,3 +523,35 @@ pub fn offline_engine_env(btsync: &str) -> [(&'static str, &str); 7] {
         ("BTSYNC_LISTEN_PORT", "0"),
     ]
 }
+
+/// A child process killed (and reaped) when the guard goes, so that a
+/// failing test leaves no init or engine behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Its exit code within the test deadline.
+    pub fn exit_code(&mut self, sandbox: &Sandbox) -> i32 {
+        let mut status = None;
+        let child = &mut self.0;
+        wait_until(
+            "the process exited",
+            || {
+                status = child.try_wait().expect("try_wait");
+                status.is_some()
+            },
+            || sandbox.context(),
+        );
+        status.and_then(|s| s.code()).expect("an exit code")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
