@@ -11,6 +11,7 @@ mod list;
 mod path;
 mod secret;
 mod status;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,11 @@ const APPLETS: &[Applet] = &[
         name: "status",
         summary: "show the engine's pid, uptime, restarts and folders",
         run: status::run,
+    },
+    Applet {
+        name: "wait",
+        summary: "wait until namespaces hold the data (exit 0 once synced)",
+        run: wait::run,
     },
 ];
 

@@ -10,6 +10,7 @@
 //! add NS wait|nowait            -> ok | queued | error MESSAGE
 //! del NS wait|nowait|purge|trash -> ok | queued | error MESSAGE
 //! status                        -> one line of JSON
+//! sync                          -> one line of JSON: each namespace's sync state
 //! ```
 //! `wait` replies once the running engine reflects the registry's state of
 //! NS (for `del`: once no engine that knows NS is running). `purge` is
@@ -154,6 +155,21 @@ pub fn query_status(layout: &Layout) -> Result<Option<Value>> {
     }
 }
 
+/// Every namespace's sync state as init knows it: `{"mode": "webui" |
+/// "config", "namespaces": {NS: {"state": ..., ...}}, "count": N}`;
+/// `None` when no init runs.
+pub fn query_sync(layout: &Layout) -> Result<Option<Value>> {
+    match request(layout, "sync", Waiting::Upto(CONNECTION_TIMEOUT * 2))? {
+        Reply::NoInit => Ok(None),
+        Reply::Line(line) => serde_json::from_str(&line).map(Some).map_err(|_| {
+            Error::Supervisor(format!("init sent an unreadable sync state: {line:?}"))
+        }),
+        Reply::TimedOut | Reply::Closed => Err(Error::Supervisor(
+            "init does not answer on its control socket".into(),
+        )),
+    }
+}
+
 enum Reply {
     NoInit,
     Line(String),
@@ -249,6 +265,8 @@ pub enum Ask {
         mode: Mode,
     },
     Status,
+    /// Every namespace's sync state (WebUI mode; `unknown` otherwise).
+    Sync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +298,7 @@ pub fn parse_ask(line: &str) -> std::result::Result<Ask, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => Ok(Ask::Status),
+        ["sync"] => Ok(Ask::Sync),
         [verb @ ("add" | "del"), ns, mode] => {
             let ns = Name::parse(ns).map_err(|e| e.to_string())?;
             let mode = match (*verb, *mode) {

@@ -65,9 +65,47 @@ pub fn render(
         "use_upnp": false,
         "shared_folders": folders,
     });
+    finish(config)
+}
+
+fn finish(config: Value) -> String {
     let mut text = serde_json::to_string_pretty(&config).unwrap_or_else(|_| config.to_string());
     text.push('\n');
     text
+}
+
+/// The config for WebUI mode: no folder (btsync 1.4.111 ignores `webui`
+/// while `shared_folders` lists any); the interface on loopback with this
+/// node's credentials; every folder's discovery settings as
+/// `folder_defaults.*`, which a folder added over the interface gets at
+/// once, so it is never open to a tracker or relay the variables turn off.
+pub fn render_webui(settings: &Settings, layout: &Layout, webui: &WebUi) -> String {
+    let options = &settings.folders;
+    let config = json!({
+        "device_name": settings.device_name,
+        "listening_port": settings.listening_port,
+        "storage_path": storage_path(layout).display().to_string(),
+        "check_for_updates": false,
+        "use_upnp": false,
+        "webui": {
+            "listen": webui.listen.to_string(),
+            "login": webui.credentials.login(),
+            "password": webui.credentials.expose_password(),
+        },
+        "folder_defaults.use_relay": options.use_relay_server,
+        "folder_defaults.use_tracker": options.use_tracker,
+        "folder_defaults.use_dht": options.use_dht,
+        "folder_defaults.use_lan_broadcast": options.search_lan,
+        "folder_defaults.delete_to_trash": options.use_sync_trash,
+        "folder_defaults.known_hosts": options.known_hosts.join(","),
+    });
+    finish(config)
+}
+
+/// Where the engine's interface listens and how init logs in.
+pub struct WebUi {
+    pub listen: std::net::SocketAddr,
+    pub credentials: crate::engine_api::Credentials,
 }
 
 /// Make the engine's storage (and the cluster registry folder), hand them
@@ -78,6 +116,7 @@ pub fn prepare(
     layout: &Layout,
     entries: &[Entry],
     cluster: Option<&Cluster>,
+    webui: Option<&WebUi>,
 ) -> Result<PathBuf> {
     let storage = storage_path(layout);
     fsutil::ensure_private_dir(&layout.state_dir())?;
@@ -120,7 +159,10 @@ pub fn prepare(
     }
     let path = config_path(layout);
     let registry_key = cluster.map(Cluster::registry_key);
-    let config = render(settings, layout, entries, registry_key.as_ref());
+    let config = match webui {
+        Some(webui) => render_webui(settings, layout, webui),
+        None => render(settings, layout, entries, registry_key.as_ref()),
+    };
     fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
     if let Some(owner) = settings.owner {
         chown_one(&path, &path, owner)?;

@@ -26,5 +26,6 @@ pub mod supervisor;
 pub mod sync_state;
 pub mod sys;
 pub mod volume_plugin;
+pub mod waiting;
 
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ pub const KNOWN_HOSTS_VAR: &str = "BTSYNC_KNOWN_HOSTS";
 pub const STOP_GRACE_VAR: &str = "BTSYNC_STOP_GRACE";
 /// How init applies a registry change to a running engine: `reload` or `restart`.
 pub const APPLY_VAR: &str = "BTSYNC_APPLY";
+pub const ENGINE_API_VAR: &str = "BTSYNC_ENGINE_API";
 pub const UID_VAR: &str = "BTSYNC_UID";
 pub const GID_VAR: &str = "BTSYNC_GID";
 pub const TRASH_DAYS_VAR: &str = "BTSYNC_TRASH_DAYS";
@@ -66,6 +67,26 @@ impl Apply {
     }
 }
 
+/// How init gives the engine its folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineApi {
+    /// `shared_folders` in the config file; changes by HUP (or restart).
+    #[default]
+    Config,
+    /// btsync 1.4's WebUI JSON interface on loopback: folders added and
+    /// removed over it, and their sync state read from it. Opt-in.
+    WebUi,
+}
+
+impl EngineApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineApi::Config => "config",
+            EngineApi::WebUi => "webui",
+        }
+    }
+}
+
 /// The owner the engine runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
@@ -84,6 +105,7 @@ pub struct Settings {
     /// How long folders removed by a cluster tombstone stay in the trash.
     pub trash_kept: Duration,
     pub apply: Apply,
+    pub engine_api: EngineApi,
 }
 
 impl Settings {
@@ -186,8 +208,20 @@ impl Settings {
                 });
             }
         };
+        let engine_api = match get(ENGINE_API_VAR).as_deref().map(str::trim) {
+            None => EngineApi::default(),
+            Some("config") => EngineApi::Config,
+            Some("webui") => EngineApi::WebUi,
+            Some(text) => {
+                return Err(Error::Env {
+                    var: ENGINE_API_VAR,
+                    problem: format!("{text:?} is neither config nor webui"),
+                });
+            }
+        };
         Ok(Settings {
             apply,
+            engine_api,
             engine_bin,
             device_name,
             listening_port,

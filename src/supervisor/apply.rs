@@ -106,6 +106,13 @@ impl Supervisor {
             if !matches!(self.engine, Engine::Up(_)) {
                 // Stopping or down: the next start reads the registry anyway.
                 self.pending = None;
+            } else if matches!(&self.engine, Engine::Up(e) if e.api.as_ref().is_some_and(|a| !a.is_ready()))
+            {
+                // WebUI mode before the interface answers: it gets every
+                // registry folder once it does; the change waits for that.
+                if let Some(pending) = &mut self.pending {
+                    pending.due = now + super::webui::API_RETRY;
+                }
             } else if self.reload.is_some() {
                 // One reload at a time: the next one starts from its result.
                 if let Some(pending) = &mut self.pending {
@@ -127,6 +134,11 @@ impl Supervisor {
             Ask::Status => {
                 let status = self.status_json().to_string();
                 request.reply(&status);
+                return;
+            }
+            Ask::Sync => {
+                let sync = self.sync_json(Instant::now()).to_string();
+                request.reply(&sync);
                 return;
             }
             Ask::Apply { ns, added, mode } => (ns.clone(), *added, *mode),
@@ -452,14 +464,34 @@ impl Supervisor {
             log!("left out of the engine config: {problem}");
         }
         let cluster = self.cluster.as_ref().map(ClusterSync::cluster);
-        engine_config::prepare(&self.settings, &layout, &entries, cluster)
-            .map_err(|e| Some(format!("cannot write its config: {e}")))?;
-        sys::send_signal(pid, SIGHUP).map_err(|e| Some(format!("cannot send HUP: {e}")))?;
         let (taking_up, letting_go) = proof.counts();
-        log!(
-            "reloading the engine (pid {pid}) {}: sent HUP ({taking_up} to take up, {letting_go} to let go)",
-            describe_changes(changed),
-        );
+        if engine.api.is_some() {
+            // WebUI mode: the config lists no folder; the interface takes the change.
+            let releasing: BTreeMap<Name, Key> = engine
+                .folders
+                .iter()
+                .filter(|(ns, _)| !target.contains_key(*ns))
+                .map(|(ns, key)| (ns.clone(), key.clone()))
+                .collect();
+            let adding: BTreeMap<Name, Key> = target
+                .iter()
+                .filter(|(ns, _)| !engine.folders.contains_key(*ns))
+                .map(|(ns, key)| (ns.clone(), key.clone()))
+                .collect();
+            self.change_over_api(&releasing, &adding).map_err(Some)?;
+            log!(
+                "changing the engine's folders (pid {pid}) {} over its interface ({taking_up} to take up, {letting_go} to let go)",
+                describe_changes(changed),
+            );
+        } else {
+            engine_config::prepare(&self.settings, &layout, &entries, cluster, None)
+                .map_err(|e| Some(format!("cannot write its config: {e}")))?;
+            sys::send_signal(pid, SIGHUP).map_err(|e| Some(format!("cannot send HUP: {e}")))?;
+            log!(
+                "reloading the engine (pid {pid}) {}: sent HUP ({taking_up} to take up, {letting_go} to let go)",
+                describe_changes(changed),
+            );
+        }
         self.reload = Some(Reload {
             pid,
             sent: now,
@@ -516,7 +548,7 @@ impl Supervisor {
         }
     }
 
-    fn begin_restart(&mut self, now: Instant, changed: &BTreeSet<Name>) {
+    pub(super) fn begin_restart(&mut self, now: Instant, changed: &BTreeSet<Name>) {
         let why = describe_changes(changed);
         // Only for the log: the start after the stop decides for itself.
         let nothing_left = self.cluster.is_none()

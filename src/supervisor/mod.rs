@@ -65,7 +65,7 @@ use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
 use crate::registry::Registry;
-use crate::settings::Settings;
+use crate::settings::{EngineApi, Settings};
 use crate::sys::{self, ExitStatus, Pid};
 
 /// One line on stderr per event: `docker logs` is the user's view of init.
@@ -82,6 +82,7 @@ mod apply;
 mod cluster_sync;
 mod reload;
 mod status;
+mod webui;
 
 use apply::{PendingRestart, Waiter};
 use cluster_sync::{ClusterSync, TrashSweeper};
@@ -142,6 +143,8 @@ struct Running {
     /// Listed, but an `add` waited for proof that the engine serves it in
     /// vain (another namespace with its key, say): not shown as served.
     unserved: BTreeSet<Name>,
+    /// WebUI mode: the engine's interface.
+    api: Option<webui::Api>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -204,6 +207,9 @@ struct Supervisor {
     booting: bool,
     /// What `BTSYNC_BIN --help` says the engine is, read at init's start.
     engine_info: std::result::Result<EngineInfo, String>,
+    /// WebUI mode was asked for, but an engine did not answer on its
+    /// interface: config-file mode for the rest of init's life.
+    api_failed: bool,
 }
 
 /// "to apply changes to a, b, c, d, e and 3 more", for the log.
@@ -351,6 +357,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         trash,
         booting: true,
         engine_info: Err("not asked yet".to_owned()),
+        api_failed: false,
     };
     if subreaper {
         log!(
@@ -502,6 +509,11 @@ impl Supervisor {
             _ => None,
         };
         let apply = self.next_apply();
+        let api = match &self.engine {
+            Engine::Up(engine) => engine.api.as_ref().and_then(|a| a.next_try(Instant::now())),
+            _ => None,
+        };
+        let apply = apply.into_iter().chain(api).min();
         let poll = self
             .cluster
             .as_ref()
@@ -516,6 +528,7 @@ impl Supervisor {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        self.drive_api(now);
         self.poll_cluster(now);
         self.trash.sweep(now);
         if let Engine::Stopping {
@@ -580,6 +593,17 @@ impl Supervisor {
         self.last_exit = Some(ExitRecord { status, at: now });
         let previous = std::mem::replace(&mut self.engine, Engine::Down { retry_at: now });
         let reloading = self.reload.take().is_some();
+        if let Engine::Up(engine) = &previous
+            && engine.api.as_ref().is_some_and(|api| !api.is_ready())
+            && !self.api_failed
+        {
+            log!(
+                "engine (pid {}) exited before it answered on its interface: config-file mode \
+                 from now on, every sync state unknown",
+                engine.pid
+            );
+            self.api_failed = true;
+        }
         if reloading && status == ExitStatus::Signaled(SIGHUP) && !self.reload_unsupported {
             log!("the engine does not survive HUP: changes restart it from now on");
             self.reload_unsupported = true;
@@ -663,13 +687,19 @@ impl Supervisor {
             self.engine = Engine::Idle { generation };
             return Ok(());
         }
+        let cannot_start = |e: Error| StartFailure {
+            code: 1,
+            message: format!("cannot start the engine: {e}"),
+        };
+        let (webui, api) = if self.settings.engine_api == EngineApi::WebUi && !self.api_failed {
+            let (webui, api) = webui::prepare_start(&layout).map_err(cannot_start)?;
+            (Some(webui), Some(api))
+        } else {
+            (None, None)
+        };
         let config =
-            engine_config::prepare(&self.settings, &layout, &entries, cluster).map_err(|e| {
-                StartFailure {
-                    code: 1,
-                    message: format!("cannot start the engine: {e}"),
-                }
-            })?;
+            engine_config::prepare(&self.settings, &layout, &entries, cluster, webui.as_ref())
+                .map_err(cannot_start)?;
         let bin = &self.settings.engine_bin;
         let mut command = Command::new(bin);
         command
@@ -723,6 +753,7 @@ impl Supervisor {
             generation,
             folders,
             unserved: BTreeSet::new(),
+            api,
         });
         Ok(())
     }

@@ -64,6 +64,9 @@ impl Supervisor {
                 }),
                 "retry_in_seconds": retry_in,
             },
+            // How the engine gets its folders: "webui" (sync state known)
+            // or "config".
+            "engine_api": self.engine_api_mode(),
             "starts": self.starts,
             "restarts": self.restarts,
             "apply": if self.settings.apply == Apply::Reload && self.reload_unsupported {

@@ -122,6 +122,8 @@
 //! - `--help` prints a banner like 1.4.111's, `BitTorrent Sync stand-in
 //!   1.4.111` (or `STAND_IN_BANNER`), then its usage;
 //! - `STAND_IN_EXIT_AT_START=N`: exit with N right after starting (a crash);
+//! - `STAND_IN_NO_WEBUI=1`: an engine without the WebUI interface: a
+//!   config with `webui` and no folder is refused like one without `webui`;
 //! - `STAND_IN_ON_TERM`: what TERM/INT do: `exit:N` (default `exit:0`),
 //!   `default` (die by the signal), `ignore`, `delay:SECS` (exit 0 later);
 //! - `STAND_IN_IGNORE_HUP=1`: HUP is logged and ignored (an engine that
@@ -424,7 +426,11 @@ fn read_config(path: &Path) -> Result<Config, String> {
     if !Path::new(storage).is_dir() {
         return Err("Storage path specified in config file does not exist.".into());
     }
-    let listen = config["webui"]["listen"].as_str();
+    // STAND_IN_NO_WEBUI=1: an engine without the interface (another
+    // version): a config without folders is then refused as 1.4.111 refuses it.
+    let listen = config["webui"]["listen"]
+        .as_str()
+        .filter(|_| std::env::var("STAND_IN_NO_WEBUI").as_deref() != Ok("1"));
     if listed.is_empty() && listen.is_none() {
         return Err(NO_FOLDER.into());
     }
