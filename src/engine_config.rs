@@ -57,18 +57,21 @@ pub fn render(
     if let Some(key) = registry_key {
         folders.push(folder(layout.cluster_registry_dir(), key));
     }
-    let config = json!({
+    finish(settings, layout, json!({ "shared_folders": folders }))
+}
+
+/// The keys every config has, with `specific`'s added, as the text written.
+fn finish(settings: &Settings, layout: &Layout, specific: Value) -> String {
+    let mut config = json!({
         "device_name": settings.device_name,
         "listening_port": settings.listening_port,
         "storage_path": storage_path(layout).display().to_string(),
         "check_for_updates": false,
         "use_upnp": false,
-        "shared_folders": folders,
     });
-    finish(config)
-}
-
-fn finish(config: Value) -> String {
+    if let (Some(all), Value::Object(more)) = (config.as_object_mut(), specific) {
+        all.extend(more);
+    }
     let mut text = serde_json::to_string_pretty(&config).unwrap_or_else(|_| config.to_string());
     text.push('\n');
     text
@@ -81,12 +84,7 @@ fn finish(config: Value) -> String {
 /// once, so it is never open to a tracker or relay the variables turn off.
 pub fn render_webui(settings: &Settings, layout: &Layout, webui: &WebUi) -> String {
     let options = &settings.folders;
-    let config = json!({
-        "device_name": settings.device_name,
-        "listening_port": settings.listening_port,
-        "storage_path": storage_path(layout).display().to_string(),
-        "check_for_updates": false,
-        "use_upnp": false,
+    let specific = json!({
         "webui": {
             "listen": webui.listen.to_string(),
             "login": webui.credentials.login(),
@@ -99,7 +97,7 @@ pub fn render_webui(settings: &Settings, layout: &Layout, webui: &WebUi) -> Stri
         "folder_defaults.delete_to_trash": options.use_sync_trash,
         "folder_defaults.known_hosts": options.known_hosts.join(","),
     });
-    finish(config)
+    finish(settings, layout, specific)
 }
 
 /// Where the engine's interface listens and how init logs in.
