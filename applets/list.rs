@@ -9,7 +9,7 @@ use syncbox::registry::Registry;
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
     /// print a JSON array of {name, container_path, host_path, access, key_origin,
-    /// declared}; never keys
+    /// declared, sync}; never keys
     #[argh(switch)]
     json: bool,
 }
@@ -29,6 +29,13 @@ fn render(applet: &str, as_json: bool) -> syncbox::Result<String> {
         return Ok(format!("{}\n", line.join(" ")));
     }
     let layout = registry.layout();
+    // Each namespace's sync state, when an init runs (null otherwise, or
+    // when it does not answer: `list` works on the registry alone).
+    let sync = syncbox::control::query_sync(layout).ok().flatten();
+    let sync_of = |name: &syncbox::name::Name| {
+        sync.as_ref()
+            .map_or(Value::Null, |s| s["namespaces"][name.as_str()].clone())
+    };
     let mut items = Vec::new();
     for name in registry.names()? {
         let container_path = layout.folder(&name).display().to_string();
@@ -41,6 +48,7 @@ fn render(applet: &str, as_json: bool) -> syncbox::Result<String> {
                 "access": entry.key.access().as_str(),
                 "key_origin": entry.origin.as_str(),
                 "declared": if entry.from_cluster { "cluster" } else { "local" },
+                "sync": sync_of(&name),
             })),
             // Deleted between the listing and the read: simply gone.
             Ok(None) => {}

@@ -3,6 +3,9 @@ use serde_json::Value;
 use syncbox::control;
 use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::layout::Layout;
+use syncbox::name::Name;
+use syncbox::registry::Registry;
+use syncbox::waiting;
 
 /// Show what init is doing: the engine's pid, uptime, restart count,
 /// folders and last exit, and in cluster mode the registry's declarations,
@@ -14,10 +17,16 @@ struct Args {
     /// print init's status as JSON
     #[argh(switch)]
     json: bool,
+    /// only this namespace's sync state (WebUI mode; `unknown` otherwise)
+    #[argh(positional)]
+    namespace: Option<String>,
 }
 
 pub fn run(inv: &Invocation) -> u8 {
     run_applet(inv, |args: Args| {
+        if let Some(ns) = &args.namespace {
+            return namespace_status(inv, &Name::parse(ns)?, args.json);
+        }
         let Some(status) = control::query_status(&Layout::from_env()?)? else {
             eprintln!(
                 "{}: init is not running on this data directory (no control socket)",
@@ -30,6 +39,32 @@ pub fn run(inv: &Invocation) -> u8 {
         } else {
             emit(&render(&status))
         })
+    })
+}
+
+/// `status NS`: one line (or its JSON) of the namespace's sync state.
+fn namespace_status(inv: &Invocation, ns: &Name, json: bool) -> syncbox::Result<u8> {
+    let layout = Layout::from_env()?;
+    if !Registry::new(layout.clone()).contains(ns)? {
+        return Err(syncbox::Error::NotRegistered(ns.to_string()));
+    }
+    let Some(sync) = control::query_sync(&layout)? else {
+        eprintln!(
+            "{}: init is not running on this data directory (no control socket)",
+            inv.name
+        );
+        return Ok(1);
+    };
+    let state = &sync["namespaces"][ns.as_str()];
+    Ok(if json {
+        emit(&format!("{state}\n"))
+    } else {
+        let mode = if sync["mode"] == "webui" {
+            ""
+        } else {
+            " (config-file mode: the engine tells nothing of its state)"
+        };
+        emit(&format!("{}{mode}\n", waiting::describe(ns, state)))
     })
 }
 

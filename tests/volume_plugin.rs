@@ -247,7 +247,10 @@ fn create_mount_remove_follow_add_and_del() {
     assert_eq!(
         got,
         json!({"Volume": {"Name": "beta", "Mountpoint": mountpoint(&sandbox, "beta"), "Status": {
-            "access": "read-only", "key_origin": "given", "declared": "local", "mounts": 0}},
+            "access": "read-only", "key_origin": "given", "declared": "local", "mounts": 0,
+            // Config-file mode: the engine tells nothing, so nothing is guessed.
+            "sync": {"state": "unknown", "peers_online": null, "peers_known": null,
+                "files_left": null, "bytes_left": null, "last_sync": null}}},
             "Err": ""})
     );
     let missing = err_of(&socket, "/VolumeDriver.Get", &json!({"Name": "nope"}));

@@ -167,6 +167,25 @@ fn wait_returns_once_every_online_peer_completed_an_exchange() {
     .expect("peers");
     let (code, stderr) = run_wait(&sandbox, &["--timeout", "5", "beta"]);
     assert_eq!(code, 0, "{stderr}");
+    // The same state in `status NS`, `status --json NS` and `list --json`.
+    let out = sandbox.run(&["status", "beta"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        text,
+        format!("beta: synced, 1 of 2 peers online, last completed sync at {later} (unix time)\n")
+    );
+    let out = sandbox.run(&["status", "--json", "beta"]);
+    let state: Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+    assert_eq!(
+        state,
+        json!({"state": "synced", "peers_online": 1, "peers_known": 2, "files_left": null,
+            "bytes_left": null, "last_sync": later})
+    );
+    let out = sandbox.run(&["list", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("list JSON");
+    assert_eq!(list[0]["sync"], state, "{list}");
+    assert_eq!(sandbox.run(&["status", "nosuch"]).status.code(), Some(1));
 
     // Bad input: exit 2, nothing waited for.
     assert_eq!(run_wait(&sandbox, &["nosuch"]).0, 2);
@@ -204,6 +223,12 @@ fn an_engine_without_the_interface_runs_in_config_file_mode() {
     let (code, stderr) = run_wait(&sandbox, &["--timeout", "2", "gamma"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("config-file mode"), "{stderr}");
+    let out = sandbox.run(&["status", "gamma"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with("gamma: unknown") && text.contains("config-file mode"),
+        "{text}"
+    );
     add(&sandbox, "delta");
     init.signal(libc_sigterm());
     assert_eq!(init.wait_exit(), 0);

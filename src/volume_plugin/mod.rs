@@ -490,7 +490,17 @@ impl Driver {
     fn get(&self, name: &str) -> std::result::Result<Value, String> {
         let name = Name::parse(name).map_err(|e| e.to_string())?;
         match Registry::new(self.layout.clone()).get(&name) {
-            Ok(Some(entry)) => Ok(self.volume(&entry)),
+            Ok(Some(entry)) => {
+                let mut volume = self.volume(&entry);
+                // The sync state as `status NS` shows it (`docker volume
+                // inspect`); asked of init like any client, once per Get.
+                let sync = control::query_sync(&self.layout)
+                    .ok()
+                    .flatten()
+                    .map_or(Value::Null, |s| s["namespaces"][name.as_str()].clone());
+                volume["Status"]["sync"] = sync;
+                Ok(volume)
+            }
             Ok(None) => Err(Error::NotRegistered(name.to_string()).to_string()),
             Err(e) => Err(e.to_string()),
         }
