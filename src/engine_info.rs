@@ -4,7 +4,6 @@
 //! HUP); init logs what it runs at start and `status` shows it, so a user
 //! of another version knows that nothing proved it.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,21 +73,16 @@ pub fn identify(bin: &Path) -> Result<EngineInfo, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = OwnedChild::spawn(&mut command).map_err(|e| format!("cannot run it: {e}"))?;
-    match child.wait_until(Instant::now() + ANSWER_TIMEOUT) {
-        Ok(Some(_)) => {}
+    let answer = match child.output_until(Instant::now() + ANSWER_TIMEOUT, MAX_ANSWER) {
+        Ok(Some((_, answer))) => answer,
         Ok(None) => {
-            let _ = child.kill_and_wait();
             return Err(format!(
                 "'--help' did not answer within {} seconds",
                 ANSWER_TIMEOUT.as_secs()
             ));
         }
         Err(e) => return Err(format!("cannot wait for it: {e}")),
-    }
-    let mut answer = Vec::new();
-    if let Some(stdout) = child.take_stdout() {
-        let _ = stdout.take(MAX_ANSWER).read_to_end(&mut answer);
-    }
+    };
     parse_banner(&String::from_utf8_lossy(&answer))
         .ok_or_else(|| "'--help' printed no name and version".to_owned())
 }

@@ -2,7 +2,6 @@
 //! [`Key::read_only_form`]), and through `btsync --get-ro-secret` for D keys,
 //! whose E form only btsync knows how to compute.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,13 +59,11 @@ fn ask_engine(key: &Key) -> Result<Key> {
     // thread still gets the exit status of its own.
     let mut child =
         OwnedChild::spawn(&mut command).map_err(|e| unavailable(format!("cannot run it: {e}")))?;
-    // The answer is one line, far below the pipe's capacity, so it can be
-    // read after the child exits; waiting by polling keeps a wedged binary
-    // from hanging `add` without a reader thread (which costs binary size).
-    let status = match child.wait_until(Instant::now() + ENGINE_TIMEOUT) {
-        Ok(Some(status)) => status,
+    // The answer is one line: read after the child exits; polling keeps a
+    // wedged binary from hanging `add`.
+    let (status, answer) = match child.output_until(Instant::now() + ENGINE_TIMEOUT, MAX_ANSWER) {
+        Ok(Some(done)) => done,
         Ok(None) => {
-            let _ = child.kill_and_wait();
             return Err(unavailable(format!(
                 "it did not answer within {} seconds",
                 ENGINE_TIMEOUT.as_secs()
@@ -74,11 +71,8 @@ fn ask_engine(key: &Key) -> Result<Key> {
         }
         Err(e) => return Err(unavailable(format!("cannot wait for it: {e}"))),
     };
-    let mut answer = String::new();
-    if let Some(stdout) = child.take_stdout() {
-        // Not UTF-8 or unreadable: the check below reports "no E key".
-        let _ = stdout.take(MAX_ANSWER).read_to_string(&mut answer);
-    }
+    // Not UTF-8: the check below reports "no E key".
+    let answer = String::from_utf8(answer).unwrap_or_default();
     if !status.success() {
         return Err(unavailable(format!("'--get-ro-secret' failed ({status})")));
     }

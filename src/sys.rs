@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_ulong};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command};
 use std::sync::{Mutex, MutexGuard};
@@ -151,8 +151,8 @@ fn wait_no_hang(pid: c_int) -> io::Result<Option<(Pid, ExitStatus)>> {
 }
 
 /// The children that a thread of this process waits for itself (through
-/// [`OwnedChild`]), by pid: `None` while it runs, then how it ended if
-/// [`reap_any`] reaped it first. init's reaper takes every child with
+/// [`OwnedChild`]), by pid: running, or how it ended if [`reap_any`]
+/// reaped it first. init's reaper takes every child with
 /// `waitpid(-1)`; without this table a helper thread's own child (such as
 /// `btsync --get-ro-secret`) would be reaped as an orphan and its waiter
 /// left with ECHILD. Every spawn, wait and reap of such a child happens
@@ -225,17 +225,13 @@ impl OwnedChild {
         })
     }
 
-    pub fn pid(&self) -> Pid {
-        self.pid
-    }
-
     /// The child's standard output, if it was piped (once).
-    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+    fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.child.stdout.take()
     }
 
     /// How the child ended, or `None` while it runs.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         if self.waited {
             return Err(io::Error::other("the child was already waited for"));
         }
@@ -253,7 +249,7 @@ impl OwnedChild {
 
     /// Wait for the child until `deadline`, polling every 10 ms (a blocking
     /// wait could not see an exit that the reaper took); `None` at the deadline.
-    pub fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
         loop {
             if let Some(status) = self.try_wait()? {
                 return Ok(Some(status));
@@ -265,9 +261,30 @@ impl OwnedChild {
         }
     }
 
+    /// Wait for the child until `deadline` (then SIGKILL it: `None`), and
+    /// read at most `max` bytes of its piped standard output. For a child
+    /// that answers in less than a pipe's capacity: the answer is read
+    /// after it exits, so no reader thread is needed.
+    pub fn output_until(
+        &mut self,
+        deadline: Instant,
+        max: u64,
+    ) -> io::Result<Option<(ExitStatus, Vec<u8>)>> {
+        let Some(status) = self.wait_until(deadline)? else {
+            let _ = self.kill_and_wait();
+            return Ok(None);
+        };
+        let mut answer = Vec::new();
+        if let Some(stdout) = self.take_stdout() {
+            // Unreadable: the caller finds no answer in what it got.
+            let _ = stdout.take(max).read_to_end(&mut answer);
+        }
+        Ok(Some((status, answer)))
+    }
+
     /// SIGKILL the child and wait for it. Its pid cannot have been reused:
     /// an unwaited child stays a zombie, and ours is waited for only here.
-    pub fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
+    fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
         if self.waited {
             return Err(io::Error::other("the child was already waited for"));
         }
