@@ -28,11 +28,7 @@ pub fn run(inv: &Invocation) -> u8 {
             return namespace_status(inv, &Name::parse(ns)?, args.json);
         }
         let Some(status) = control::query_status(&Layout::from_env()?)? else {
-            eprintln!(
-                "{}: init is not running on this data directory (no control socket)",
-                inv.name
-            );
-            return Ok(1);
+            return Ok(no_init(inv));
         };
         Ok(if args.json {
             emit(&format!("{status}\n"))
@@ -42,6 +38,15 @@ pub fn run(inv: &Invocation) -> u8 {
     })
 }
 
+/// No init answers on this data directory: say so; exit status 1.
+fn no_init(inv: &Invocation) -> u8 {
+    eprintln!(
+        "{}: init is not running on this data directory (no control socket)",
+        inv.name
+    );
+    1
+}
+
 /// `status NS`: one line (or its JSON) of the namespace's sync state.
 fn namespace_status(inv: &Invocation, ns: &Name, json: bool) -> syncbox::Result<u8> {
     let layout = Layout::from_env()?;
@@ -49,11 +54,7 @@ fn namespace_status(inv: &Invocation, ns: &Name, json: bool) -> syncbox::Result<
         return Err(syncbox::Error::NotRegistered(ns.to_string()));
     }
     let Some(sync) = control::query_sync(&layout)? else {
-        eprintln!(
-            "{}: init is not running on this data directory (no control socket)",
-            inv.name
-        );
-        return Ok(1);
+        return Ok(no_init(inv));
     };
     let state = &sync["namespaces"][ns.as_str()];
     Ok(if json {

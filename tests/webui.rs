@@ -10,7 +10,6 @@ mod harness;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use harness::*;
 use serde_json::{Value, json};
@@ -34,12 +33,6 @@ fn api_calls(sandbox: &Sandbox, action: &str) -> Vec<String> {
         .filter(|e| e["action"] == action)
         .filter_map(|e| e["folder"].as_str().map(str::to_owned))
         .collect()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn run_wait(sandbox: &Sandbox, args: &[&str]) -> (i32, String) {
@@ -155,7 +148,7 @@ fn wait_returns_once_every_online_peer_completed_an_exchange() {
     );
 
     // An exchange completed since the folder was given, nothing left: synced.
-    let later = unix_now() + 5;
+    let later = syncbox::registry::now() + 5;
     fs::write(
         &peers,
         json!({"beta": [

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -56,22 +56,13 @@ impl Api {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A free port on loopback for the interface (taken by the engine a
 /// moment later).
 fn free_loopback_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| Error::io("cannot find a free loopback port for the engine", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| Error::io("cannot find a free loopback port for the engine", e))?
-        .port();
-    Ok(port)
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| Error::io("cannot find a free loopback port for the engine", e))
 }
 
 /// `$BTSYNC_DATA/.btsync/webui.json`: this node's interface credentials
@@ -143,7 +134,7 @@ impl Supervisor {
                     engine.folders.len(),
                     if engine.folders.len() == 1 { "" } else { "s" }
                 );
-                let stamp = unix_now();
+                let stamp = crate::registry::now();
                 for (ns, key) in &engine.folders {
                     match give(&mut api.client, &layout.folder(ns), key) {
                         Ok(()) => {
@@ -193,7 +184,7 @@ impl Supervisor {
             api.since.remove(ns);
             api.states.remove(ns);
         }
-        let stamp = unix_now();
+        let stamp = crate::registry::now();
         for (ns, key) in adding {
             give(&mut api.client, &layout.folder(ns), key)
                 .map_err(|e| format!("cannot add {ns}: {e}"))?;

@@ -421,19 +421,7 @@ impl<'s> Init<'s> {
         if let Some(code) = self.exited {
             return code;
         }
-        let mut status = None;
-        let child = &mut self.child;
-        wait_until(
-            "init exited",
-            || {
-                status = child.try_wait().expect("try_wait");
-                status.is_some()
-            },
-            || self.sandbox.context(),
-        );
-        let code = status
-            .and_then(|s| s.code())
-            .expect("init exited with a status code");
+        let code = exit_code(&mut self.child, self.sandbox);
         self.exited = Some(code);
         code
     }
@@ -535,18 +523,25 @@ impl KillOnDrop {
 
     /// Its exit code within the test deadline.
     pub fn exit_code(&mut self, sandbox: &Sandbox) -> i32 {
-        let mut status = None;
-        let child = &mut self.0;
-        wait_until(
-            "the process exited",
-            || {
-                status = child.try_wait().expect("try_wait");
-                status.is_some()
-            },
-            || sandbox.context(),
-        );
-        status.and_then(|s| s.code()).expect("an exit code")
+        exit_code(&mut self.0, sandbox)
     }
+}
+
+/// The exit code of `child` (unshare passes init's through), waited for
+/// within the test deadline.
+fn exit_code(child: &mut std::process::Child, sandbox: &Sandbox) -> i32 {
+    let mut status = None;
+    wait_until(
+        "the process exited",
+        || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        },
+        || sandbox.context(),
+    );
+    status
+        .and_then(|s| s.code())
+        .expect("the process exited with a status code")
 }
 
 impl Drop for KillOnDrop {
