@@ -25,11 +25,21 @@ pub const ENGINE_API_VAR: &str = "BTSYNC_ENGINE_API";
 pub const UID_VAR: &str = "BTSYNC_UID";
 pub const GID_VAR: &str = "BTSYNC_GID";
 pub const TRASH_DAYS_VAR: &str = "BTSYNC_TRASH_DAYS";
+/// How long the volume plugin's Mount waits for a namespace's data by
+/// default (a volume's `-o wait=SECONDS` wins).
+pub const VOLUME_WAIT_VAR: &str = "BTSYNC_VOLUME_WAIT";
 
 pub const DEFAULT_BIN: &str = "/bin/btsync";
 pub const DEFAULT_LISTEN_PORT: u16 = 55555;
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(8);
 pub const DEFAULT_TRASH_DAYS: u64 = 7;
+/// The longest wait for data a volume Mount may have, in seconds. Docker
+/// gives up on a Mount after 120 s (moby's `longTimeout`, measured with
+/// dockerd 20.10); this leaves room for the engine to pick the folder up
+/// and for the last look at its state, so that a Mount never outlives
+/// Docker's patience (a Mount that succeeds after Docker gave up would
+/// count a container that never started).
+pub const MAX_VOLUME_WAIT_SECONDS: u64 = 100;
 /// Where `BTSYNC_UID`/`BTSYNC_GID` names are looked up (`passwd`, `group`);
 /// the image ships both.
 pub const USER_DB_DIR: &str = "/etc";
@@ -106,6 +116,9 @@ pub struct Settings {
     pub trash_kept: Duration,
     pub apply: Apply,
     pub engine_api: EngineApi,
+    /// `BTSYNC_VOLUME_WAIT`: how long a volume Mount waits for the data
+    /// when the volume has no `wait` option of its own (0: it does not).
+    pub volume_wait: Duration,
 }
 
 impl Settings {
@@ -219,9 +232,17 @@ impl Settings {
                 });
             }
         };
+        let volume_wait = match get(VOLUME_WAIT_VAR) {
+            Some(text) => parse_volume_wait(&text).map_err(|problem| Error::Env {
+                var: VOLUME_WAIT_VAR,
+                problem,
+            })?,
+            None => Duration::ZERO,
+        };
         Ok(Settings {
             apply,
             engine_api,
+            volume_wait,
             engine_bin,
             device_name,
             listening_port,
@@ -345,6 +366,35 @@ pub fn parse_seconds(var: &'static str, text: &str) -> Result<Duration> {
     parse_decimal(var, text, "seconds", 86400.0, 1.0, "8")
 }
 
+/// A volume's wait for its data: seconds from 0 to
+/// [`MAX_VOLUME_WAIT_SECONDS`], decimals allowed (`30`, `2.5`). The problem,
+/// when there is one, reads the same for `BTSYNC_VOLUME_WAIT` and for
+/// `-o wait=`.
+pub fn parse_volume_wait(text: &str) -> std::result::Result<Duration, String> {
+    let trimmed = text.trim();
+    let plain = !trimmed.is_empty()
+        && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && trimmed.bytes().filter(|&b| b == b'.').count() <= 1;
+    match trimmed.parse::<f64>() {
+        Ok(seconds) if plain && seconds <= MAX_VOLUME_WAIT_SECONDS as f64 => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => {
+            // A long value is not shown: it may be a key typed in the wrong place.
+            let shown = if trimmed.chars().count() <= 12 {
+                format!("{trimmed:?}")
+            } else {
+                "the value".to_owned()
+            };
+            Err(format!(
+                "{shown} is not a number of seconds from 0 to {MAX_VOLUME_WAIT_SECONDS} \
+                 (e.g. 60 or 2.5; 0 = do not wait for the data; Docker gives up on a \
+                 mount after 120 s)"
+            ))
+        }
+    }
+}
+
 /// Days as a decimal number (`7`, `0.5`), at most 100 years.
 fn parse_days(var: &'static str, text: &str) -> Result<Duration> {
     parse_decimal(var, text, "days", 36500.0, 86400.0, "7")
@@ -445,6 +495,7 @@ mod tests {
         assert_eq!(s.stop_grace, Duration::from_secs(8));
         assert_eq!(s.owner, None);
         assert_eq!(s.apply, Apply::Reload);
+        assert_eq!(s.volume_wait, Duration::ZERO);
         assert_eq!(
             s.folders,
             FolderOptions {
@@ -514,6 +565,10 @@ mod tests {
             ("BTSYNC_DEVICE_NAME", "a\nb"),
             ("BTSYNC_APPLY", "hup"),
             ("BTSYNC_APPLY", "Reload"),
+            ("BTSYNC_VOLUME_WAIT", "abc"),
+            ("BTSYNC_VOLUME_WAIT", "-1"),
+            ("BTSYNC_VOLUME_WAIT", "101"),
+            ("BTSYNC_VOLUME_WAIT", "60s"),
         ];
         for (var, value) in cases {
             assert_eq!(
@@ -575,5 +630,32 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn volume_wait_is_seconds_up_to_the_cap() {
+        let wait = |text: &str| settings(&[("BTSYNC_VOLUME_WAIT", text)]).map(|s| s.volume_wait);
+        assert_eq!(wait("60").expect("valid"), Duration::from_secs(60));
+        assert_eq!(wait(" 2.5 ").expect("valid"), Duration::from_millis(2500));
+        assert_eq!(wait("0").expect("valid"), Duration::ZERO);
+        assert_eq!(
+            wait(&MAX_VOLUME_WAIT_SECONDS.to_string()).expect("valid"),
+            Duration::from_secs(MAX_VOLUME_WAIT_SECONDS)
+        );
+        for bad in [
+            "abc", "-5", "100.5", "1e2", "1.2.3", ".", "86400", "inf", "NaN",
+        ] {
+            let problem = parse_volume_wait(bad).expect_err(bad);
+            assert!(problem.contains("from 0 to 100"), "{bad}: {problem}");
+        }
+        // A key given as the value is never echoed.
+        let key = "AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA";
+        let problem = parse_volume_wait(key).expect_err("a key is no number");
+        assert!(!problem.contains("AHRAX"), "{problem}");
+        assert!(
+            parse_volume_wait("abc")
+                .expect_err("abc")
+                .contains("\"abc\"")
+        );
     }
 }
