@@ -250,7 +250,9 @@ fn create_mount_remove_follow_add_and_del() {
             "access": "read-only", "key_origin": "given", "declared": "local", "mounts": 0,
             // Config-file mode: the engine tells nothing, so nothing is guessed.
             "sync": {"state": "unknown", "peers_online": null, "peers_known": null,
-                "files_left": null, "bytes_left": null, "last_sync": null}}},
+                "files_left": null, "bytes_left": null, "last_sync": null},
+            // No wait of its own, none from BTSYNC_VOLUME_WAIT: Mount does not wait.
+            "wait": 0.0}},
             "Err": ""})
     );
     let missing = err_of(&socket, "/VolumeDriver.Get", &json!({"Name": "nope"}));
@@ -663,4 +665,199 @@ fn mount_counts_change_only_once_they_are_on_disk() {
     );
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
+}
+
+/// A volume's wait as `docker volume inspect` shows it.
+fn status_of(socket: &Path, ns: &str) -> Value {
+    let (status, reply) = call(socket, "/VolumeDriver.Get", &json!({ "Name": ns }));
+    assert_eq!(status, 200, "{reply}");
+    reply["Volume"]["Status"].clone()
+}
+
+/// Issue 20, item 5: with a wait, Mount answers only once the namespace is
+/// `synced` (the `wait` applet's rule, asked of init as `wait` asks it);
+/// at the end of the wait it fails with what is left, and a failed Mount
+/// does not count. `BTSYNC_VOLUME_WAIT` is the wait of volumes without one.
+#[test]
+fn mount_with_wait_answers_once_the_data_is_here() {
+    let (sandbox, socket) = plugin_sandbox("plugin-wait");
+    let peers = sandbox.root.join("peers.json");
+    let sandbox = sandbox
+        .with_env("BTSYNC_ENGINE_API", "webui")
+        .with_env("STAND_IN_PEERS", &peers)
+        .with_env("BTSYNC_VOLUME_WAIT", "2");
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    let create = json!({"Name": "beta", "Opts": {"wait": "60"}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create), "");
+    assert_eq!(status_of(&socket, "beta")["wait"], json!(60.0));
+    let counts_file = sandbox.data().join(".btsync/volume-mounts.json");
+
+    // A peer with files left: syncing, so the Mount goes on waiting.
+    fs::write(
+        &peers,
+        json!({"beta": [{"isonline": true, "lastsynctime": 0, "downdiff": 1000, "downfiles": 3}]})
+            .to_string(),
+    )
+    .expect("peers");
+    let synced_written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mount = {
+        let (socket, synced_written) = (socket.clone(), synced_written.clone());
+        std::thread::spawn(move || {
+            let err = err_of(
+                &socket,
+                "/VolumeDriver.Mount",
+                &json!({"Name": "beta", "ID": "c1"}),
+            );
+            (
+                err,
+                synced_written.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        })
+    };
+    // Let the Mount see the peer syncing a few times before it catches up.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Raised before the file changes: a reply that finds it down came
+    // before the namespace could be synced.
+    synced_written.store(true, std::sync::atomic::Ordering::SeqCst);
+    let later = syncbox::registry::now() + 5;
+    fs::write(
+        &peers,
+        json!({"beta": [{"isonline": true, "lastsynctime": later, "downdiff": 0}]}).to_string(),
+    )
+    .expect("peers");
+    let (err, after_synced) = mount.join().expect("the Mount thread");
+    assert_eq!(err, "", "{}", sandbox.context());
+    assert!(
+        after_synced,
+        "Mount answered before the namespace was synced"
+    );
+    assert_eq!(status_of(&socket, "beta")["mounts"], json!(1));
+
+    // No peer, the driver-wide wait (2 s): refused with what is left, not counted.
+    let create = json!({"Name": "gamma", "Opts": {}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create), "");
+    assert_eq!(status_of(&socket, "gamma")["wait"], json!(2.0));
+    let failed = err_of(
+        &socket,
+        "/VolumeDriver.Mount",
+        &json!({"Name": "gamma", "ID": "c2"}),
+    );
+    assert!(
+        failed.contains("not here after 2s")
+            && failed.contains("gamma: unknown, no peer online")
+            && failed.contains("not mounted"),
+        "{failed}"
+    );
+    assert_eq!(status_of(&socket, "gamma")["mounts"], json!(0));
+    let counts = fs::read_to_string(&counts_file).expect("counts file");
+    assert!(
+        counts.contains("c1") && !counts.contains("c2") && !counts.contains("gamma"),
+        "{counts}"
+    );
+    // Nothing holds it: it can be removed at once.
+    assert_eq!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "gamma"})),
+        ""
+    );
+
+    // `wait=0`: this volume does not wait, whatever the driver's default.
+    let create = json!({"Name": "delta", "Opts": {"wait": "0"}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create), "");
+    let mount = json!({"Name": "delta", "ID": "c3"});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Mount", &mount), "");
+    assert_eq!(err_of(&socket, "/VolumeDriver.Unmount", &mount), "");
+
+    // Remove forgets the volume's wait; the file never held more than waits.
+    let options_file = sandbox.data().join(".btsync/volume-options.json");
+    let before: Value =
+        serde_json::from_str(&fs::read_to_string(&options_file).expect("options")).expect("JSON");
+    assert_eq!(before["volumes"]["beta"]["wait"], json!(60.0), "{before}");
+    let unmount = json!({"Name": "beta", "ID": "c1"});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Unmount", &unmount), "");
+    assert_eq!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "beta"})),
+        ""
+    );
+    let after: Value =
+        serde_json::from_str(&fs::read_to_string(&options_file).expect("options")).expect("JSON");
+    assert_eq!(
+        after,
+        json!({"volumes": {"delta": {"wait": 0.0, "added": before["volumes"]["delta"]["added"]}}})
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+}
+
+/// In config-file mode nothing tells whether the data is here: a Mount
+/// with a wait fails with `wait`'s own message instead of hanging or
+/// pretending. Bad waits are refused at Create, and nothing is created;
+/// a bad `BTSYNC_VOLUME_WAIT` stops init (exit 2, one line).
+#[test]
+fn mount_with_wait_in_config_file_mode_says_it_cannot_tell() {
+    let (sandbox, socket) = plugin_sandbox("plugin-wait-config");
+    let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
+    wait_for_socket(&socket, &sandbox);
+    for (wait, shown) in [
+        ("abc", "\"abc\""),
+        ("-1", "\"-1\""),
+        ("1000", "\"1000\""),
+        ("100.5", "\"100.5\""),
+    ] {
+        let create = json!({"Name": "alpha", "Opts": {"wait": wait}});
+        let refused = err_of(&socket, "/VolumeDriver.Create", &create);
+        assert!(
+            refused.starts_with("option wait: ")
+                && refused.contains(shown)
+                && refused.contains("from 0 to 100"),
+            "{wait}: {refused}"
+        );
+        assert!(!sandbox.folder("alpha").exists());
+    }
+    let key = keygen(&sandbox);
+    let create = json!({"Name": "alpha", "Opts": {"token": key, "wait": "1"}});
+    assert_eq!(err_of(&socket, "/VolumeDriver.Create", &create), "");
+    let options = fs::read_to_string(sandbox.data().join(".btsync/volume-options.json"))
+        .expect("options file");
+    assert!(
+        options.contains("alpha") && !options.contains(&key),
+        "{options}"
+    );
+
+    let failed = err_of(
+        &socket,
+        "/VolumeDriver.Mount",
+        &json!({"Name": "alpha", "ID": "c1"}),
+    );
+    let wait_says = sandbox.run(&["wait", "--timeout", "1", "alpha"]);
+    assert_eq!(wait_says.status.code(), Some(1), "{wait_says:?}");
+    let wait_says = String::from_utf8_lossy(&wait_says.stderr).into_owned();
+    let reason = wait_says
+        .trim()
+        .strip_prefix("wait: ")
+        .unwrap_or_else(|| panic!("{wait_says}"));
+    assert!(reason.contains("config-file mode"), "{reason}");
+    assert!(
+        failed.contains(reason) && failed.contains("not mounted"),
+        "{failed} vs {reason}"
+    );
+    assert_eq!(status_of(&socket, "alpha")["mounts"], json!(0));
+    assert_eq!(
+        err_of(&socket, "/VolumeDriver.Remove", &json!({"Name": "alpha"})),
+        ""
+    );
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0);
+    drop(init);
+
+    for bad in ["abc", "-1", "101"] {
+        let mut init = Init::start(&sandbox, Mode::Subreaper, &[("BTSYNC_VOLUME_WAIT", bad)]);
+        assert_eq!(init.wait_exit(), 2, "{bad}: {}", init.stderr());
+        let stderr = init.stderr();
+        assert!(
+            stderr.contains("BTSYNC_VOLUME_WAIT") && stderr.contains("from 0 to 100"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }

@@ -327,7 +327,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         let _ = request_events.send(Event::Request(request));
     });
     // Its requests reach this loop through the control socket, as the applets' do.
-    let _plugin = crate::volume_plugin::serve(plugin.as_ref(), &layout)?;
+    let _plugin = crate::volume_plugin::serve(plugin.as_ref(), &layout, settings.volume_wait)?;
 
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let now = Instant::now();

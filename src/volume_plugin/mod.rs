@@ -9,9 +9,13 @@
 //! rules and the messages are the same, and they reach the supervisor the
 //! same way the applets do, through the control socket. Mount and Path
 //! answer `$BTSYNC_HOST_PATH/NS`; Mount first waits, like `add`, until the
-//! engine syncs the namespace. Mounts are counted per mount ID in
-//! `.btsync/volume-mounts.json` (written atomically) so that Remove of a
-//! mounted volume is refused, also after init restarted.
+//! engine syncs the namespace, and then, when the volume has a wait
+//! (`-o wait=SECONDS`, or `BTSYNC_VOLUME_WAIT`), until its data is here as
+//! the `wait` applet judges it (`waiting::until_synced`). Mounts are
+//! counted per mount ID in `.btsync/volume-mounts.json` (written
+//! atomically) so that Remove of a mounted volume is refused, also after
+//! init restarted. Each volume's wait is kept in
+//! `.btsync/volume-options.json`: the number only, never a key.
 //!
 //! HTTP: `http`, a deliberately small server with every size, wait and
 //! client count bounded.
@@ -23,6 +27,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
@@ -34,6 +39,8 @@ use crate::layout::{HOST_PATH_VAR, Layout};
 use crate::name::Name;
 use crate::ops::{self, AddRequest, DelRequest};
 use crate::registry::{Entry, Registry};
+use crate::settings::parse_volume_wait;
+use crate::waiting::{self, Waited};
 
 pub const PLUGIN_VAR: &str = "BTSYNC_VOLUME_PLUGIN";
 
@@ -42,6 +49,8 @@ const MAX_MOUNT_ID: usize = 128;
 /// Mounts remembered across every volume, so the state file stays small.
 const MAX_MOUNTS: usize = 4096;
 const MOUNTS_FILE: &str = "volume-mounts.json";
+/// Each volume's `wait` option, with the registration it was given for.
+const OPTIONS_FILE: &str = "volume-options.json";
 
 mod http;
 
@@ -126,18 +135,35 @@ impl Drop for Serving {
 }
 
 /// Serve the plugin when `BTSYNC_VOLUME_PLUGIN` asked for it; init keeps
-/// the result for its lifetime.
-pub fn serve(settings: Option<&Settings>, layout: &Layout) -> Result<Option<Serving>> {
+/// the result for its lifetime. `default_wait` is `BTSYNC_VOLUME_WAIT`.
+pub fn serve(
+    settings: Option<&Settings>,
+    layout: &Layout,
+    default_wait: Duration,
+) -> Result<Option<Serving>> {
     let Some(settings) = settings else {
         return Ok(None);
     };
-    start(settings, layout.clone(), Waiting::from_env(false)?).map(Some)
+    start(
+        settings,
+        layout.clone(),
+        Waiting::from_env(false)?,
+        default_wait,
+    )
+    .map(Some)
 }
 
 /// Bind the socket and serve it on threads of its own. `waiting` is how
-/// long Create, Mount and Remove wait for the engine, as `add` and `del` do.
-pub fn start(settings: &Settings, layout: Layout, waiting: Waiting) -> Result<Serving> {
-    let driver = Arc::new(Driver::new(layout, waiting)?);
+/// long Create, Mount and Remove wait for the engine, as `add` and `del`
+/// do; `default_wait` how long a Mount waits for the data of a volume
+/// created without `-o wait`.
+pub fn start(
+    settings: &Settings,
+    layout: Layout,
+    waiting: Waiting,
+    default_wait: Duration,
+) -> Result<Serving> {
+    let driver = Arc::new(Driver::new(layout, waiting, default_wait)?);
     let (listener, serving) = bind(&settings.socket)?;
     log!(
         "serving driver {:?} on {}",
@@ -229,18 +255,32 @@ impl Mounts {
     }
 }
 
+/// A volume's own wait (`-o wait=SECONDS`), for the registration of the
+/// namespace it was given with: after a `del` and another `add` of the
+/// same name (`added` differs) it no longer applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct VolumeWait {
+    wait: Duration,
+    added: u64,
+}
+
 /// The volume driver: answers each endpoint. Shared by the client threads.
 pub struct Driver {
     layout: Layout,
     waiting: Waiting,
+    /// `BTSYNC_VOLUME_WAIT`: for volumes without a wait of their own.
+    default_wait: Duration,
     mounts: Mutex<Mounts>,
+    /// Every write of `volume-options.json` happens under this lock.
+    waits: Mutex<BTreeMap<String, VolumeWait>>,
 }
 
 impl Driver {
-    /// Load the mount counts an earlier init left. A damaged file is logged
-    /// and not a reason to stop syncing: Docker itself refuses to remove a
+    /// Load the mount counts and waits an earlier init left. A damaged
+    /// file is logged and not a reason to stop syncing: Docker itself refuses to remove a
     /// volume a container uses, these counts are a second guard.
-    pub fn new(layout: Layout, waiting: Waiting) -> Result<Driver> {
+    pub fn new(layout: Layout, waiting: Waiting, default_wait: Duration) -> Result<Driver> {
+        let waits = load_waits(&layout)?;
         let path = mounts_path(&layout);
         let ids = match fs::read(&path) {
             Ok(bytes) => parse_mounts(&bytes).unwrap_or_else(|| {
@@ -257,11 +297,62 @@ impl Driver {
         Ok(Driver {
             layout,
             waiting,
+            default_wait,
             mounts: Mutex::new(Mounts {
                 ids,
                 removing: BTreeSet::new(),
             }),
+            waits: Mutex::new(waits),
         })
+    }
+
+    fn waits(&self) -> MutexGuard<'_, BTreeMap<String, VolumeWait>> {
+        // Every change is one insert or remove, as for the mounts.
+        self.waits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep `wait` (or, with `None`, forget any) as `name`'s own wait for
+    /// the registration added at `added`; on disk first.
+    fn set_wait(
+        &self,
+        name: &Name,
+        wait: Option<Duration>,
+        added: u64,
+    ) -> std::result::Result<(), String> {
+        let mut waits = self.waits();
+        let mut changed = waits.clone();
+        match wait {
+            Some(wait) => {
+                changed.insert(name.as_str().to_owned(), VolumeWait { wait, added });
+            }
+            None => {
+                changed.remove(name.as_str());
+            }
+        }
+        if changed == *waits {
+            return Ok(());
+        }
+        let volumes: Map<String, Value> = changed
+            .iter()
+            .map(|(ns, own)| {
+                let options = json!({ "wait": own.wait.as_secs_f64(), "added": own.added });
+                (ns.clone(), options)
+            })
+            .collect();
+        let text = json!({ "volumes": volumes }).to_string();
+        write_atomic(&options_path(&self.layout), text.as_bytes(), 0o600)
+            .map_err(|e| format!("cannot record the wait option: {e}"))?;
+        *waits = changed;
+        Ok(())
+    }
+
+    /// How long a Mount of `entry` waits for its data: its own wait when
+    /// it was given for this registration, else `BTSYNC_VOLUME_WAIT`.
+    fn wait_of(&self, entry: &Entry) -> Duration {
+        match self.waits().get(entry.name.as_str()) {
+            Some(own) if own.added == entry.added => own.wait,
+            _ => self.default_wait,
+        }
     }
 
     fn mounts(&self) -> MutexGuard<'_, Mounts> {
@@ -331,6 +422,7 @@ impl Driver {
     fn create(&self, name: &str, opts: Option<&Value>) -> std::result::Result<(), String> {
         let name = Name::parse(name).map_err(|e| e.to_string())?;
         let options = parse_options(opts)?;
+        let wait = options.wait;
         let request = AddRequest {
             name: name.clone(),
             key: match (&options.key, &options.key_file) {
@@ -346,7 +438,27 @@ impl Driver {
             log!("create {name}: {e}");
             e.to_string()
         })?;
-        log!("create {name}: registered");
+        // The registration the wait belongs to; Docker calls Create only
+        // for a volume it does not know, so this sets what was asked.
+        let recorded = match Registry::new(self.layout.clone()).get(&name) {
+            Ok(Some(entry)) => self.set_wait(&name, wait, entry.added),
+            Ok(None) => Err(Error::NotRegistered(name.to_string()).to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = recorded {
+            log!("create {name}: registered, but {e}");
+            return Err(format!(
+                "{name} is registered, but {e}; mounts wait as BTSYNC_VOLUME_WAIT says \
+                 (remove the volume and create it again to set its wait)"
+            ));
+        }
+        match wait {
+            Some(wait) => log!(
+                "create {name}: registered, mounts wait up to {}s for its data",
+                wait.as_secs_f64()
+            ),
+            None => log!("create {name}: registered"),
+        }
         Ok(())
     }
 
@@ -377,6 +489,11 @@ impl Driver {
         self.mounts().removing.remove(name.as_str());
         match outcome {
             Ok(outcome) => {
+                // A stale wait would not apply anyway (see `VolumeWait`);
+                // this keeps the file from growing.
+                if let Err(e) = self.set_wait(&name, None, 0) {
+                    log!("remove {name}: {e}");
+                }
                 log!(
                     "remove {name}: {}",
                     outcome
@@ -393,9 +510,12 @@ impl Driver {
     }
 
     fn mount(&self, name: &str, id: &str) -> std::result::Result<String, String> {
+        let started = Instant::now();
         let name = Name::parse(name).map_err(|e| e.to_string())?;
         check_mount_id(id)?;
-        let mountpoint = self.registered_mountpoint(&name)?;
+        let entry = self.registered(&name)?;
+        let mountpoint = self.mountpoint(&name);
+        let wait = self.wait_of(&entry);
         {
             let mut mounts = self.mounts();
             if mounts.removing.contains(name.as_str()) {
@@ -413,16 +533,57 @@ impl Driver {
             self.save(&ids)?;
             mounts.ids = ids;
         }
-        // Like `add`: only a folder the engine syncs is handed out.
-        if let Err(e) = control::announce_add(&self.layout, &name, self.waiting) {
+        // Like `add`: only a folder the engine syncs is handed out; with a
+        // wait, only once its data is here. The count taken above keeps a
+        // Remove out meanwhile; a Mount that fails gives it back (Docker
+        // sends no Unmount for it).
+        let ready = control::announce_add(&self.layout, &name, self.waiting)
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.wait_for_data(&name, wait, started));
+        if let Err(e) = ready {
             if let Err(forgot) = self.forget_mount(&name, id) {
                 log!("mount {name}: {forgot}");
             }
             log!("mount {name}: {e}");
-            return Err(e.to_string());
+            return Err(e);
         }
         log!("mount {name} ({id})");
         Ok(mountpoint)
+    }
+
+    /// Until `name` is `synced`, the same rule and the same source as the
+    /// `wait` applet: init, asked over the control socket once a second.
+    /// This runs on a plugin thread, never on init's main loop, which
+    /// answers those questions meanwhile. `wait` counts from `started`,
+    /// the Mount's arrival, so that the whole Mount stays within it (or
+    /// within the engine's pick-up, when that took longer).
+    fn wait_for_data(
+        &self,
+        name: &Name,
+        wait: Duration,
+        started: Instant,
+    ) -> std::result::Result<(), String> {
+        if wait.is_zero() {
+            return Ok(());
+        }
+        let left = wait.saturating_sub(started.elapsed());
+        match waiting::until_synced(&self.layout, std::slice::from_ref(name), left) {
+            Ok(Waited::Synced) => Ok(()),
+            Ok(Waited::TimedOut(states)) => {
+                let states: Vec<String> = states
+                    .iter()
+                    .map(|(ns, state)| waiting::describe(ns, state))
+                    .collect();
+                Err(format!(
+                    "{name}: its data is not here after {}s (the volume's wait); not mounted. {}",
+                    wait.as_secs_f64(),
+                    states.join("; ")
+                ))
+            }
+            Err(e) => Err(format!(
+                "{name}: cannot wait for its data: {e}; not mounted"
+            )),
+        }
     }
 
     fn unmount(&self, name: &str, id: &str) -> std::result::Result<(), String> {
@@ -472,8 +633,12 @@ impl Driver {
     }
 
     fn registered_mountpoint(&self, name: &Name) -> std::result::Result<String, String> {
+        self.registered(name).map(|_| self.mountpoint(name))
+    }
+
+    fn registered(&self, name: &Name) -> std::result::Result<Entry, String> {
         match Registry::new(self.layout.clone()).get(name) {
-            Ok(Some(_)) => Ok(self.mountpoint(name)),
+            Ok(Some(entry)) => Ok(entry),
             Ok(None) => Err(Error::NotRegistered(name.to_string()).to_string()),
             Err(e) => Err(e.to_string()),
         }
@@ -499,6 +664,7 @@ impl Driver {
                     .flatten()
                     .map_or(Value::Null, |s| s["namespaces"][name.as_str()].clone());
                 volume["Status"]["sync"] = sync;
+                volume["Status"]["wait"] = json!(self.wait_of(&entry).as_secs_f64());
                 Ok(volume)
             }
             Ok(None) => Err(Error::NotRegistered(name.to_string()).to_string()),
@@ -533,6 +699,50 @@ impl Driver {
 
 fn mounts_path(layout: &Layout) -> PathBuf {
     layout.state_dir().join(MOUNTS_FILE)
+}
+
+fn options_path(layout: &Layout) -> PathBuf {
+    layout.state_dir().join(OPTIONS_FILE)
+}
+
+/// The waits an earlier init kept. A damaged file is logged and read as
+/// empty: those volumes then wait as `BTSYNC_VOLUME_WAIT` says.
+fn load_waits(layout: &Layout) -> Result<BTreeMap<String, VolumeWait>> {
+    let path = options_path(layout);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(parse_waits(&bytes).unwrap_or_else(|| {
+            log!(
+                "{} is damaged (not the JSON object of volume options init writes); \
+                 every volume waits as {} says",
+                path.display(),
+                crate::settings::VOLUME_WAIT_VAR
+            );
+            BTreeMap::new()
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
+    }
+}
+
+fn parse_waits(bytes: &[u8]) -> Option<BTreeMap<String, VolumeWait>> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let mut waits = BTreeMap::new();
+    for (ns, options) in value.get("volumes")?.as_object()? {
+        Name::parse(ns).ok()?;
+        let seconds = options.get("wait")?.as_f64()?;
+        if !(0.0..=crate::settings::MAX_VOLUME_WAIT_SECONDS as f64).contains(&seconds) {
+            return None;
+        }
+        let added = options.get("added")?.as_u64()?;
+        waits.insert(
+            ns.clone(),
+            VolumeWait {
+                wait: Duration::from_secs_f64(seconds),
+                added,
+            },
+        );
+    }
+    Some(waits)
 }
 
 fn parse_mounts(bytes: &[u8]) -> Option<BTreeMap<String, BTreeSet<String>>> {
@@ -589,10 +799,13 @@ pub struct Options {
     pub key_file: Option<PathBuf>,
     pub read_only: bool,
     pub cluster: bool,
+    /// `wait`: how long a Mount waits for the data (`None`: as
+    /// `BTSYNC_VOLUME_WAIT` says).
+    pub wait: Option<Duration>,
 }
 
 /// `docker volume create -o`: `token` (or `secret`), `token-file`,
-/// `read-only`, `cluster`.
+/// `read-only`, `cluster`, `wait`.
 pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, String> {
     let mut options = Options::default();
     let map = match opts {
@@ -626,6 +839,12 @@ pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, Strin
             }
             "read-only" => options.read_only = parse_switch(name, value)?,
             "cluster" => options.cluster = parse_switch(name, value)?,
+            "wait" => {
+                options.wait = Some(
+                    parse_volume_wait(value)
+                        .map_err(|problem| format!("option wait: {problem}"))?,
+                );
+            }
             _ => {
                 // A long unknown name may be a key typed in the wrong place.
                 let shown = if name.len() <= 24 {
@@ -635,7 +854,7 @@ pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, Strin
                 };
                 return Err(format!(
                     "unknown option{shown}: the options are token (or secret), token-file, \
-                     read-only and cluster"
+                     read-only, cluster and wait"
                 ));
             }
         }
@@ -664,7 +883,8 @@ mod tests {
                 key: Some("K".into()),
                 key_file: None,
                 read_only: true,
-                cluster: false
+                cluster: false,
+                wait: None,
             })
         );
         let opts = json!({"token-file": "/run/secrets/k"});
@@ -691,6 +911,57 @@ mod tests {
         let message = parse_options(Some(&json!({ key_like: "token" }))).unwrap_err();
         assert!(!message.contains(key_like), "{message}");
         assert_eq!(parse_options(None), Ok(Options::default()));
+    }
+
+    #[test]
+    fn wait_option_is_seconds_up_to_the_cap() {
+        let wait = |value: &str| parse_options(Some(&json!({ "wait": value }))).map(|o| o.wait);
+        assert_eq!(wait("60"), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(wait("0"), Ok(Some(Duration::ZERO)));
+        assert_eq!(wait("2.5"), Ok(Some(Duration::from_millis(2500))));
+        assert_eq!(wait("100"), Ok(Some(Duration::from_secs(100))));
+        for bad in ["abc", "-1", "101", "86400", "60s", "", "1e2"] {
+            let message = wait(bad).expect_err(bad);
+            assert!(
+                message.starts_with("option wait: ") && message.contains("from 0 to 100"),
+                "{bad:?}: {message}"
+            );
+        }
+        let opts = json!({"token": "K", "wait": "30"});
+        assert_eq!(
+            parse_options(Some(&opts)).map(|o| (o.key, o.wait)),
+            Ok((Some("K".into()), Some(Duration::from_secs(30))))
+        );
+        // Not a string, as Docker never sends: refused like the others.
+        assert!(parse_options(Some(&json!({"wait": 30}))).is_err());
+        let unknown = parse_options(Some(&json!({"size": "1G"}))).unwrap_err();
+        assert!(unknown.contains("cluster and wait"), "{unknown}");
+    }
+
+    #[test]
+    fn waits_file_round_trips_and_rejects_garbage() {
+        let waits =
+            parse_waits(br#"{"volumes":{"gitlab":{"wait":2.5,"added":17}}}"#).expect("parse");
+        assert_eq!(
+            waits["gitlab"],
+            VolumeWait {
+                wait: Duration::from_millis(2500),
+                added: 17
+            }
+        );
+        for garbage in [
+            &br#"{"volumes":{"../etc":{"wait":1,"added":1}}}"#[..],
+            br#"{"volumes":{"x":{"wait":1000,"added":1}}}"#,
+            br#"{"volumes":{"x":{"wait":-1,"added":1}}}"#,
+            br#"{"volumes":{"x":{"wait":1}}}"#,
+            b"[]",
+        ] {
+            assert!(
+                parse_waits(garbage).is_none(),
+                "{}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
     }
 
     #[test]
