@@ -2,7 +2,6 @@ use argh::FromArgs;
 use syncbox::dispatch::{Invocation, run_applet};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
-use syncbox::settings::parse_seconds;
 use syncbox::waiting::{self, Waited};
 
 /// Wait until every named namespace holds the data: exit 0 once each is
@@ -21,8 +20,6 @@ struct Args {
     namespaces: Vec<String>,
 }
 
-const DEFAULT_TIMEOUT_SECONDS: &str = "300";
-
 pub fn run(inv: &Invocation) -> u8 {
     run_applet(inv, |args: Args| {
         if args.namespaces.is_empty() {
@@ -35,24 +32,13 @@ pub fn run(inv: &Invocation) -> u8 {
             .iter()
             .map(|n| Name::parse(n))
             .collect::<Result<Vec<Name>, _>>()?;
-        let timeout = parse_seconds(
-            "--timeout",
-            args.timeout.as_deref().unwrap_or(DEFAULT_TIMEOUT_SECONDS),
-        )
-        .map_err(|e| match e {
-            syncbox::Error::Env { problem, .. } => {
-                syncbox::Error::Usage(format!("--timeout: {problem}"))
-            }
-            other => other,
-        })?;
+        let timeout = match &args.timeout {
+            Some(text) => waiting::parse_timeout("--timeout", text)?,
+            None => waiting::DEFAULT_TIMEOUT,
+        };
         match waiting::until_synced(&Layout::from_env()?, &names, timeout)? {
             Waited::Synced => Ok(0),
-            Waited::TimedOut(states) => {
-                for (ns, state) in &states {
-                    eprintln!("{}: {}", inv.name, waiting::describe(ns, state));
-                }
-                Ok(1)
-            }
+            Waited::TimedOut(states) => Ok(waiting::report_timeout(inv.name, &states)),
         }
     })
 }

@@ -242,6 +242,23 @@ pub fn parse_args<T: FromArgs>(inv: &Invocation) -> Result<T, u8> {
     }
 }
 
+/// argh has no option whose value may be left out (`add --wait` and
+/// `add --wait=SECONDS`): a bare `option` before `--` becomes
+/// `option=default`.
+pub fn default_option_value(args: &[String], option: &str, default: &str) -> Vec<String> {
+    let mut options_done = false;
+    args.iter()
+        .map(|arg| {
+            options_done |= arg == "--";
+            if !options_done && arg == option {
+                format!("{option}={default}")
+            } else {
+                arg.clone()
+            }
+        })
+        .collect()
+}
+
 /// argh only understands `--option value`; the seed documents
 /// `--token="KEY"`. Split `--option=value` into two arguments, up to `--`.
 fn split_long_options(args: &[String]) -> Vec<String> {

@@ -81,10 +81,11 @@ impl Apply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineApi {
     /// `shared_folders` in the config file; changes by HUP (or restart).
-    #[default]
+    /// Also what an engine whose interface does not answer gets.
     Config,
     /// btsync 1.4's WebUI JSON interface on loopback: folders added and
-    /// removed over it, and their sync state read from it. Opt-in.
+    /// removed over it, and their sync state read from it.
+    #[default]
     WebUi,
 }
 

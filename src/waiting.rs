@@ -15,6 +15,18 @@ use crate::registry::Registry;
 /// How often init is asked.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How long `wait` and `add --wait` wait when not told.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `--timeout=SECONDS` of `wait`, `--wait=SECONDS` of `add`: a usage error
+/// (exit 2) naming `option` when it is not a number of seconds.
+pub fn parse_timeout(option: &'static str, text: &str) -> Result<Duration> {
+    crate::settings::parse_seconds(option, text).map_err(|e| match e {
+        Error::Env { problem, .. } => Error::Usage(format!("{option}: {problem}")),
+        other => other,
+    })
+}
+
 /// How a wait ended (an error is neither).
 pub enum Waited {
     /// Every namespace is `synced`.
@@ -61,6 +73,15 @@ pub fn until_synced(layout: &Layout, names: &[Name], timeout: Duration) -> Resul
         }
         std::thread::sleep(POLL.min(deadline - now));
     }
+}
+
+/// At a timeout: one line per namespace on stderr, prefixed by `applet`;
+/// the exit status (1).
+pub fn report_timeout(applet: &str, states: &[(Name, Value)]) -> u8 {
+    for (ns, state) in states {
+        eprintln!("{applet}: {}", describe(ns, state));
+    }
+    1
 }
 
 /// One line for a namespace's state: `gitlab: syncing, 3 files (1,024 bytes)

@@ -196,7 +196,8 @@ fn a_stalled_del_never_deletes_under_a_reloaded_engine_that_got_the_namespace_ba
 
 /// The scenario under `BTSYNC_APPLY=apply`.
 fn stalled_del(apply: &str) {
-    let sandbox = Sandbox::new("stale-answer");
+    // HUP reloads and restarts per change: config-file mode's own.
+    let sandbox = Sandbox::new("stale-answer").config_file_mode();
     // A namespace that stays, so that dropping ns1 restarts (or reloads)
     // the engine rather than stopping it (init idles with nothing to sync).
     add(&sandbox, "base");

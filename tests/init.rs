@@ -201,7 +201,7 @@ fn add_returns_once_the_engine_runs_with_the_namespace() {
     if !root_available("add_returns_once_the_engine_runs_with_the_namespace") {
         return;
     }
-    let sandbox = Sandbox::new("add");
+    let sandbox = Sandbox::new("add").config_file_mode();
     add(&sandbox, "alpha");
     // Restart mode: each applied change is a new engine start (reload mode
     // has tests of its own below).
@@ -262,7 +262,7 @@ fn burst_of_50_adds_costs_at_most_2_restarts() {
     if !root_available("burst_of_50_adds_costs_at_most_2_restarts") {
         return;
     }
-    let sandbox = Sandbox::new("burst");
+    let sandbox = Sandbox::new("burst").config_file_mode();
     add(&sandbox, "seed");
     let mut init = Init::start_running(&sandbox, Mode::Pid1, &[("BTSYNC_APPLY", "restart")]);
     add_concurrently(&sandbox, 50);
@@ -287,7 +287,7 @@ fn add_works_from_another_pid_namespace() {
     if !root_available("add_works_from_another_pid_namespace") {
         return;
     }
-    let sandbox = Sandbox::new("otherns");
+    let sandbox = Sandbox::new("otherns").config_file_mode();
     // Nothing to sync yet: init is idle, the add from elsewhere starts it.
     let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     let mut command = Command::new("unshare");
@@ -307,7 +307,7 @@ fn add_works_from_another_pid_namespace() {
 #[test]
 fn stand_in_reports_files_that_vanish_under_it() {
     // The del tests rely on this detector; show that it fires.
-    let sandbox = Sandbox::new("vanish");
+    let sandbox = Sandbox::new("vanish").config_file_mode();
     add(&sandbox, "victim");
     fs::write(sandbox.folder("victim").join("data.txt"), b"precious").expect("write");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
@@ -326,7 +326,7 @@ fn del_deletes_files_only_after_the_engine_dropped_the_folder() {
     if !root_available("del_deletes_files_only_after_the_engine_dropped_the_folder") {
         return;
     }
-    let sandbox = Sandbox::new("del");
+    let sandbox = Sandbox::new("del").config_file_mode();
     for ns in ["keep", "victim", "later"] {
         add(&sandbox, ns);
         fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
@@ -526,7 +526,7 @@ fn pid1_stop_kills_an_engine_that_ignores_term_after_the_grace() {
 
 #[test]
 fn config_comes_from_the_registry_and_the_environment() {
-    let sandbox = Sandbox::new("config");
+    let sandbox = Sandbox::new("config").config_file_mode();
     let key = "ABCDEFGHIJKLMNOPQRSTUVWXYZ2345672";
     let out = sandbox.run(&["add", "--token", key, "media"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -591,7 +591,7 @@ fn config_comes_from_the_registry_and_the_environment() {
 
 #[test]
 fn a_damaged_registry_entry_is_left_out_and_the_rest_still_syncs() {
-    let sandbox = Sandbox::new("damaged");
+    let sandbox = Sandbox::new("damaged").config_file_mode();
     add(&sandbox, "good");
     add(&sandbox, "broken");
     let entry = sandbox.data().join(".btsync/namespaces/broken");
@@ -914,7 +914,7 @@ fn fresh_node_is_idle_healthy_and_runs_no_engine() {
 
 #[test]
 fn first_add_starts_the_engine_at_once_and_the_last_del_stops_it() {
-    let sandbox = Sandbox::new("idlecycle");
+    let sandbox = Sandbox::new("idlecycle").config_file_mode();
     let init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     add(&sandbox, "alpha");
     // The add returned: the engine runs with alpha, and it is the first
@@ -1105,7 +1105,7 @@ fn holds_database(sandbox: &Sandbox, pid: i64, ns: &str) -> bool {
 
 #[test]
 fn reload_applies_add_and_del_with_the_same_engine() {
-    let sandbox = Sandbox::new("reload");
+    let sandbox = Sandbox::new("reload").config_file_mode();
     add(&sandbox, "alpha");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
     let pid = init.status()["engine"]["pid"].clone();
@@ -1172,7 +1172,7 @@ fn reload_applies_add_and_del_with_the_same_engine() {
 
 #[test]
 fn burst_of_50_adds_costs_at_most_2_reloads_and_no_restart() {
-    let sandbox = Sandbox::new("reloadburst");
+    let sandbox = Sandbox::new("reloadburst").config_file_mode();
     add(&sandbox, "seed");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
     add_concurrently(&sandbox, 50);
@@ -1198,7 +1198,7 @@ fn burst_of_50_adds_costs_at_most_2_reloads_and_no_restart() {
 
 #[test]
 fn an_engine_that_ignores_hup_is_restarted_and_the_changes_still_apply() {
-    let sandbox = Sandbox::new("nohup");
+    let sandbox = Sandbox::new("nohup").config_file_mode();
     add(&sandbox, "alpha");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_IGNORE_HUP", "1")]);
     let first = init.status()["engine"]["pid"].clone();
@@ -1235,7 +1235,7 @@ fn an_engine_that_ignores_hup_is_restarted_and_the_changes_still_apply() {
 /// start, and later ones restart it without a HUP.
 #[test]
 fn an_engine_that_dies_of_hup_is_restarted_and_never_sent_hup_again() {
-    let sandbox = Sandbox::new("hupkills");
+    let sandbox = Sandbox::new("hupkills").config_file_mode();
     add(&sandbox, "alpha");
     let mut init =
         Init::start_running(&sandbox, Mode::Subreaper, &[("STAND_IN_ON_HUP", "default")]);
@@ -1286,7 +1286,7 @@ fn an_engine_that_dies_of_hup_is_restarted_and_never_sent_hup_again() {
 
 #[test]
 fn btsync_apply_restart_forces_restarts() {
-    let sandbox = Sandbox::new("applyrestart");
+    let sandbox = Sandbox::new("applyrestart").config_file_mode();
     add(&sandbox, "alpha");
     let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[("BTSYNC_APPLY", "restart")]);
     add(&sandbox, "beta");
@@ -1307,14 +1307,14 @@ fn btsync_apply_restart_forces_restarts() {
     init.signal(SIGTERM);
     assert_eq!(init.wait_exit(), 0);
 
-    let sandbox = Sandbox::new("applybad");
+    let sandbox = Sandbox::new("applybad").config_file_mode();
     let out = Init::start(&sandbox, Mode::Subreaper, &[("BTSYNC_APPLY", "hup")]).wait_exit();
     assert_eq!(out, 2);
 }
 
 #[test]
 fn engine_killed_in_the_middle_of_a_reload() {
-    let sandbox = Sandbox::new("reloadkill");
+    let sandbox = Sandbox::new("reloadkill").config_file_mode();
     for ns in ["keep", "victim"] {
         add(&sandbox, ns);
         fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
@@ -1368,7 +1368,7 @@ fn with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine() {
     let Some(btsync) = real_engine_bin(test) else {
         return;
     };
-    let sandbox = Sandbox::new("realreload");
+    let sandbox = Sandbox::new("realreload").config_file_mode();
     let env = offline_engine_env(&btsync);
     let run = |args: &[&str]| {
         let out = sandbox.command(args).envs(env).output().expect("run");
@@ -1407,7 +1407,7 @@ fn with_the_real_engine_20_adds_and_20_dels_keep_the_same_engine() {
 
 #[test]
 fn init_killed_in_the_middle_of_a_reload_deletes_nothing_under_an_engine() {
-    let sandbox = Sandbox::new("reloadinitkill");
+    let sandbox = Sandbox::new("reloadinitkill").config_file_mode();
     for ns in ["keep", "victim"] {
         add(&sandbox, ns);
         fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");
@@ -1576,7 +1576,7 @@ fn plant_a_second_name_for_the_key_of(sandbox: &Sandbox, ns: &str, copy: &str) {
 #[test]
 fn add_fails_when_the_engine_never_serves_the_folder() {
     for apply in ["restart", "reload"] {
-        let sandbox = Sandbox::new(&format!("unserved-{apply}"));
+        let sandbox = Sandbox::new(&format!("unserved-{apply}")).config_file_mode();
         let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[("BTSYNC_APPLY", apply)]);
         add(&sandbox, "pg");
         plant_a_second_name_for_the_key_of(&sandbox, "pg", "copy");

@@ -123,7 +123,16 @@ fn secrets_in_json(text: &str, out: &mut BTreeSet<String>) {
 
 #[test]
 fn no_key_reaches_any_output_but_secret_and_keygen_and_state_is_private() {
-    let sandbox = Sandbox::new("secrets");
+    no_key_leaks_with_init_in("webui");
+}
+
+#[test]
+fn no_key_leaks_with_init_in_config_file_mode_either() {
+    no_key_leaks_with_init_in("config");
+}
+
+fn no_key_leaks_with_init_in(mode: &str) {
+    let sandbox = Sandbox::new("secrets").with_env("BTSYNC_ENGINE_API", mode);
     let cluster_key_file = sandbox.root.join("cluster.key");
     let mut scenario = Scenario {
         sandbox: &sandbox,
@@ -313,7 +322,12 @@ fn no_key_reaches_any_output_but_secret_and_keygen_and_state_is_private() {
     }
     assert_eq!(findings, Vec::<String>::new());
     assert!(
-        init_log.contains("engine started") && init_log.contains("reloading the engine"),
+        init_log.contains("engine started")
+            && init_log.contains(if mode == "webui" {
+                "over its interface"
+            } else {
+                "reloading the engine"
+            }),
         "the scenario exercised init: {init_log}"
     );
     let errors = scenario.ran.iter().filter(|r| r.code != Some(0)).count();

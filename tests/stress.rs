@@ -161,7 +161,7 @@ fn load_100_concurrent_adds_and_dels_leave_registry_folders_and_engine_in_agreem
     ) {
         return;
     }
-    let sandbox = Sandbox::new("load");
+    let sandbox = Sandbox::new("load").config_file_mode();
     let keep: Vec<String> = (0..10).map(|i| format!("keep-{i:02}")).collect();
     let gone: Vec<String> = (0..30).map(|i| format!("gone.{i:02}")).collect();
     for ns in keep.iter().chain(&gone) {
@@ -317,7 +317,7 @@ fn kill_9_of_init_at_any_point_of_a_restart_loses_nothing_and_leaves_no_engine()
         .enumerate()
     {
         let delay = *delay;
-        let sandbox = Sandbox::new("kill9");
+        let sandbox = Sandbox::new("kill9").config_file_mode();
         for ns in ["base-a", "base-b", "doomed"] {
             add(&sandbox, ns);
             fs::write(sandbox.folder(ns).join("data.txt"), b"precious").expect("write");

@@ -244,12 +244,18 @@ fn create_mount_remove_follow_add_and_del() {
     assert!(!list.to_string().contains(&key));
     assert!(!list.to_string().contains(&file_key));
     let (_, got) = call(&socket, "/VolumeDriver.Get", &json!({"Name": "beta"}));
+    // No peer: `unknown` in either mode (config-file mode knows no peer
+    // figures at all; WebUI mode counts none).
+    let peers = if init.status()["engine_api"] == "webui" {
+        json!(0)
+    } else {
+        json!(null)
+    };
     assert_eq!(
         got,
         json!({"Volume": {"Name": "beta", "Mountpoint": mountpoint(&sandbox, "beta"), "Status": {
             "access": "read-only", "key_origin": "given", "declared": "local", "mounts": 0,
-            // Config-file mode: the engine tells nothing, so nothing is guessed.
-            "sync": {"state": "unknown", "peers_online": null, "peers_known": null,
+            "sync": {"state": "unknown", "peers_online": peers, "peers_known": peers,
                 "files_left": null, "bytes_left": null, "last_sync": null},
             // No wait of its own, none from BTSYNC_VOLUME_WAIT: Mount does not wait.
             "wait": 0.0}},
@@ -796,6 +802,7 @@ fn mount_with_wait_answers_once_the_data_is_here() {
 #[test]
 fn mount_with_wait_in_config_file_mode_says_it_cannot_tell() {
     let (sandbox, socket) = plugin_sandbox("plugin-wait-config");
+    let sandbox = sandbox.config_file_mode();
     let mut init = Init::start_idle(&sandbox, Mode::Subreaper, &[]);
     wait_for_socket(&socket, &sandbox);
     for (wait, shown) in [

@@ -188,6 +188,65 @@ fn wait_returns_once_every_online_peer_completed_an_exchange() {
     assert_eq!(init.wait_exit(), 0);
 }
 
+#[test]
+fn add_wait_returns_once_the_new_namespace_is_synced_and_says_what_is_left_otherwise() {
+    let sandbox = webui_sandbox("webui-add-wait");
+    add(&sandbox, "base");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    let later = syncbox::registry::now() + 5;
+    fs::write(
+        peers_file(&sandbox),
+        json!({"gamma": [{"isonline": true, "lastsynctime": later, "downdiff": 0}],
+               "zeta": [{"isonline": true, "lastsynctime": later, "downdiff": 0}],
+               "delta": [{"isonline": true, "lastsynctime": 0, "downdiff": 1000, "downfiles": 3}]})
+        .to_string(),
+    )
+    .expect("peers");
+    let run = |args: &[&str]| {
+        let out = sandbox.run(args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let registered = |ns: &str| sandbox.run(&["has", ns]).status.code() == Some(0);
+
+    // Bad input: exit 2, nothing added.
+    for bad in [
+        vec!["add", "--wait=soon", "eps"],
+        vec!["add", "--wait=-1", "eps"],
+        vec!["add", "--wait", "--no-wait", "eps"],
+    ] {
+        let (code, stderr) = run(&bad);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!registered("eps"), "{bad:?} added eps");
+    }
+
+    // Synced: 0, with a timeout given and with --wait alone.
+    let (code, stderr) = run(&["add", "--wait=20", "gamma"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = run(&["add", "--wait", "zeta"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Still syncing at the timeout: 1 with what is left; the namespace stays.
+    let (code, stderr) = run(&["add", "--wait=2", "delta"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("delta: syncing, 3 files (1000 bytes) left, 1 of 1 peers online"),
+        "{stderr}"
+    );
+    assert!(registered("delta"));
+    // No peer: unknown.
+    let (code, stderr) = run(&["add", "--wait=2", "omega"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("omega: unknown, no peer online"),
+        "{stderr}"
+    );
+    init.signal(libc_sigterm());
+    assert_eq!(init.wait_exit(), 0);
+}
+
 /// An engine without the interface: init falls back to config-file mode
 /// (logged), the namespace is served from the config, and `wait` says it
 /// cannot tell instead of guessing.

@@ -58,13 +58,14 @@ pub(super) struct Waiter {
     /// `add`: the client hears "ok" only once the engine is seen serving
     /// this namespace's folder (its `.sync/ID` and database open), and an
     /// error if that proof is missing [`start_proof_bound`] after the
-    /// engine started: a config that lists a folder is no proof that the
+    /// engine was given its folders: a config that lists a folder is no proof that the
     /// engine took it (it takes one folder per key, for one).
     serving: Option<Name>,
 }
 
-/// How long after its start an engine may take to show that it serves a
-/// folder: more the more folders its config lists.
+/// How long after it was given its folders (its start, or its interface
+/// answering) an engine may take to show that it serves a folder: more the
+/// more folders it was given.
 pub fn start_proof_bound(folders: usize) -> Duration {
     START_PROOF_BASE + START_PROOF_PER_FOLDER * u32::try_from(folders).unwrap_or(u32::MAX)
 }
@@ -367,7 +368,9 @@ impl Supervisor {
             }
             Err(_) => target.into_keys().collect(),
         };
-        let overdue = Instant::now() >= engine.started + start_proof_bound(engine.folders.len());
+        let overdue = engine
+            .given_folders
+            .is_some_and(|given| Instant::now() >= given + start_proof_bound(engine.folders.len()));
         let failed = if overdue {
             unproven.clone()
         } else {
@@ -384,14 +387,14 @@ impl Supervisor {
         };
         let bound = start_proof_bound(engine.folders.len()).as_secs_f64();
         log!(
-            "engine (pid {}) does not serve {ns} {bound}s after its start (no .sync/ID with its \
-             database open): the add is reported as failed",
+            "engine (pid {}) does not serve {ns} {bound}s after it was given its folders (no \
+             .sync/ID with its database open): the add is reported as failed",
             engine.pid
         );
         if let Some(client) = waiter.client {
             client.reply(&format!(
-                "error the engine (pid {}) does not serve {ns}: {bound}s after its start there \
-                 is still no .sync/ID with its database open in the engine (is another \
+                "error the engine (pid {}) does not serve {ns}: {bound}s after it was given its \
+                 folders there is still no .sync/ID with its database open in the engine (is another \
                  namespace on this node using the same key? see 'list --json' and init's log)",
                 engine.pid
             ));

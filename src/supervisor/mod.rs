@@ -145,6 +145,10 @@ struct Running {
     unserved: BTreeSet<Name>,
     /// WebUI mode: the engine's interface.
     api: Option<webui::Api>,
+    /// When the engine was given its folders: at its start in config-file
+    /// mode, once its interface answered in WebUI mode (`None` until then).
+    /// The proof that it serves them is due a bound after this.
+    given_folders: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -747,13 +751,16 @@ impl Supervisor {
         // adds its own copy of the sort code to the binary.
         let mut folders = BTreeMap::new();
         folders.extend(entries.into_iter().map(|e| (e.name, e.key)));
+        let started = Instant::now();
+        let given_folders = api.is_none().then_some(started);
         self.engine = Engine::Up(Running {
             pid,
-            started: Instant::now(),
+            started,
             generation,
             folders,
             unserved: BTreeSet::new(),
             api,
+            given_folders,
         });
         Ok(())
     }

@@ -148,6 +148,7 @@ impl Supervisor {
                 {
                     log!("the cluster registry: the engine did not take it: {e}");
                 }
+                engine.given_folders = Some(now);
             }
             Err(_) if now < api.deadline => {}
             Err(e) => {

@@ -597,6 +597,14 @@ impl Node {
             "-e",
             &host_path,
         ];
+        // CI runs the suites once more with SYNCBOX_TEST_ENGINE_API=config
+        // (init's fallback mode); a test's own `extra` still wins.
+        let engine_api = std::env::var("SYNCBOX_TEST_ENGINE_API")
+            .ok()
+            .map(|mode| format!("BTSYNC_ENGINE_API={mode}"));
+        if let Some(setting) = &engine_api {
+            args.extend_from_slice(&["-e", setting]);
+        }
         args.extend_from_slice(extra);
         args.push(image);
         args.extend_from_slice(command);

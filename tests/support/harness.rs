@@ -106,11 +106,24 @@ impl Sandbox {
         let engine_log = root.join("engine.log");
         fs::write(&engine_log, b"").expect("create engine log");
         fs::set_permissions(&engine_log, fs::Permissions::from_mode(0o666)).expect("chmod");
-        Sandbox {
+        let sandbox = Sandbox {
             dir,
             root,
             env: Vec::new(),
+        };
+        // CI runs the suites once more with SYNCBOX_TEST_ENGINE_API=config:
+        // every test not tied to one mode runs in both.
+        match std::env::var_os("SYNCBOX_TEST_ENGINE_API") {
+            Some(mode) => sandbox.with_env("BTSYNC_ENGINE_API", mode),
+            None => sandbox,
         }
+    }
+
+    /// The sandbox with init in config-file mode, for a test of what only
+    /// that mode does (the config's `shared_folders`, HUP reloads, restarts
+    /// per change).
+    pub fn config_file_mode(self) -> Sandbox {
+        self.with_env("BTSYNC_ENGINE_API", "config")
     }
 
     /// The sandbox, running every command (init too) with `var=value` added.
