@@ -410,16 +410,16 @@ fn engine_namespace_lifecycle_through_docker_exec() {
     );
 
     // `add` returns once the engine runs with the folder: the first engine
-    // process, whose config holds it.
-    let (pid, config) = node.engine_config();
-    assert_eq!(config_dirs(&config), ["/data/gitlab"]);
+    // process, given it in its config or over its interface.
+    let (pid, _) = node.engine_config();
+    assert_eq!(node.served_dirs(), ["/data/gitlab"]);
     let status = node.exec_json(&["status", "--json"]);
     assert_eq!(status["engine"]["state"], "running", "{status}");
     if stand_in {
         let events = stand_in_events(&node.data);
         let starts: Vec<_> = events_named(&events, "start").collect();
         assert_eq!(starts.len(), 1, "{events:?}");
-        assert_eq!(starts[0]["folders"], serde_json::json!(["gitlab"]));
+        assert_eq!(given_folders(&events), ["gitlab"]);
         assert_eq!(
             starts[0]["pid"].as_u64(),
             pid_in_container(pid).map(u64::from),
@@ -444,8 +444,7 @@ fn engine_namespace_lifecycle_through_docker_exec() {
     let volume = format!("{}:/data", node.data.display());
     let out = scope.run_once(&["-v", &volume], &image, "/bin/add", &["oneshot"]);
     assert!(out.status.success(), "one-shot add: {}", text(&out.stderr));
-    let (_, config) = node.engine_config();
-    assert_eq!(config_dirs(&config), ["/data/oneshot"]);
+    assert_eq!(node.served_dirs(), ["/data/oneshot"]);
 }
 
 #[test]
@@ -536,8 +535,8 @@ fn engine_runs_as_btsync_uid_and_owns_the_namespace() {
         &["-e", "BTSYNC_UID=1000", "-e", "BTSYNC_GID=1000"],
     );
     node.exec_ok(&["ctl", "add", "gitlab"]);
-    let (pid, config) = node.engine_config();
-    assert_eq!(config_dirs(&config), ["/data/gitlab"]);
+    let (pid, _) = node.engine_config();
+    assert_eq!(node.served_dirs(), ["/data/gitlab"]);
     let engines = processes(&node.name, "/bin/btsync");
     assert_eq!(engines, [(pid, 1000)], "engine processes (pid, uid)");
     let owner = fs::metadata(node.data.join("gitlab")).expect("the namespace folder");
@@ -569,34 +568,52 @@ fn three_nodes_on_a_private_network_share_the_key_and_known_hosts() {
         node.exec_ok(&["ctl", "add", &token, "shared"]);
     }
     for node in &nodes {
-        let (_, config) = node.engine_config();
-        let folders = config["shared_folders"].as_array().expect("shared_folders");
-        assert_eq!(folders.len(), 1, "{}: {config}", node.name);
-        assert_eq!(folders[0]["dir"], "/data/shared", "{}", node.name);
-        assert!(
-            folders[0]["secret"] == key.as_str(),
-            "{}: another key",
-            node.name
-        );
         assert_eq!(
-            folders[0]["known_hosts"],
-            serde_json::json!(known_hosts),
+            node.engine_folders(),
+            [("/data/shared".to_owned(), key.clone())],
             "{}",
             node.name
         );
-        assert_eq!(folders[0]["search_lan"], false, "{}", node.name);
+        // The known hosts and LAN search: per folder in config-file mode,
+        // the folder defaults every folder given over the interface takes.
+        let (_, config) = node.engine_config();
+        match config["shared_folders"].as_array() {
+            Some(folders) => {
+                assert_eq!(
+                    folders[0]["known_hosts"],
+                    serde_json::json!(known_hosts),
+                    "{}",
+                    node.name
+                );
+                assert_eq!(folders[0]["search_lan"], false, "{}", node.name);
+            }
+            None => {
+                assert_eq!(
+                    config["folder_defaults.known_hosts"],
+                    known_hosts.join(","),
+                    "{}: {config}",
+                    node.name
+                );
+                assert_eq!(
+                    config["folder_defaults.use_lan_broadcast"], false,
+                    "{}: {config}",
+                    node.name
+                );
+            }
+        }
     }
 }
 
 /// The folders in a config other than the cluster registry, and the
 /// registry's key (if it is there).
-fn namespaces_and_registry_key(config: &serde_json::Value) -> (Vec<String>, Option<String>) {
+/// The namespace folders a node's engine runs, and the key it runs the
+/// cluster registry with (what the engine says: see `engine_folders`).
+fn namespaces_and_registry_key(node: &Node) -> (Vec<String>, Option<String>) {
     let mut registry_key = None;
     let mut dirs = Vec::new();
-    for folder in config["shared_folders"].as_array().into_iter().flatten() {
-        let dir = folder["dir"].as_str().unwrap_or_default().to_owned();
+    for (dir, key) in node.engine_folders() {
         if dir == "/data/.btsync/cluster" {
-            registry_key = folder["secret"].as_str().map(str::to_owned);
+            registry_key = Some(key);
         } else {
             dirs.push(dir);
         }
@@ -636,9 +653,8 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
     );
     // Every engine syncs the registry, with one key, before anything is declared.
     for node in &nodes {
-        let (_, config) = node.engine_config();
-        let (dirs, registry_key) = namespaces_and_registry_key(&config);
-        assert!(dirs.is_empty(), "{}: {config}", node.name);
+        let (dirs, registry_key) = namespaces_and_registry_key(node);
+        assert!(dirs.is_empty(), "{}: {dirs:?}", node.name);
         assert_eq!(
             registry_key.as_deref(),
             Some("AYYVRHAIW65KJOFMV7MHTSBKGNHGQM2ZL"),
@@ -655,8 +671,7 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
             &format!("{} to sync gitlab", node.name),
             Duration::from_secs(30),
             || {
-                let config = engine_config(engine_pid(&node.name))?;
-                let (dirs, _) = namespaces_and_registry_key(&config);
+                let (dirs, _) = namespaces_and_registry_key(node);
                 (dirs == ["/data/gitlab"]).then_some(())
             },
         );
@@ -683,8 +698,7 @@ fn cluster_mode_three_nodes_share_a_registry_through_a_host_directory() {
             &format!("{} to trash gitlab", node.name),
             Duration::from_secs(30),
             || {
-                let config = engine_config(engine_pid(&node.name))?;
-                let (dirs, _) = namespaces_and_registry_key(&config);
+                let (dirs, _) = namespaces_and_registry_key(node);
                 if !dirs.is_empty() || node.data.join("gitlab").exists() {
                     return None;
                 }
@@ -742,20 +756,18 @@ fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the
     let holds = |node: &Node, key: &str, access: &str| {
         let printed = node.exec_ok(&["ctl", "secret", "gitlab"]);
         assert_eq!(printed.trim(), key, "ctl secret gitlab on {}", node.name);
-        let (_, config) = node.engine_config();
         // With a cluster key the engine also syncs the cluster registry
         // folder; the namespaces are the other folders.
-        let (dirs, registry_key) = namespaces_and_registry_key(&config);
-        assert_eq!(dirs, ["/data/gitlab"], "{}: {config}", node.name);
+        let (dirs, registry_key) = namespaces_and_registry_key(node);
+        assert_eq!(dirs, ["/data/gitlab"], "{}", node.name);
         assert!(registry_key.is_some(), "{}: no registry folder", node.name);
-        let gitlab = config["shared_folders"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|f| f["dir"] == "/data/gitlab")
+        let folders = node.engine_folders();
+        let gitlab = folders
+            .iter()
+            .find(|(dir, _)| dir == "/data/gitlab")
             .expect("gitlab folder");
         assert!(
-            gitlab["secret"] == key,
+            gitlab.1 == key,
             "{}: the engine runs gitlab with another key",
             node.name
         );

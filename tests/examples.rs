@@ -233,7 +233,9 @@ fn the_systemd_units_add_before_start_and_del_after_stop() {
         "After=btsync.service",
         // The key on standard input, from a file only root reads.
         "ExecStartPre=/bin/sh -c 'exec /usr/bin/docker exec -i btsync \\",
-        "    ctl add --token-file=- gitlab < /etc/syncbox/gitlab.key'",
+        // ...and gitlab starts only once this node holds the data.
+        "    ctl add --wait=600 --token-file=- gitlab < /etc/syncbox/gitlab.key'",
+        "TimeoutStartSec=infinity",
         "ExecStopPost=/usr/bin/docker exec btsync ctl del gitlab",
     ] {
         assert!(
@@ -383,6 +385,7 @@ fn the_kubernetes_workload_adds_its_namespace_before_it_starts() {
         at(storage, &["command"]),
         &Value::from(vec![
             "/bin/add",
+            "--wait=600",
             "--token-file=/run/secrets/gitlab-sync/key",
             "gitlab"
         ])
@@ -431,6 +434,7 @@ fn the_compose_example_gives_the_key_as_a_file_based_secret() {
         at(storage, &["entrypoint"]),
         &Value::from(vec![
             "/bin/add",
+            "--wait=600",
             "--token-file=/run/secrets/gitlab_key",
             "gitlab"
         ])

@@ -137,8 +137,9 @@ ls_many=$(mean "busybox ls $work/many/.btsync/namespaces")
 row "\`has NS\` with $many namespaces" "$(ms "$has_many")" "with 1 namespace: $(ms "$has_one_again")" "$(ratio "$has_many" "$has_one_again")" "~1.0"
 row "\`list\` with $many namespaces" "$(ms "$list_many")" "busybox \`ls\` of the $many registry entries: $(ms "$ls_many")" "$(ratio "$list_many" "$ls_many")" "< 10 ms"
 
-# 4. init: add -> engine serves the folder (reload, the default), and a burst of 50 adds.
-export BTSYNC_DATA="$work/init" BTSYNC_BIN="$engine" STAND_IN_LOG="$work/engine.log"
+# 4. init: add -> engine serves the folder (config-file mode, by reload; WebUI
+#    mode, the default, in 4b), and a burst of 50 adds.
+export BTSYNC_DATA="$work/init" BTSYNC_BIN="$engine" STAND_IN_LOG="$work/engine.log" BTSYNC_ENGINE_API=config
 mkdir "$BTSYNC_DATA"
 # The anchor: the same add with no init running (registry and folder only).
 add_alone=$(mean --prepare "$work/bin/del --no-wait solo" "$work/bin/add solo")
@@ -182,17 +183,22 @@ status_few=$(mean "$work/bin/status --json")
 kill -TERM "$init_pid"; wait "$init_pid" || true
 pids=()
 
-# 4b. add until the engine serves the folder: reload against restart mode,
-#     with the stand-in and, when it can run here (root, tests/real-engine),
-#     the real btsync 1.4.111 offline (own network namespace, no discovery).
-add_latency() { # DATA BIN APPLY WRAPPER... -> "mean max" seconds of $adds adds
-  local data=$1 bin=$2 apply=$3; shift 3
+# 4b. add until the engine serves the folder and del until it let go of it:
+#     WebUI mode (init's default: folders over the engine's interface)
+#     against config-file mode by reload and by restart, with the stand-in
+#     and, when it can run here (root, tests/real-engine), the real btsync
+#     1.4.111 offline (own network namespace, no discovery).
+apply_latency() { # DATA BIN MODE WRAPPER... -> "add_mean add_max del_mean del_max" seconds of $adds each
+  local data=$1 bin=$2 mode=$3; shift 3
+  local api=config apply=$mode
+  [ "$mode" = webui ] && { api=webui; apply=reload; }
   mkdir -p "$data"
   BTSYNC_DATA="$data" "$syncbox" add base >/dev/null
-  BTSYNC_DATA="$data" BTSYNC_BIN="$bin" BTSYNC_APPLY="$apply" BTSYNC_USE_TRACKER=false \
-    BTSYNC_USE_RELAY_SERVER=false BTSYNC_SEARCH_LAN=false BTSYNC_KNOWN_HOSTS=127.0.0.1:1 \
-    BTSYNC_LISTEN_PORT=0 "$@" "$syncbox" init >"$data.out" 2>"$data.log" &
-  local pid=$! lat=()
+  BTSYNC_DATA="$data" BTSYNC_BIN="$bin" BTSYNC_APPLY="$apply" BTSYNC_ENGINE_API="$api" \
+    BTSYNC_USE_TRACKER=false BTSYNC_USE_RELAY_SERVER=false BTSYNC_SEARCH_LAN=false \
+    BTSYNC_KNOWN_HOSTS=127.0.0.1:1 BTSYNC_LISTEN_PORT=0 \
+    "$@" sh -c 'ip link set lo up 2>/dev/null; exec "$0" init' "$syncbox" >"$data.out" 2>"$data.log" &
+  local pid=$! lat=() dlat=()
   pids+=("$pid")
   for _ in $(seq 3000); do
     BTSYNC_DATA="$data" "$syncbox" status --json 2>/dev/null | grep -q '"state":"running"' && break
@@ -202,24 +208,79 @@ add_latency() { # DATA BIN APPLY WRAPPER... -> "mean max" seconds of $adds adds
     t0=$(now); BTSYNC_DATA="$data" "$work/bin/add" "single-$i"; t1=$(now)
     lat+=("$(py 'float(a[1]) - float(a[0])' "$t0" "$t1")")
   done
+  for i in $(seq 1 "$adds"); do
+    t0=$(now); BTSYNC_DATA="$data" "$syncbox" del "single-$i"; t1=$(now)
+    dlat+=("$(py 'float(a[1]) - float(a[0])' "$t0" "$t1")")
+  done
   kill -TERM "$pid"; wait "$pid" || true
   pids=()
-  py 'f"{sum(map(float, a))/len(a)} {max(map(float, a))}"' "${lat[@]}"
+  py 'f"{sum(map(float, a))/len(a)} {max(map(float, a))}"' "${lat[@]}" | tr '\n' ' '
+  py 'f"{sum(map(float, a))/len(a)} {max(map(float, a))}"' "${dlat[@]}"
 }
-read -r reload_mean reload_max < <(add_latency "$work/apply-reload" "$engine" reload env)
-read -r restart_mean restart_max < <(add_latency "$work/apply-restart" "$engine" restart env)
-row "\`add NS\` until the stand-in serves NS, BTSYNC_APPLY=reload (mean of $adds; max $(ms "$reload_max"))" "$(ms "$reload_mean")" \
-  "BTSYNC_APPLY=restart: $(ms "$restart_mean") (max $(ms "$restart_max"))" "$(ratio "$reload_mean" "$restart_mean")" "< 0.5 s"
+latency_rows() { # ENGINE-NAME BIN WRAPPER...
+  local name=$1 bin=$2; shift 2
+  local tag=${name%% *}
+  read -r webui_add webui_add_max webui_del webui_del_max < <(apply_latency "$work/$tag-webui" "$bin" webui "$@")
+  read -r reload_add reload_add_max reload_del reload_del_max < <(apply_latency "$work/$tag-reload" "$bin" reload "$@")
+  read -r restart_add restart_add_max restart_del restart_del_max < <(apply_latency "$work/$tag-restart" "$bin" restart "$@")
+  row "\`add NS\` until $name serves NS, WebUI mode (mean of $adds; max $(ms "$webui_add_max"))" "$(ms "$webui_add")" \
+    "config-file mode by reload: $(ms "$reload_add") (max $(ms "$reload_add_max"))" "$(ratio "$webui_add" "$reload_add")" "< 0.5 s"
+  row "\`add NS\` until $name serves NS, config-file mode by reload (mean of $adds; max $(ms "$reload_add_max"))" "$(ms "$reload_add")" \
+    "by restart: $(ms "$restart_add") (max $(ms "$restart_add_max"))" "$(ratio "$reload_add" "$restart_add")" "< 0.5 s"
+  row "\`del NS\` until $name let go of NS, WebUI mode (mean of $adds; max $(ms "$webui_del_max"))" "$(ms "$webui_del")" \
+    "config-file mode by reload: $(ms "$reload_del") (max $(ms "$reload_del_max"))" "$(ratio "$webui_del" "$reload_del")" "-"
+}
+latency_rows "the stand-in" "$engine" env
 real_engine=
 if [ "$(id -u)" = 0 ] && need unshare && real=$(tests/real-engine 2>/dev/null); then
   real_engine=$real
-  read -r reload_mean reload_max < <(add_latency "$work/real-reload" "$real" reload unshare -n)
-  read -r restart_mean restart_max < <(add_latency "$work/real-restart" "$real" restart unshare -n)
-  row "\`add NS\` until btsync 1.4.111 serves NS, BTSYNC_APPLY=reload (mean of $adds; max $(ms "$reload_max"))" "$(ms "$reload_mean")" \
-    "BTSYNC_APPLY=restart: $(ms "$restart_mean") (max $(ms "$restart_max"))" "$(ratio "$reload_mean" "$restart_mean")" "< 0.5 s"
+  latency_rows "btsync 1.4.111" "$real" unshare -n
 else
-  echo "bench: no real btsync here (needs root and tests/real-engine): its reload/restart row is left out" >&2
+  echo "bench: no real btsync here (needs root and tests/real-engine): its add/del rows are left out" >&2
 fi
+
+# 4c. init at rest: CPU time per minute while 100 namespaces sit idle, in
+#     WebUI mode (which reads the engine's state only when asked) against
+#     config-file mode, each beside the engine's own CPU in the same minute.
+idle_cpu() { # DATA BIN API SECONDS WRAPPER... -> "init_ms_per_min engine_ms_per_min"
+  local data=$1 bin=$2 api=$3 window=$4; shift 4
+  mkdir -p "$data"
+  for i in $(seq -w 1 100); do BTSYNC_DATA="$data" "$syncbox" add "idle-$i" >/dev/null; done
+  BTSYNC_DATA="$data" BTSYNC_BIN="$bin" BTSYNC_ENGINE_API="$api" \
+    BTSYNC_USE_TRACKER=false BTSYNC_USE_RELAY_SERVER=false BTSYNC_SEARCH_LAN=false \
+    BTSYNC_KNOWN_HOSTS=127.0.0.1:1 BTSYNC_LISTEN_PORT=0 \
+    "$@" sh -c 'ip link set lo up 2>/dev/null; exec "$0" init' "$syncbox" >"$data.out" 2>"$data.log" &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 3000); do
+    BTSYNC_DATA="$data" "$syncbox" status --json 2>/dev/null | grep -q '"state":"running"' && break
+    sleep 0.02
+  done
+  sleep 5 # the engine takes up its 100 folders; then the minute at rest
+  # env and unshare -n exec, and so does sh: $pid is init itself.
+  local init_pid=$pid engine_pid
+  engine_pid=$(BTSYNC_DATA="$data" "$syncbox" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["engine"]["pid"])')
+  local tck i0 e0 i1 e1
+  tck=$(getconf CLK_TCK)
+  i0=$(awk '{print $14 + $15}' "/proc/$init_pid/stat"); e0=$(awk '{print $14 + $15}' "/proc/$engine_pid/stat" 2>/dev/null || echo 0)
+  sleep "$window"
+  i1=$(awk '{print $14 + $15}' "/proc/$init_pid/stat"); e1=$(awk '{print $14 + $15}' "/proc/$engine_pid/stat" 2>/dev/null || echo 0)
+  kill -TERM "$pid"; wait "$pid" || true
+  pids=()
+  py 'f"{(int(a[1]) - int(a[0])) * 1000 / int(a[4]) * 60 / float(a[5]):.0f} {(int(a[3]) - int(a[2])) * 1000 / int(a[4]) * 60 / float(a[5]):.0f}"' \
+    "$i0" "$i1" "$e0" "$e1" "$tck" "$window"
+}
+idle_window=$($quick && echo 20 || echo 60)
+idle_rows() { # ENGINE-NAME BIN WRAPPER...
+  local name=$1 bin=$2; shift 2
+  local tag=${name%% *}
+  read -r webui_init webui_engine < <(idle_cpu "$work/$tag-idle-webui" "$bin" webui "$idle_window" "$@")
+  read -r config_init config_engine < <(idle_cpu "$work/$tag-idle-config" "$bin" config "$idle_window" "$@")
+  row "init CPU per minute, 100 idle namespaces, $name, WebUI mode (over ${idle_window} s)" "${webui_init} ms" \
+    "the engine in the same minute: ${webui_engine} ms; init in config-file mode: ${config_init} ms" "-" "-"
+}
+idle_rows "the stand-in" "$engine" env
+[ -n "$real_engine" ] && idle_rows "btsync 1.4.111" "$real_engine" unshare -n
 
 # 5. Memory: init vs tini supervising the same engine with the same config.
 cp "$BTSYNC_DATA/.btsync/btsync.conf" "$work/tini.conf"

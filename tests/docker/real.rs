@@ -194,10 +194,11 @@ fn holds_its_files(
 
 /// The `dir`s of the folders an engine runs, the cluster registry left out.
 fn namespace_dirs(node: &Node) -> Option<Vec<String>> {
-    let config = engine_config(processes(&node.name, "/bin/btsync").first()?.0)?;
+    processes(&node.name, "/bin/btsync").first()?;
     Some(
-        config_dirs(&config)
+        node.engine_folders()
             .into_iter()
+            .map(|(dir, _)| dir)
             .filter(|d| d != "/data/.btsync/cluster")
             .collect(),
     )
@@ -276,9 +277,11 @@ fn real_btsync_seed_scenario_on_a_fresh_node() {
         node.exec_ok(&["ctl", "path", "gitlab"]),
         format!("{}\n", folder.display())
     );
-    let (pid, config) = node.engine_config();
-    assert_eq!(config_dirs(&config), ["/data/gitlab"]);
-    assert!(config["shared_folders"][0]["secret"] == key.as_str());
+    let (pid, _) = node.engine_config();
+    assert_eq!(
+        node.engine_folders(),
+        [("/data/gitlab".to_owned(), key.clone())]
+    );
     wait_loaded(&node, "gitlab");
     // The engine's own output reaches `docker logs` (it prints its peer id
     // on stdout when it starts).
@@ -292,7 +295,7 @@ fn real_btsync_seed_scenario_on_a_fresh_node() {
     // The engine keeps running with its folder (it is not crash-looping).
     thread::sleep(Duration::from_secs(3));
     assert_eq!(engine_pid(&node.name), pid, "{}", node.logs());
-    assert_eq!(status(&node)["crashes"], 0);
+    assert_eq!(status(&node)["crashes"], 0, "{}", node.logs());
 
     node.exec_ok(&["ctl", "del", "gitlab"]);
     assert_eq!(node.exec(&["has", "gitlab"]).status.code(), Some(1));
@@ -573,16 +576,27 @@ fn real_btsync_readme_compose_example() {
     let key_file = scope.dir("keys").join("gitlab.key");
     fs::write(&key_file, format!("{key}\n")).expect("write the key file");
     fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).expect("chmod the key file");
+    // The example's one-shot add waits (--wait) until this node holds the
+    // data, which needs a peer: a node holding gitlab's data, on an
+    // --internal network whose namespace the compose btsync shares (the
+    // example's host network, in small).
+    let network = scope.network("net");
+    let mut peer_options = OFFLINE.to_vec();
+    peer_options.extend_from_slice(&["-e", "BTSYNC_KNOWN_HOSTS=127.0.0.1:55556"]);
+    let peer = Node::start(&scope, &image, "peer", &network, &peer_options);
+    fs::create_dir_all(peer.data.join("gitlab")).expect("the peer's folder");
+    fs::write(peer.data.join("gitlab/from-the-peer.txt"), "synced\n").expect("a file");
+    peer.exec_ok(&["ctl", "add", &format!("--token={key}"), "gitlab"]);
     // Everything the example leaves to the site: the data directory, the
-    // key file, no network at all (the example uses the host's), the engine
-    // kept off every discovery service, and in place of gitlab/gitlab-ce
-    // (no registry here) a container of the image that checks the
-    // namespace is there.
+    // key file, the network (the example uses the host's; here the peer's
+    // namespace, the engine on another port), the engine kept off every
+    // discovery service, and in place of gitlab/gitlab-ce (no registry
+    // here) a container of the image that checks the namespace is there.
     let overrides = format!(
         r#"services:
   btsync:
     container_name: {btsync}
-    network_mode: none
+    network_mode: "container:{peer}"
     volumes: ["{data}:/data"]
     environment:
       BTSYNC_HOST_PATH: {data}
@@ -590,6 +604,8 @@ fn real_btsync_readme_compose_example() {
       BTSYNC_USE_RELAY_SERVER: "false"
       BTSYNC_USE_DHT: "false"
       BTSYNC_SEARCH_LAN: "false"
+      BTSYNC_LISTEN_PORT: "55556"
+      BTSYNC_KNOWN_HOSTS: 127.0.0.1:55555
   gitlab-storage:
     network_mode: none
     volumes: ["{data}:/data"]
@@ -603,7 +619,8 @@ secrets:
     file: {key_file}
 "#,
         data = data.display(),
-        key_file = key_file.display()
+        key_file = key_file.display(),
+        peer = peer.name,
     );
     let override_file = scope.dir("compose").join("override.yml");
     fs::write(&override_file, overrides).expect("write the override");
@@ -681,11 +698,14 @@ secrets:
     let inspected = docker_ok(&["inspect", &containers[1]]);
     assert!(inspected.contains("/run/secrets/gitlab_key"), "{inspected}");
     assert!(!inspected.contains(&key), "docker inspect shows the key");
-    // The running init applied the namespace with the key from the file.
-    let (_, config) = node.engine_config();
-    assert_eq!(config_dirs(&config), ["/data/gitlab"]);
-    assert!(config["shared_folders"][0]["secret"] == key.as_str());
-    wait_loaded(&node, "gitlab");
+    // The running init applied the namespace with the key from the file,
+    // and the one-shot add returned once the peer's data was here.
+    assert_eq!(node.exec_ok(&["secret", "gitlab"]).trim(), key);
+    assert_eq!(node.served_dirs(), ["/data/gitlab"]);
+    assert_eq!(
+        fs::read_to_string(data.join("gitlab/from-the-peer.txt")).expect("the peer's file"),
+        "synced\n"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -769,4 +789,85 @@ fn real_btsync_keys_agree_with_the_engine() {
         assert_eq!(secret_read_only_via_syncbox(&data, &legacy), engine);
     }
     assert_eq!(derived(&vector), "R3ZD4TMT6XDJQBW5V6LBVHZRSYOJSMLHQ");
+}
+
+// ---------------------------------------------------------------------------
+// 8. The engine's interface (WebUI mode) with the host's network.
+
+/// `curl` from the host: the HTTP status of `url`, with `user` if given.
+fn http_status(url: &str, user: Option<&str>) -> String {
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ]);
+    if let Some(user) = user {
+        curl.args(["-u", user]);
+    }
+    let out = curl.arg(url).output().expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs docker and the real btsync: tests/docker/run"]
+fn real_btsync_interface_answers_other_host_processes_401_with_host_networking() {
+    let scope = Scope::new("real-hostnet");
+    let image = real_image();
+    // The host's network: discovery off, no known hosts, and a listening
+    // port of its own, so the engine reaches nothing and clashes with nothing.
+    let mut options = OFFLINE.to_vec();
+    options.extend_from_slice(&[
+        "-e",
+        "BTSYNC_LISTEN_PORT=55791",
+        "-e",
+        "BTSYNC_ENGINE_API=webui",
+    ]);
+    let node = Node::start(&scope, &image, "node", "host", &options);
+    node.exec_ok(&["ctl", "add", "private"]);
+    let (_, config) = node.engine_config();
+    let listen = config["webui"]["listen"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no interface in WebUI mode: {config}"))
+        .to_owned();
+    assert!(listen.starts_with("127.0.0.1:"), "listens on {listen}");
+    assert_eq!(node.served_dirs(), ["/data/private"]);
+    let password = config["webui"]["password"].as_str().expect("password");
+    let login = config["webui"]["login"].as_str().expect("login");
+
+    // Another process of the host reaches the port, and is refused: with
+    // no credentials, with wrong ones, on every path the client uses.
+    for path in ["/gui/token.html", "/gui/?action=getsyncfolders", "/gui/"] {
+        let url = format!("http://{listen}{path}");
+        assert_eq!(http_status(&url, None), "401", "{url} without credentials");
+        assert_eq!(
+            http_status(&url, Some(&format!("{login}:not-{password}"))),
+            "401",
+            "{url} with a wrong password"
+        );
+        assert_eq!(
+            http_status(&url, Some(&format!("admin:{password}"))),
+            "401",
+            "{url} with a wrong login"
+        );
+    }
+    // The credentials: only in .btsync (0600, init's) and the engine's
+    // config; never in the environment, the logs, status or docker inspect.
+    let credentials = node.data.join(".btsync/webui.json");
+    let mode = fs::metadata(&credentials).expect("credentials").mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", credentials.display());
+    let shown = [
+        docker_ok(&["inspect", &node.name]),
+        node.logs(),
+        node.exec_ok(&["status", "--json"]),
+        node.exec_ok(&["status", "private"]),
+        node.exec_ok(&["list", "--json"]),
+    ];
+    for text in &shown {
+        assert!(!text.contains(password), "the password shows: {text}");
+    }
 }

@@ -493,6 +493,63 @@ pub fn engine_config(pid: u32) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// `getsyncfolders` of the engine `pid`'s interface (as `webui` of its
+/// config gives it), asked the way src/engine_api.rs asks: a token from
+/// `POST /gui/token.html` with its `GUID` cookie, then the call.
+fn interface_folders(pid: u32, webui: &serde_json::Value) -> Option<serde_json::Value> {
+    let listen = webui["listen"].as_str()?;
+    let user = format!(
+        "{}:{}",
+        webui["login"].as_str()?,
+        webui["password"].as_str()?
+    );
+    let jar = std::env::temp_dir().join(format!("sbxt-cookies-{}-{pid}", std::process::id()));
+    let curl = |args: &[&str]| -> Option<String> {
+        let target = pid.to_string();
+        let out = Command::new("nsenter")
+            .args([
+                "-t",
+                &target,
+                "-n",
+                "curl",
+                "-s",
+                "--max-time",
+                "10",
+                "-u",
+                &user,
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    };
+    let jar_path = jar.to_str()?;
+    let page = curl(&[
+        "-c",
+        jar_path,
+        "-X",
+        "POST",
+        &format!("http://{listen}/gui/token.html"),
+    ]);
+    let token = page.as_deref().and_then(|page| {
+        let after = &page[page.find("id='token'")?..];
+        let start = after.find('>')? + 1;
+        let end = after[start..].find('<')? + start;
+        Some(after[start..end].to_owned())
+    });
+    let listed = token.and_then(|token| {
+        curl(&[
+            "-b",
+            jar_path,
+            &format!("http://{listen}/gui/?token={token}&action=getsyncfolders"),
+        ])
+    });
+    let _ = fs::remove_file(&jar);
+    let listed: serde_json::Value = serde_json::from_str(&listed?).ok()?;
+    Some(listed.get("folders")?.clone())
+}
+
 /// The `dir` of every shared folder in an engine config.
 pub fn config_dirs(config: &serde_json::Value) -> Vec<String> {
     config["shared_folders"]
@@ -549,6 +606,25 @@ pub fn stand_in_events(data: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The folders the stand-in was given: over its interface (WebUI mode),
+/// else in the config of its last start.
+pub fn given_folders(events: &[serde_json::Value]) -> Vec<String> {
+    let over_the_interface: Vec<String> = events_named(events, "api")
+        .filter(|e| e["action"] == "addsyncfolder" && e["status"] == 200)
+        .filter_map(|e| e["folder"].as_str().map(str::to_owned))
+        .collect();
+    if !over_the_interface.is_empty() {
+        return over_the_interface;
+    }
+    events_named(events, "start")
+        .last()
+        .and_then(|start| start["folders"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
         .collect()
 }
 
@@ -670,6 +746,73 @@ impl Node {
                 engine_config(pid).map(|config| (pid, config))
             },
         )
+    }
+
+    /// What the node's engine itself says it runs: each folder's dir and
+    /// key, sorted. Config-file mode: its config's `shared_folders`. WebUI
+    /// mode: its interface's folder list, asked from inside the engine's
+    /// network namespace (nsenter, curl) with the credentials of its config.
+    pub fn engine_folders(&self) -> Vec<(String, String)> {
+        let (pid, config) = self.engine_config();
+        let folders = match config.get("webui") {
+            None => config["shared_folders"].clone(),
+            Some(webui) => wait_for(
+                &format!("{}'s engine to list its folders", self.name),
+                Duration::from_secs(30),
+                || interface_folders(pid, webui),
+            ),
+        };
+        let mut listed: Vec<(String, String)> = folders
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let dir = f.get("dir").or_else(|| f.get("path"));
+                (
+                    dir.and_then(|d| d.as_str()).unwrap_or_default().to_owned(),
+                    f["secret"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        listed.sort();
+        listed
+    }
+
+    /// The folders (`/data/...`, sorted) the node's engine serves: in
+    /// config-file mode its config's `shared_folders`; in WebUI mode (no
+    /// folder in the config) each folder whose `.sync/ID` names a database
+    /// the engine holds open, from `/proc` on the host.
+    pub fn served_dirs(&self) -> Vec<String> {
+        let (pid, config) = self.engine_config();
+        let mut dirs = if config.get("webui").is_none() {
+            config_dirs(&config)
+        } else {
+            let open: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                        .filter_map(|target| Some(target.file_name()?.to_str()?.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut candidates = vec![".btsync/cluster".to_owned()];
+            if let Ok(entries) = fs::read_dir(&self.data) {
+                candidates.extend(
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|name| !name.starts_with('.')),
+                );
+            }
+            candidates
+                .into_iter()
+                .filter(|name| {
+                    syncbox::procfs::read_folder_id(&self.data.join(name))
+                        .is_some_and(|id| open.contains(&syncbox::procfs::database_name(&id)))
+                })
+                .map(|name| format!("/data/{name}"))
+                .collect()
+        };
+        dirs.sort();
+        dirs
     }
 
     /// Wait until init says it is idle (nothing to sync) and no engine
