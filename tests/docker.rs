@@ -17,6 +17,11 @@ mod support;
 #[path = "docker/real.rs"]
 mod real;
 
+// Issue 20 (sync state) with the real engine: the real_btsync_sync_state_*
+// suites.
+#[path = "docker/sync_state.rs"]
+mod sync_state;
+
 // rootfs/build-image's engine input (vendor tarballs, refusals) and labels.
 #[path = "docker/image_input.rs"]
 mod image_input;
@@ -811,121 +816,6 @@ fn nodes_sharing_a_cluster_key_file_derive_the_same_key_and_a_read_only_node_the
     }
 }
 // ------------------------------------------------------------ volume plugin
-
-const PLUGINS_DIR: &str = "/run/docker/plugins";
-
-/// A node serving the volume plugin under a driver name unique to this test
-/// run (the socket's file name), and what Docker made with it. Dropped
-/// before the scope, it removes the containers using its volumes, then the
-/// volumes (through the plugin, which still runs), then its socket.
-struct PluginNode {
-    node: Node,
-    driver: String,
-    socket: std::path::PathBuf,
-    users: std::cell::RefCell<Vec<String>>,
-    volumes: std::cell::RefCell<Vec<String>>,
-}
-
-impl PluginNode {
-    fn start(scope: &Scope, image: &str, what: &str, network: &str, extra: &[&str]) -> PluginNode {
-        let driver = scope.unique(&format!("{what}-driver"));
-        let socket = Path::new(PLUGINS_DIR).join(format!("{driver}.sock"));
-        fs::create_dir_all(PLUGINS_DIR).expect("create /run/docker/plugins");
-        let plugins = format!("{PLUGINS_DIR}:{PLUGINS_DIR}");
-        let variable = format!("BTSYNC_VOLUME_PLUGIN={}", socket.display());
-        let mut options = vec!["-v", &plugins, "-e", &variable];
-        options.extend_from_slice(extra);
-        let node = Node::start(scope, image, what, network, &options);
-        let plugin = PluginNode {
-            node,
-            driver,
-            socket,
-            users: Default::default(),
-            volumes: Default::default(),
-        };
-        // Not waiting for the engine: the real one exits while it has no
-        // folder, and the first create starts it again.
-        wait_for(
-            &format!("{} to serve {}", plugin.node.name, plugin.socket.display()),
-            Duration::from_secs(60),
-            || plugin.socket.exists().then_some(()),
-        );
-        plugin
-    }
-
-    /// A volume name unique to this run, removed at the end.
-    fn volume(&self, scope: &Scope, what: &str) -> String {
-        let name = scope.unique(what);
-        self.volumes.borrow_mut().push(name.clone());
-        name
-    }
-
-    /// `name` is gone from Docker already. Docker asks every volume driver
-    /// it ever used about a name it does not know, and waits out each one
-    /// whose socket is gone (it never forgets a driver): removing only what
-    /// exists keeps the cleanup fast.
-    fn forget(&self, name: &str) {
-        self.volumes.borrow_mut().retain(|v| v != name);
-    }
-
-    /// A container name that is removed before the volumes.
-    fn user(&self, scope: &Scope, what: &str) -> String {
-        let name = scope.container(what);
-        self.users.borrow_mut().push(name.clone());
-        name
-    }
-
-    fn has(&self, ns: &str) -> bool {
-        self.node.exec(&["has", ns]).status.code() == Some(0)
-    }
-
-    /// `docker volume create -d DRIVER -o token=KEY VOLUME`.
-    fn create_with_token(&self, volume: &str, key: &str) {
-        let token = format!("token={key}");
-        docker_ok(&["volume", "create", "-d", &self.driver, "-o", &token, volume]);
-    }
-}
-
-impl Drop for PluginNode {
-    fn drop(&mut self) {
-        for name in self.users.borrow().iter() {
-            let _ = docker(&["rm", "-f", name]);
-        }
-        for name in self.volumes.borrow().iter() {
-            let _ = docker(&["volume", "rm", "-f", name]);
-        }
-        park_driver(&self.socket);
-    }
-}
-
-/// The daemon's own API socket, which answers any plugin request with a
-/// quick 404.
-const DAEMON_SOCKET: &str = "/run/docker.sock";
-
-/// Leave the driver's socket name pointing at the daemon's own socket:
-/// dockerd keeps asking every volume driver it ever used about names it
-/// does not know (also for each anonymous volume of every `docker run`),
-/// and waits ~15 s for one whose socket is gone, machine-wide, until it
-/// restarts. A 404 from its own API fails that at once. The name is never
-/// used again (unique per run): dockerd keeps its connection to its own
-/// API open, so a later plugin on the same name would not be reached. The
-/// link is a few bytes in /run (tmpfs) and does nothing once dockerd
-/// restarts.
-fn park_driver(socket: &Path) {
-    let _ = fs::remove_file(socket);
-    if Path::new(DAEMON_SOCKET).exists() {
-        let _ = std::os::unix::fs::symlink(DAEMON_SOCKET, socket);
-    }
-}
-
-/// An image whose /bin/btsync is the static probe: `--write FILE TEXT`,
-/// `--sleep SECONDS` (run with `--entrypoint /bin/btsync`).
-fn writer_image(scope: &Scope) -> String {
-    scope.build_image(
-        "writer",
-        &probe("static", &["--target", "x86_64-unknown-linux-musl"]),
-    )
-}
 
 /// `docker volume create` that must fail: its stderr.
 fn refused_create(args: &[&str]) -> String {
