@@ -8,6 +8,11 @@
 //! exchange (`lastsynctime`) since the engine started or the folder was
 //! added, with nothing left to get from it (`downdiff` 0, no `downfiles`
 //! key). It became true 1.6 to 4.7 s after the files were all there.
+//!
+//! Also here: when a folder's first exchange did not start ([`peers_unnamed`],
+//! [`Unstick`]), for init and the two-engine test alike.
+
+use std::time::{Duration, Instant};
 
 use crate::engine_api::FolderState;
 
@@ -87,6 +92,137 @@ pub fn judge(folder: &FolderState, since: u64) -> Judgement {
             .map(|p| p.last_sync)
             .max()
             .filter(|&t| t > 0),
+    }
+}
+
+/// Is `name` an address (`127.0.0.1:52696`, `[::1]:4000`) rather than a
+/// device name? 1.4.111 lists a peer under its address until the peer's
+/// `id` message arrived (the first thing an exchange does), then under the
+/// device name it gave.
+pub fn is_address(name: &str) -> bool {
+    if name.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    // An IPv6 address may come without brackets: the port is after the last colon.
+    name.rsplit_once(':').is_some_and(|(host, port)| {
+        host.parse::<std::net::IpAddr>().is_ok() && port.parse::<u16>().is_ok()
+    })
+}
+
+/// Is some peer online and is every online peer still listed under its
+/// address? Then no exchange with any of them has begun: with 1.4.111
+/// that lasted for good in about 1 run in 50 of two fresh engines given a
+/// folder at once (both dial, each picks the other's connection, the first
+/// request goes unanswered and is never retried). A peer without a name
+/// is taken as named: nothing is known against it.
+pub fn peers_unnamed(folder: &FolderState) -> bool {
+    let mut online = folder.peers.iter().filter(|p| p.online).peekable();
+    online.peek().is_some() && online.all(|p| p.name.as_deref().is_some_and(is_address))
+}
+
+/// Does `dir` hold nothing but the engine's `.sync`? Only such a folder is
+/// taken up again: a node that takes up again a folder holding files shows
+/// its peers, for a moment, a folder with nothing in it. Seen with 1.4.111
+/// in 3 of the 4 runs that did so on the sender: the fresh receiver
+/// completed an exchange within 1-3 s, with nothing left, and the sync rule
+/// said `synced` with every file missing. A folder with nothing says the truth.
+/// Unreadable: taken as holding something.
+pub fn holds_nothing(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.all(|entry| entry.is_ok_and(|entry| entry.file_name() == ".sync"))
+    })
+}
+
+/// Every online peer unnamed for this long (plus [`random_wait`]) and the
+/// folder is taken up again. Seen with two fresh 1.4.111 engines: the peer
+/// is listed about 1 s after the add, and named within 5 s when the first
+/// exchange works at once (about 35 % of runs); otherwise it stays unnamed
+/// until the engine's retry at about +34 s (about 60 %) or for good.
+pub const UNSTICK_AFTER: Duration = Duration::from_secs(8);
+/// The most [`random_wait`] adds: two nodes that take their folder up
+/// again at the same moment dial each other at once again, and may cross
+/// again (seen without it: 2 to 3 rounds).
+pub const UNSTICK_SPREAD: Duration = Duration::from_secs(8);
+/// At most this many times per folder and engine run: a peer that stays
+/// unnamed for another reason must not make the engine drop and take up
+/// the folder forever.
+pub const UNSTICK_MAX: u32 = 5;
+
+/// A random wait from 0 to [`UNSTICK_SPREAD`], to the millisecond. It
+/// needs no secrecy: without the OS source it is taken from the clock.
+pub fn random_wait() -> Duration {
+    let spread = u64::try_from(UNSTICK_SPREAD.as_millis()).unwrap_or(u64::MAX);
+    let random = rand::TryRng::try_next_u64(&mut rand::rngs::SysRng).unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()))
+    });
+    Duration::from_millis(random % (spread + 1))
+}
+
+/// One folder watched for a first exchange that does not start: since
+/// when every online peer has been unnamed, and how often the folder was
+/// taken up again (removed and given again, which makes the engine find
+/// its peers anew and ask them for their state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unstick {
+    unnamed_since: Option<Instant>,
+    patience: Duration,
+    count: u32,
+}
+
+impl Unstick {
+    /// A folder just given; `random` from [`random_wait`].
+    pub fn new(random: Duration) -> Unstick {
+        Unstick {
+            unnamed_since: None,
+            patience: UNSTICK_AFTER + random.min(UNSTICK_SPREAD),
+            count: 0,
+        }
+    }
+
+    /// What a look at the folder found ([`peers_unnamed`]; `false` when the
+    /// folder could not be seen). The clock runs from the first look that
+    /// found every peer unnamed, and starts over at any look that did not.
+    pub fn look(&mut self, unnamed: bool, now: Instant) {
+        if !unnamed {
+            self.unnamed_since = None;
+        } else if self.unnamed_since.is_none() {
+            self.unnamed_since = Some(now);
+        }
+    }
+
+    /// Should the folder be taken up again now?
+    pub fn due(&self, now: Instant) -> bool {
+        self.count < UNSTICK_MAX
+            && self
+                .unnamed_since
+                .is_some_and(|since| now.duration_since(since) >= self.patience)
+    }
+
+    /// Is a clock running that may still end in taking the folder up again?
+    /// Then the folder must be looked at even when nobody asks.
+    pub fn waiting(&self) -> bool {
+        self.count < UNSTICK_MAX && self.unnamed_since.is_some()
+    }
+
+    /// Can the folder still be taken up again in this engine run?
+    pub fn left(&self) -> bool {
+        self.count < UNSTICK_MAX
+    }
+
+    /// The folder is being taken up again: which time this is (1 for the
+    /// first). The clock starts over, with a new `random` part.
+    pub fn taken_up_again(&mut self, random: Duration) -> u32 {
+        self.count += 1;
+        self.unnamed_since = None;
+        self.patience = UNSTICK_AFTER + random.min(UNSTICK_SPREAD);
+        self.count
+    }
+
+    /// How many times it was taken up again.
+    pub fn count(&self) -> u32 {
+        self.count
     }
 }
 
@@ -258,5 +394,135 @@ mod tests {
         assert_eq!(SyncWord::Synced.as_str(), "synced");
         assert_eq!(SyncWord::Syncing.as_str(), "syncing");
         assert_eq!(SyncWord::Unknown.as_str(), "unknown");
+    }
+
+    fn named(name: &str, online: bool) -> PeerState {
+        PeerState {
+            online,
+            name: Some(name.into()),
+            ..peer()
+        }
+    }
+
+    #[test]
+    fn addresses_are_told_from_device_names() {
+        for address in [
+            "127.0.0.1:52696",
+            "10.0.3.7:3000",
+            "[::1]:4000",
+            "fe80::1:55555",
+        ] {
+            assert!(is_address(address), "{address}");
+        }
+        for name in [
+            "node46001",
+            "sender",
+            "127.0.0.1",
+            "host:3000",
+            "127.0.0.1:99999",
+            "",
+        ] {
+            assert!(!is_address(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn peers_are_unnamed_only_when_every_online_one_is_an_address() {
+        // The stuck run: the peer online, still its address, for 150 s.
+        let stuck = folder(vec![named("127.0.0.1:52696", true)]);
+        assert!(peers_unnamed(&stuck));
+        // After its `id` message: the device name.
+        assert!(!peers_unnamed(&folder(vec![named("engine2", true)])));
+        // One named online peer is enough: an exchange has begun.
+        assert!(!peers_unnamed(&folder(vec![
+            named("127.0.0.1:52696", true),
+            named("engine2", true)
+        ])));
+        // Offline peers do not count either way.
+        assert!(peers_unnamed(&folder(vec![
+            named("127.0.0.1:52696", true),
+            named("engine3", false)
+        ])));
+        assert!(!peers_unnamed(&folder(vec![named(
+            "127.0.0.1:52696",
+            false
+        )])));
+        // No peer online: nothing to wait for.
+        assert!(!peers_unnamed(&folder(vec![])));
+        // No name at all: not taken as unnamed.
+        let mut nameless = peer();
+        nameless.name = None;
+        assert!(!peers_unnamed(&folder(vec![nameless])));
+    }
+
+    #[test]
+    fn unstick_is_due_after_its_patience_of_unnamed_looks() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut watch = Unstick::new(Duration::from_secs(3));
+        assert!(!watch.waiting() && !watch.due(at(100)));
+        // Peers named or none: nothing runs.
+        watch.look(false, at(0));
+        assert!(!watch.waiting());
+        // Unnamed from +1 s: due at +1 + 8 + 3, not a moment before.
+        watch.look(true, at(1));
+        assert!(watch.waiting());
+        watch.look(true, at(5));
+        assert!(!watch.due(at(11)));
+        assert!(watch.due(at(12)));
+        // A look that finds a name starts the clock over.
+        watch.look(false, at(12));
+        assert!(!watch.waiting() && !watch.due(at(30)));
+        watch.look(true, at(30));
+        assert!(!watch.due(at(40)));
+        assert!(watch.due(at(41)));
+        // Taken up again: the clock starts over with the new random part.
+        assert_eq!(watch.taken_up_again(Duration::from_secs(100)), 1);
+        assert_eq!(watch.count(), 1);
+        assert!(!watch.waiting() && !watch.due(at(41)));
+        watch.look(true, at(42));
+        // The random part is at most UNSTICK_SPREAD: 8 + 8.
+        assert!(!watch.due(at(57)));
+        assert!(watch.due(at(58)));
+    }
+
+    #[test]
+    fn unstick_stops_after_its_maximum() {
+        let start = Instant::now();
+        let mut watch = Unstick::new(Duration::ZERO);
+        let mut now = start;
+        for n in 1..=UNSTICK_MAX {
+            watch.look(true, now);
+            now += UNSTICK_AFTER;
+            assert!(watch.due(now), "round {n}");
+            assert_eq!(watch.taken_up_again(Duration::ZERO), n);
+        }
+        assert!(!watch.left());
+        watch.look(true, now);
+        assert!(!watch.waiting(), "no clock without a try left");
+        assert!(!watch.due(now + Duration::from_secs(3600)));
+        assert_eq!(watch.count(), UNSTICK_MAX);
+    }
+
+    #[test]
+    fn only_a_folder_with_nothing_but_sync_holds_nothing() {
+        let dir = std::env::temp_dir().join(format!("syncbox-holds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!holds_nothing(&dir), "a missing folder is not known empty");
+        std::fs::create_dir_all(dir.join(".sync")).expect("dir");
+        assert!(holds_nothing(&dir));
+        std::fs::write(dir.join(".hidden"), b"x").expect("file");
+        assert!(!holds_nothing(&dir));
+        std::fs::remove_file(dir.join(".hidden")).expect("remove");
+        std::fs::create_dir(dir.join("sub")).expect("sub");
+        assert!(!holds_nothing(&dir), "an empty subfolder is content too");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn random_waits_stay_within_the_spread() {
+        for _ in 0..100 {
+            assert!(random_wait() <= UNSTICK_SPREAD);
+        }
     }
 }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use syncbox::engine_api::{ApiError, Client, Credentials, FolderPrefs, VERSION_1_4_111};
 use syncbox::keys::Key;
 use syncbox::procfs;
-use syncbox::sync_state::{SyncWord, judge};
+use syncbox::sync_state::{SyncWord, Unstick, holds_nothing, judge, peers_unnamed, random_wait};
 
 /// Set in the copy of the test that runs inside the namespace.
 const IN_NETNS: &str = "SYNCBOX_TEST_ENGINE_API_IN_NETNS";
@@ -492,11 +492,39 @@ fn two_engines_sync_and_the_judgement_is_never_early() {
         let mut synced_at = None;
         let mut timeline = Vec::new();
         let mut last_line = String::new();
+        // What init does on each node (src/supervisor/webui.rs): a folder
+        // whose peers all stay unnamed is taken up again. 1.4.111 never
+        // starts the first exchange on its own in about 1 run in 50.
+        let mut unstick = [Unstick::new(random_wait()), Unstick::new(random_wait())];
         while started.elapsed() < Duration::from_secs(240) {
             let folders = client.folders().expect("folders");
             let folder = folders.iter().find(|f| f.key == key).expect("the folder");
             let judged = judge(folder, since);
             let elapsed = started.elapsed().as_secs_f64();
+            for (side, (node, path)) in [(&mut sender_client, &source), (&mut client, &target)]
+                .into_iter()
+                .enumerate()
+            {
+                let watch = &mut unstick[side];
+                let folders = node.folders().expect("folders");
+                let unnamed = folders
+                    .iter()
+                    .find(|f| f.key == key)
+                    .is_some_and(peers_unnamed);
+                let looked = Instant::now();
+                // As init: only a folder with nothing in it (never the sender's).
+                watch.look(unnamed && holds_nothing(path), looked);
+                if watch.due(looked) {
+                    let n = watch.taken_up_again(random_wait());
+                    let who = ["sender", "receiver"][side];
+                    println!(
+                        "+{elapsed:.1} s: the {who}'s peer stayed unnamed: folder taken up again ({n})"
+                    );
+                    timeline.push(format!("+{elapsed:6.1} s  {who}: taken up again ({n})"));
+                    node.remove_folder(&key).expect("remove for the retake");
+                    node.add_folder(path, &key).expect("add again");
+                }
+            }
             let true_now = digests(&target) == want;
             if true_now && truth_at.is_none() {
                 truth_at = Some(elapsed);

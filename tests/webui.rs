@@ -286,6 +286,163 @@ fn an_engine_without_the_interface_runs_in_config_file_mode() {
     assert_eq!(init.wait_exit(), 0);
 }
 
+/// When the stand-in recorded each `action` call about `folder` (unix
+/// seconds).
+fn api_times(sandbox: &Sandbox, action: &str, folder: &str) -> Vec<f64> {
+    sandbox
+        .events_of("api")
+        .into_iter()
+        .filter(|e| e["action"] == action && e["folder"] == folder)
+        .filter_map(|e| e["t"].as_f64())
+        .collect()
+}
+
+const RETAKE_LINE: &str =
+    "the engine's first exchange with its peer did not start: taking the folder up again";
+
+/// 1.4.111's stuck first exchange (its peer online, named by its address,
+/// forever): init takes the folder up again (removed and given again over
+/// the interface) 8 to 16 s after it saw every peer unnamed, once: the
+/// peer is named after. A folder whose peer is named is never touched, nor
+/// one that holds files (its peers would see it empty for a moment). The
+/// sync rule's `since` stays when the folder was first given.
+#[test]
+fn a_folder_whose_peer_stays_unnamed_is_taken_up_again_and_a_named_one_never() {
+    let sandbox = webui_sandbox("webui-retake");
+    let peers = peers_file(&sandbox);
+    let script = |stuck_synced_at: u64| {
+        json!({
+            "stuck": [{"isonline": true, "unnamed_until_readded": true,
+                       "lastsynctime": stuck_synced_at, "downdiff": 0}],
+            "named": [{"isonline": true, "lastsynctime": 0, "downdiff": 0}],
+            "full": [{"isonline": true, "unnamed_until_readded": true}],
+        })
+        .to_string()
+    };
+    fs::write(&peers, script(0)).expect("peers");
+    add(&sandbox, "stuck");
+    add(&sandbox, "named");
+    add(&sandbox, "full");
+    fs::write(sandbox.folder("full").join("kept.txt"), b"kept").expect("write");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    wait_until(
+        "the engine got the folders",
+        || api_calls(&sandbox, "addsyncfolder").len() == 3,
+        || sandbox.context(),
+    );
+    let given = api_times(&sandbox, "addsyncfolder", "stuck")[0];
+    // An exchange after the first give but before the retake (at least 8 s
+    // later): it must count for the sync rule.
+    let synced_at = given as u64 + 2;
+    fs::write(&peers, script(synced_at)).expect("peers");
+
+    wait_until(
+        "init takes stuck up again",
+        || api_calls(&sandbox, "addsyncfolder").len() == 4,
+        || sandbox.context(),
+    );
+    assert_eq!(api_calls(&sandbox, "removefolder"), ["stuck"]);
+    let removed = api_times(&sandbox, "removefolder", "stuck")[0];
+    assert!(
+        removed - given >= 8.0,
+        "taken up again {:.1}s after it was given\n{}",
+        removed - given,
+        sandbox.context()
+    );
+    let stderr = init.stderr();
+    assert!(
+        stderr.contains(&format!("stuck: {RETAKE_LINE} (1 of 5)")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("named: "), "{stderr}");
+    // The `since` of the first give counts.
+    let (code, stderr) = run_wait(&sandbox, &["--timeout", "5", "stuck"]);
+    assert_eq!(code, 0, "{stderr}\n{}", sandbox.context());
+
+    // Named now: no more; longer than the longest patience (16 s) and a look.
+    std::thread::sleep(std::time::Duration::from_secs(18));
+    assert_eq!(api_calls(&sandbox, "removefolder"), ["stuck"]);
+    assert_eq!(api_calls(&sandbox, "addsyncfolder").len(), 4);
+    assert_eq!(
+        fs::read(sandbox.folder("full").join("kept.txt")).expect("kept"),
+        b"kept"
+    );
+    let status = init.status();
+    assert_eq!(
+        status["engine"]["folders"],
+        json!(["full", "named", "stuck"]),
+        "{status}"
+    );
+    assert_eq!(status["starts"], 1, "{status}");
+    let stderr = init.stderr();
+    assert_eq!(stderr.matches(RETAKE_LINE).count(), 1, "{stderr}");
+    // No key in the log.
+    let key = String::from_utf8(sandbox.run(&["secret", "stuck"]).stdout).expect("key");
+    assert!(!stderr.contains(key.trim()), "{stderr}");
+    sandbox.assert_nothing_vanished();
+    init.signal(libc_sigterm());
+    assert_eq!(init.wait_exit(), 0);
+}
+
+/// A peer that stays unnamed whatever init does: the folder is taken up
+/// again 5 times in this engine run, then left alone, and init stops
+/// looking at the engine on its own.
+#[test]
+fn a_folder_is_taken_up_again_at_most_five_times() {
+    let sandbox = webui_sandbox("webui-retake-max");
+    fs::write(
+        peers_file(&sandbox),
+        json!({"mute": [{"isonline": true, "name": "127.0.0.1:45001"}]}).to_string(),
+    )
+    .expect("peers");
+    add(&sandbox, "mute");
+    let mut init = Init::start_running(&sandbox, Mode::Subreaper, &[]);
+    for n in 1..=5 {
+        wait_until(
+            &format!("init takes mute up again ({n})"),
+            || api_calls(&sandbox, "removefolder").len() >= n,
+            || sandbox.context(),
+        );
+    }
+    wait_until(
+        "mute given again the fifth time",
+        || api_calls(&sandbox, "addsyncfolder").len() == 6,
+        || sandbox.context(),
+    );
+    let times = api_times(&sandbox, "removefolder", "mute");
+    let gives = api_times(&sandbox, "addsyncfolder", "mute");
+    for (n, removed) in times.iter().enumerate() {
+        assert!(
+            removed - gives[n] >= 8.0,
+            "retake {} came {:.1}s after the give before it",
+            n + 1,
+            removed - gives[n]
+        );
+    }
+    let stderr = init.stderr();
+    assert!(
+        stderr.contains(&format!("mute: {RETAKE_LINE} (5 of 5)")),
+        "{stderr}"
+    );
+    // No try left: init no longer reads the engine's folders on its own.
+    let looks = || {
+        sandbox
+            .events_of("api")
+            .into_iter()
+            .filter(|e| e["action"] == "getsyncfolders")
+            .count()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let before = looks();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(looks(), before, "init still looks at the engine's folders");
+    assert_eq!(api_calls(&sandbox, "removefolder").len(), 5);
+    assert_eq!(init.stderr().matches(RETAKE_LINE).count(), 5);
+    assert_eq!(init.status()["starts"], 1);
+    init.signal(libc_sigterm());
+    assert_eq!(init.wait_exit(), 0);
+}
+
 /// Every file under `dir` (but `.sync/`) with the sha256 of its content.
 fn digests(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     use sha2::{Digest, Sha256};

@@ -98,6 +98,17 @@ impl Supervisor {
         pending.into_iter().chain(reload).chain(proof).min()
     }
 
+    /// May the folder of `ns` be removed and given again now? Not while a
+    /// change waits or a reload is in flight (which may be about `ns`; a
+    /// `del` must find the engine as the change expects, and a reload's
+    /// proof must not see a folder come and go), nor while an `add` waits
+    /// for the proof that the engine serves `ns`.
+    pub(super) fn may_retake(&self, ns: Option<&Name>) -> bool {
+        let proving =
+            ns.is_some_and(|ns| self.waiters.iter().any(|w| w.serving.as_ref() == Some(ns)));
+        self.pending.is_none() && self.reload.is_none() && !proving
+    }
+
     /// Look at the reload in flight; apply the pending changes if due.
     pub(super) fn apply_due_changes(&mut self, now: Instant) {
         self.check_reload(now);

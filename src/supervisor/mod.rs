@@ -513,8 +513,12 @@ impl Supervisor {
             _ => None,
         };
         let apply = self.next_apply();
+        let now = Instant::now();
         let api = match &self.engine {
-            Engine::Up(engine) => engine.api.as_ref().and_then(|a| a.next_try(Instant::now())),
+            Engine::Up(engine) => engine
+                .api
+                .as_ref()
+                .and_then(|a| a.next_try(now).into_iter().chain(a.next_look(now)).min()),
             _ => None,
         };
         let apply = apply.into_iter().chain(api).min();
@@ -533,6 +537,7 @@ impl Supervisor {
 
     fn on_timers(&mut self, now: Instant) {
         self.drive_api(now);
+        self.unstick_folders(now);
         self.poll_cluster(now);
         self.trash.sweep(now);
         if let Engine::Stopping {

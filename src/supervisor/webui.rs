@@ -8,10 +8,19 @@
 //! serves every folder it remembers, with no config to drop the ones
 //! removed while init was down (their files may be gone). Each folder's
 //! database stays and is taken up again; the engine gets a new PeerID.
+//!
+//! A folder whose first exchange does not start (every online peer still
+//! listed under its address, [`sync_state::peers_unnamed`]) and that holds
+//! no file yet ([`sync_state::holds_nothing`]) is taken up again: removed
+//! and given again over the interface, which makes the engine find its
+//! peers anew. 1.4.111 otherwise never retries in about 1
+//! run in 50 of two nodes started together. So that this happens without
+//! anyone asking for a state, the folders are looked at once a second
+//! while one is young or waits to be taken up again; at rest, never.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -23,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::keys::Key;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::sync_state::{self, Judgement, SyncWord};
+use crate::sync_state::{self, Judgement, SyncWord, UNSTICK_MAX, Unstick};
 
 /// How long a started engine may take to answer on its interface before
 /// init gives up on this mode and restarts it in config-file mode.
@@ -32,6 +41,11 @@ pub const API_BOUND: Duration = Duration::from_secs(15);
 pub const API_RETRY: Duration = Duration::from_millis(100);
 /// The sync state is read at most this often, whoever asks.
 pub const STATE_POLL: Duration = Duration::from_secs(1);
+/// A folder given (or taken up again) less than this ago is young: init
+/// looks at it every [`STATE_POLL`] on its own, to see whether its first
+/// exchange started. Seen with 1.4.111: the peer is listed about 1 s after
+/// the add, named at once or after ~34 s, or never.
+pub const YOUNG: Duration = Duration::from_secs(120);
 
 /// The engine's interface, as this engine run knows it.
 pub struct Api {
@@ -43,6 +57,41 @@ pub struct Api {
     since: BTreeMap<Name, u64>,
     states: BTreeMap<Name, Judgement>,
     polled: Option<Instant>,
+    /// The last read failed (logged once until one succeeds: init reads
+    /// every second on its own while a folder is young).
+    read_failed: bool,
+    /// Every folder given over the interface, by path: watched for a first
+    /// exchange that does not start.
+    given: BTreeMap<PathBuf, Given>,
+}
+
+/// A folder the engine was given, as the watch for a first exchange that
+/// does not start needs it.
+struct Given {
+    /// For the log and the guards: its namespace (`None`: the cluster
+    /// registry, which no change removes while the engine runs).
+    ns: Option<Name>,
+    key: Key,
+    /// When it was given or last taken up again.
+    at: Instant,
+    unstick: Unstick,
+}
+
+impl Given {
+    fn new(ns: Option<Name>, key: &Key, at: Instant) -> Given {
+        Given {
+            ns,
+            key: key.clone(),
+            at,
+            unstick: Unstick::new(sync_state::random_wait()),
+        }
+    }
+
+    fn label(&self) -> String {
+        self.ns
+            .as_ref()
+            .map_or_else(|| "the cluster registry".to_owned(), Name::to_string)
+    }
 }
 
 impl Api {
@@ -53,6 +102,17 @@ impl Api {
     /// When the interface should next be tried, while it does not answer.
     pub fn next_try(&self, now: Instant) -> Option<Instant> {
         (!self.ready).then_some(now + API_RETRY)
+    }
+
+    /// When the folders should next be looked at although nobody asks:
+    /// while one is young or its clock runs, and may still be taken up
+    /// again. `None` otherwise, so an init at rest sets no timer for it.
+    pub fn next_look(&self, now: Instant) -> Option<Instant> {
+        let watching = self.ready
+            && self.given.values().any(|g| {
+                g.unstick.left() && (g.unstick.waiting() || now.duration_since(g.at) < YOUNG)
+            });
+        watching.then(|| self.polled.map_or(now, |at| at + STATE_POLL))
     }
 }
 
@@ -96,6 +156,8 @@ pub fn prepare_start(layout: &Layout) -> Result<(WebUi, Api)> {
         since: BTreeMap::new(),
         states: BTreeMap::new(),
         polled: None,
+        read_failed: false,
+        given: BTreeMap::new(),
     };
     Ok((
         WebUi {
@@ -136,17 +198,23 @@ impl Supervisor {
                 );
                 let stamp = crate::registry::now();
                 for (ns, key) in &engine.folders {
-                    match give(&mut api.client, &layout.folder(ns), key) {
+                    let path = layout.folder(ns);
+                    match give(&mut api.client, &path, key) {
                         Ok(()) => {
                             api.since.insert(ns.clone(), stamp);
+                            api.given
+                                .insert(path, Given::new(Some(ns.clone()), key, now));
                         }
                         Err(e) => log!("{ns}: the engine did not take it: {e}"),
                     }
                 }
-                if let Some((dir, key)) = registry_folder
-                    && let Err(e) = give(&mut api.client, &dir, &key)
-                {
-                    log!("the cluster registry: the engine did not take it: {e}");
+                if let Some((dir, key)) = registry_folder {
+                    match give(&mut api.client, &dir, &key) {
+                        Ok(()) => {
+                            api.given.insert(dir, Given::new(None, &key, now));
+                        }
+                        Err(e) => log!("the cluster registry: the engine did not take it: {e}"),
+                    }
                 }
                 engine.given_folders = Some(now);
             }
@@ -184,14 +252,104 @@ impl Supervisor {
                 .map_err(|e| format!("cannot remove {ns}: {e}"))?;
             api.since.remove(ns);
             api.states.remove(ns);
+            api.given.remove(&layout.folder(ns));
         }
         let stamp = crate::registry::now();
+        let now = Instant::now();
         for (ns, key) in adding {
-            give(&mut api.client, &layout.folder(ns), key)
-                .map_err(|e| format!("cannot add {ns}: {e}"))?;
+            let path = layout.folder(ns);
+            give(&mut api.client, &path, key).map_err(|e| format!("cannot add {ns}: {e}"))?;
             api.since.insert(ns.clone(), stamp);
+            api.given
+                .insert(path, Given::new(Some(ns.clone()), key, now));
         }
         Ok(())
+    }
+
+    /// Look at the folders when [`Api::next_look`] says so, and take up
+    /// again every folder whose peers stayed unnamed too long.
+    pub(super) fn unstick_folders(&mut self, now: Instant) {
+        let look = match &self.engine {
+            Engine::Up(engine) => engine
+                .api
+                .as_ref()
+                .and_then(|api| api.next_look(now))
+                .is_some_and(|at| at <= now),
+            _ => false,
+        };
+        if look {
+            self.sync_states(now);
+        }
+        let due: Vec<(PathBuf, Option<Name>)> = match &self.engine {
+            Engine::Up(engine) => engine
+                .api
+                .iter()
+                .filter(|api| api.ready)
+                .flat_map(|api| &api.given)
+                .filter(|(_, g)| g.unstick.due(now))
+                // Still what this engine should serve, as given.
+                .filter(|(_, g)| {
+                    g.ns.as_ref()
+                        .is_none_or(|ns| engine.folders.get(ns) == Some(&g.key))
+                })
+                .map(|(path, g)| (path.clone(), g.ns.clone()))
+                .collect(),
+            _ => return,
+        };
+        let mut failed = false;
+        for (path, ns) in due {
+            // Asked again for each folder: a failure below may have
+            // started a restart.
+            if !self.may_retake(ns.as_ref()) || failed {
+                continue;
+            }
+            failed = !self.retake(&path, now);
+        }
+    }
+
+    /// Remove the folder at `path` and give it again. The files and the
+    /// folder's database stay (1.4.111 keeps `<ID>.db` and reuses it), so
+    /// nothing is synced anew; `since` stays when it was first given, see
+    /// below. `false`: it could not be given again, the engine restarts
+    /// (and gets every folder again).
+    fn retake(&mut self, path: &Path, now: Instant) -> bool {
+        let Engine::Up(engine) = &mut self.engine else {
+            return true;
+        };
+        let Some(api) = &mut engine.api else {
+            return true;
+        };
+        let Some(given) = api.given.get_mut(path) else {
+            return true;
+        };
+        let label = given.label();
+        let n = given.unstick.taken_up_again(sync_state::random_wait());
+        given.at = now;
+        log!(
+            "{label}: the engine's first exchange with its peer did not start: taking the \
+             folder up again ({n} of {UNSTICK_MAX})"
+        );
+        // Given again whatever the removal answered: a folder the engine
+        // no longer had is given, one it kept is "already added".
+        let _ = api.client.remove_folder(&given.key);
+        let key = given.key.clone();
+        // `since` (the sync rule's) is not moved: a first exchange had not
+        // begun, every online peer being unnamed, and the files are the
+        // ones that were there when the folder was first given. An
+        // exchange after that first give speaks for them, even one with a
+        // peer offline now; moving `since` would only make `synced` later.
+        // The proof that the engine serves its folders is due a bound
+        // after this give, as after the first one: an `add` of a folder
+        // served already must not catch it between removal and give.
+        engine.given_folders = Some(Instant::now());
+        match give(&mut api.client, path, &key) {
+            Ok(()) => true,
+            Err(e) => {
+                log!("{label}: the engine did not take it again ({e}): restarting it");
+                self.begin_restart(now, &Default::default());
+                false
+            }
+        }
     }
 
     /// Each namespace's sync state, read from the engine at most once a
@@ -210,6 +368,7 @@ impl Supervisor {
             api.polled = Some(now);
             match api.client.folders() {
                 Ok(folders) => {
+                    api.read_failed = false;
                     let mut states = BTreeMap::new();
                     for (ns, since) in &api.since {
                         let path = layout.folder(ns);
@@ -218,10 +377,27 @@ impl Supervisor {
                         }
                     }
                     api.states = states;
+                    for (path, given) in &mut api.given {
+                        let unnamed = folders
+                            .iter()
+                            .find(|f| &f.path == path && f.key == given.key)
+                            .is_some_and(sync_state::peers_unnamed);
+                        // Read from disk only while peers are unnamed,
+                        // which is rare after the first seconds.
+                        let stuck = unnamed && sync_state::holds_nothing(path);
+                        given.unstick.look(stuck, now);
+                    }
                 }
                 Err(e) => {
-                    log!("cannot read the sync state from the engine: {e}");
+                    if !api.read_failed {
+                        log!("cannot read the sync state from the engine: {e}");
+                    }
+                    api.read_failed = true;
                     api.states.clear();
+                    // Nothing is taken up again on what was not seen.
+                    for given in api.given.values_mut() {
+                        given.unstick.look(false, now);
+                    }
                 }
             }
         }

@@ -141,7 +141,12 @@
 //!   "peer-N", `updiff`: 0); `downfiles` only when given, and then
 //!   `upfiles` (0 unless given) with it, as 1.4.111 shows both while files
 //!   are exchanged and neither otherwise. No file, or no entry for the
-//!   folder: `"peers": [  ]`.
+//!   folder: `"peers": [  ]`. An object with `"unnamed_until_readded":
+//!   true` plays the peer of a first exchange that never started: until
+//!   this engine run removed the folder (`removefolder`) and was given it
+//!   again (`addsyncfolder`), it is named by an address ("127.0.0.1:4xxxx")
+//!   with only its `isonline` given and nothing exchanged (`lastsynctime`
+//!   and `downdiff` 0); after that, as the object says.
 
 #[path = "stand_in_webui.rs"]
 mod webui;

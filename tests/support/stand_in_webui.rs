@@ -3,6 +3,7 @@
 //! where it is stricter than the real engine, is listed in the header of
 //! `stand_in_engine.rs`.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -54,6 +55,14 @@ pub struct Api {
     pub quit: Arc<AtomicBool>,
     sessions: Mutex<Vec<(String, String)>>,
     counter: AtomicU64,
+    /// Folders (by name) removed in this run, and those given again after.
+    retaken: Mutex<Retaken>,
+}
+
+#[derive(Default)]
+struct Retaken {
+    removed: BTreeSet<String>,
+    readded: BTreeSet<String>,
 }
 
 impl Api {
@@ -72,6 +81,7 @@ impl Api {
             quit,
             sessions: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
+            retaken: Mutex::new(Retaken::default()),
         }
     }
 
@@ -250,15 +260,23 @@ impl Api {
                     let id = serving.folders[at].0.id.clone();
                     serving.drop_folder(&id);
                     serving.save();
+                    if let (Ok(mut retaken), Some(name)) = (self.retaken.lock(), &name) {
+                        retaken.removed.insert(name.clone());
+                    }
                 }
                 (200, json!({"status": 200}), name)
             }
             "getsyncfolders" => {
                 let peers = peers_file();
+                let readded = self
+                    .retaken
+                    .lock()
+                    .map(|r| r.readded.clone())
+                    .unwrap_or_default();
                 let folders: Vec<Value> = serving
                     .folders
                     .iter()
-                    .map(|(f, _)| folder_json(f, &peers))
+                    .map(|(f, _)| folder_json(f, &peers, readded.contains(&f.name())))
                     .collect();
                 (
                     200,
@@ -425,6 +443,11 @@ impl Api {
         };
         serving.serve(&folder);
         serving.save();
+        if let (Ok(mut retaken), Some(name)) = (self.retaken.lock(), &name)
+            && retaken.removed.contains(name)
+        {
+            retaken.readded.insert(name.clone());
+        }
         (
             200,
             json!({"status": 200, "value": {"path": path, "secret": secret}}),
@@ -490,7 +513,8 @@ fn content(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
-fn folder_json(folder: &Folder, peers: &Map<String, Value>) -> Value {
+/// `readded`: the folder was removed and given again in this run.
+fn folder_json(folder: &Folder, peers: &Map<String, Value>, readded: bool) -> Value {
     let (files, size) = content(&folder.dir);
     let name = folder.name();
     let id_bytes: Vec<u8> = (0..folder.id.len() / 2)
@@ -506,7 +530,7 @@ fn folder_json(folder: &Folder, peers: &Map<String, Value>) -> Value {
         .map(|list| {
             list.iter()
                 .enumerate()
-                .map(|(n, given)| peer_json(&folder.id, n, given))
+                .map(|(n, given)| peer_json(&folder.id, n, given, readded))
                 .collect()
         })
         .unwrap_or_default();
@@ -543,8 +567,10 @@ fn folder_json(folder: &Folder, peers: &Map<String, Value>) -> Value {
 /// A peer of `STAND_IN_PEERS` with the fields 1.4.111 gives every peer
 /// filled in where the test left them out. `downfiles` (and `upfiles`,
 /// which 1.4.111 shows with it) only when given: the real engine shows them
-/// only while files are being exchanged.
-fn peer_json(folder_id: &str, n: usize, given: &Value) -> Value {
+/// only while files are being exchanged. A peer `"unnamed_until_readded"`
+/// is named by its address, online as given and nothing else, until the
+/// folder was `readded`.
+fn peer_json(folder_id: &str, n: usize, given: &Value, readded: bool) -> Value {
     use sha1::{Digest, Sha1};
     let id: String = Sha1::digest(format!("{folder_id}:{n}").as_bytes())
         .iter()
@@ -561,8 +587,16 @@ fn peer_json(folder_id: &str, n: usize, given: &Value) -> Value {
         "name": format!("peer-{n}"),
         "updiff": 0,
     });
+    const UNNAMED: &str = "unnamed_until_readded";
     if let (Some(peer), Some(given)) = (peer.as_object_mut(), given.as_object()) {
-        for (key, value) in given {
+        if given.get(UNNAMED) == Some(&Value::Bool(true)) && !readded {
+            peer.insert("name".into(), json!(format!("127.0.0.1:{}", 40000 + n)));
+            if let Some(online) = given.get("isonline") {
+                peer.insert("isonline".into(), online.clone());
+            }
+            return Value::Object(peer.clone());
+        }
+        for (key, value) in given.iter().filter(|(key, _)| *key != UNNAMED) {
             peer.insert(key.clone(), value.clone());
         }
         if given.contains_key("downfiles") && !given.contains_key("upfiles") {
