@@ -22,6 +22,14 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::real::{OFFLINE, real_image};
+
+/// OFFLINE, and WebUI mode whatever SYNCBOX_TEST_ENGINE_API says: these
+/// proofs are of the sync state, which only that mode knows.
+fn webui_offline() -> Vec<&'static str> {
+    let mut options = OFFLINE.to_vec();
+    options.extend_from_slice(&["-e", "BTSYNC_ENGINE_API=webui"]);
+    options
+}
 use crate::support::*;
 
 /// The namespace every test here syncs.
@@ -495,7 +503,7 @@ fn real_btsync_sync_state_wait_on_a_fresh_node_returns_with_every_file() {
     let mut all: Vec<&str> = vec![&sender_name];
     all.extend(receiver_names.iter().map(String::as_str));
     let sender_hosts = known_hosts(&all);
-    let mut options = OFFLINE.to_vec();
+    let mut options = webui_offline();
     options.extend_from_slice(&["-e", &sender_hosts]);
     let sender = Node::start(&scope, &image, "node1", &network, &options);
 
@@ -514,7 +522,7 @@ fn real_btsync_sync_state_wait_on_a_fresh_node_returns_with_every_file() {
     let mut figures = Vec::new();
     for (run, name) in receiver_names.iter().enumerate() {
         let hosts = known_hosts(&[&sender_name, name]);
-        let mut options = OFFLINE.to_vec();
+        let mut options = webui_offline();
         options.extend_from_slice(&["-e", &hosts]);
         let receiver = Node::start(&scope, &image, &format!("node2-{run}"), &network, &options);
         wait_init(&receiver);
@@ -571,7 +579,7 @@ fn real_btsync_sync_state_wait_after_a_restart_waits_for_every_change() {
     let scope = Scope::new("sync-restart");
     let image = real_image();
     let network = scope.network("net");
-    let (nodes, _) = Node::peers(&scope, &image, &network, 2, &OFFLINE);
+    let (nodes, _) = Node::peers(&scope, &image, &network, 2, &webui_offline());
     let (sender, receiver) = (&nodes[0], &nodes[1]);
     let mut expected = write_dataset(&sender.data.join(NS), 1, 20 << 20, 500);
     sender.exec_ok(&["ctl", "add", NS]);
@@ -620,10 +628,10 @@ fn real_btsync_sync_state_wait_without_a_peer_times_out_unknown() {
     // One node knows no host; the other knows one nobody answers to (no
     // container has the name).
     let nowhere = known_hosts(&[&scope.unique("nobody")]);
-    let mut pointing = OFFLINE.to_vec();
+    let mut pointing = webui_offline();
     pointing.extend_from_slice(&["-e", &nowhere]);
     let nodes = [
-        Node::start(&scope, &image, "alone", &network, &OFFLINE),
+        Node::start(&scope, &image, "alone", &network, &webui_offline()),
         Node::start(&scope, &image, "pointing", &network, &pointing),
     ];
     for node in &nodes {
@@ -685,7 +693,7 @@ fn real_btsync_sync_state_plugin_mount_with_wait_gives_the_whole_copy() {
     let network = scope.network("net");
     let names = [scope.unique("node1"), scope.unique("node2")];
     let hosts = known_hosts(&[&names[0], &names[1]]);
-    let mut options = OFFLINE.to_vec();
+    let mut options = webui_offline();
     options.extend_from_slice(&["-e", &hosts]);
     let sender = Node::start(&scope, &image, "node1", &network, &options);
     let folder = sender.data.join(NS);
