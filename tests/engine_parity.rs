@@ -37,10 +37,14 @@
 mod common;
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+/// The signal a segmentation fault delivers on Linux.
+const SIGSEGV: i32 = 11;
 
 use common::TempDir;
 use serde_json::{Value, json};
@@ -193,6 +197,34 @@ impl Node {
     /// WebUI on 127.0.0.1 can be reached (through `nsenter`).
     fn start_webui(&mut self, engine: &Engine, env: &[(&str, &str)]) -> Running {
         self.start_with(engine, env, true)
+    }
+
+    /// `start_webui`, then a session. Now and then 1.4.111 dies of SIGSEGV
+    /// before its WebUI first answers (seen in about 1 of 40 starts here,
+    /// with nothing asked of it but the token); such a start is reported
+    /// and made once more: the engine's own crash is not a behaviour the
+    /// stand-in must copy, and init restarts an engine that crashes.
+    fn start_webui_session(
+        &mut self,
+        engine: &Engine,
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> (Running, Session) {
+        for attempt in 1..=2 {
+            let mut run = self.start_webui(engine, env);
+            if let Some(session) = run.try_session(port) {
+                return (run, session);
+            }
+            eprintln!(
+                "{}: died of SIGSEGV before its WebUI answered (start {attempt} of 2)\n{}",
+                engine.label,
+                run.output()
+            );
+        }
+        panic!(
+            "{}: died of SIGSEGV before its WebUI answered, twice",
+            engine.label
+        );
     }
 
     fn start_with(&mut self, engine: &Engine, env: &[(&str, &str)], loopback: bool) -> Running {
@@ -694,14 +726,33 @@ impl Running {
     }
 
     /// Wait until the WebUI answers, then open a session.
-    fn session(&mut self, port: u16) -> Session {
+    /// A session, once the WebUI answers; `None` when the real engine died
+    /// of SIGSEGV first (see `Node::start_webui_session`).
+    fn try_session(&mut self, port: u16) -> Option<Session> {
         let auth = format!("{LOGIN}:{PASSWORD}");
-        let mut reply = None;
-        self.wait_until("the WebUI answers", |r| {
-            reply = r.http(port, &["-u", &auth, "-X", "POST"], "/gui/token.html");
-            reply.is_some()
-        });
-        let reply = reply.expect("an answer");
+        let deadline = Instant::now() + DEADLINE;
+        let reply = loop {
+            if let Some(reply) = self.http(port, &["-u", &auth, "-X", "POST"], "/gui/token.html") {
+                break reply;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if status.signal() == Some(SIGSEGV) && self.real {
+                    return None;
+                }
+                panic!(
+                    "{}: exited ({status}) before the WebUI answers\n{}",
+                    self.label,
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: timed out waiting until the WebUI answers\n{}",
+                self.label,
+                self.output()
+            );
+            sleep(Duration::from_millis(20));
+        };
         assert_eq!(reply.status, 200, "{}: {}", self.label, reply.head);
         let guid = reply
             .head
@@ -716,7 +767,7 @@ impl Running {
             .and_then(|rest| rest.strip_suffix("</div></html>"))
             .expect("the token page")
             .to_owned();
-        Session { port, guid, token }
+        Some(Session { port, guid, token })
     }
 
     /// One action: (HTTP status, JSON body).
@@ -789,8 +840,7 @@ fn webui_config_without_folders_starts_and_guards_its_interface() {
         let mut node = Node::new(&engine, "webui");
         let port = free_port();
         node.write_webui_config(port, |_| {});
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (run, session) = node.start_webui_session(&engine, &[], port);
 
         for auth in [None, Some(format!("{LOGIN}:wrong"))] {
             let mut args = vec!["-X", "POST"];
@@ -880,8 +930,7 @@ fn webui_config_without_folders_starts_and_guards_its_interface() {
         run.stop();
 
         // The agreement is kept in the storage.
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (run, session) = node.start_webui_session(&engine, &[], port);
         assert_eq!(
             run.call(&session, "action=version"),
             (200, json!({"status": 200, "value": 17039471})),
@@ -898,8 +947,7 @@ fn refusing_the_license_shuts_the_engine_down() {
         let mut node = Node::new(&engine, "license");
         let port = free_port();
         node.write_webui_config(port, |_| {});
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (run, session) = node.start_webui_session(&engine, &[], port);
         assert_eq!(
             run.call(&session, "action=setlicenseagreed&value=false"),
             error(200, "User doesn't agree with the license"),
@@ -984,8 +1032,7 @@ fn a_folder_added_over_the_webui_is_served_like_a_config_folder() {
         let mut node = Node::new(&engine, "webuiadd");
         let port = free_port();
         node.write_webui_config(port, |_| {});
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (mut run, session) = node.start_webui_session(&engine, &[], port);
         run.agree(&session);
         let alpha = node.folder("alpha");
         fs::create_dir_all(&alpha).expect("alpha");
@@ -1244,8 +1291,7 @@ fn folders_added_over_the_webui_are_served_again_after_a_restart() {
         let mut node = Node::new(&engine, "webuirestart");
         let port = free_port();
         node.write_webui_config(port, |_| {});
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (mut run, session) = node.start_webui_session(&engine, &[], port);
         run.agree(&session);
         let alpha = node.folder("alpha");
         run.add(&session, &alpha, KEY_A, "");
@@ -1265,8 +1311,7 @@ fn folders_added_over_the_webui_are_served_again_after_a_restart() {
         assert!(run.serves(&node, "alpha"), "{label}: kept over HUP");
         run.stop();
 
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (mut run, session) = node.start_webui_session(&engine, &[], port);
         run.wait_until("alpha is served again", |r| r.serves(&node, "alpha"));
         let folders = run.folders(&session);
         assert_eq!(folders.len(), 1, "{label}: {folders:?}");
@@ -1299,8 +1344,7 @@ fn a_folder_stored_from_config_mode_is_served_in_webui_mode() {
 
         let port = free_port();
         node.write_webui_config(port, |_| {});
-        let mut run = node.start_webui(&engine, &[]);
-        let session = run.session(port);
+        let (mut run, session) = node.start_webui_session(&engine, &[], port);
         run.agree(&session);
         run.wait_until("alpha is served in WebUI mode", |r| {
             r.serves(&node, "alpha")
@@ -1330,8 +1374,7 @@ fn stand_in_shows_the_peers_it_is_given_and_logs_each_call() {
     node.write_webui_config(port, |_| {});
     let peers = node.root.join("peers.json");
     let peers_var = peers.display().to_string();
-    let mut run = node.start_webui(&engine, &[("STAND_IN_PEERS", &peers_var)]);
-    let session = run.session(port);
+    let (run, session) = node.start_webui_session(&engine, &[("STAND_IN_PEERS", &peers_var)], port);
     run.agree(&session);
     let alpha = node.folder("alpha");
     run.add(&session, &alpha, KEY_A, "");
