@@ -753,15 +753,20 @@ impl Node {
     /// mode: its interface's folder list, asked from inside the engine's
     /// network namespace (nsenter, curl) with the credentials of its config.
     pub fn engine_folders(&self) -> Vec<(String, String)> {
-        let (pid, config) = self.engine_config();
-        let folders = match config.get("webui") {
-            None => config["shared_folders"].clone(),
-            Some(webui) => wait_for(
-                &format!("{}'s engine to list its folders", self.name),
-                Duration::from_secs(30),
-                || interface_folders(pid, webui),
-            ),
-        };
+        // Asked again of whichever engine runs now: one restarted meanwhile
+        // has another pid (and another port).
+        let folders = wait_for(
+            &format!("{}'s engine to list its folders", self.name),
+            Duration::from_secs(30),
+            || {
+                let pid = processes(&self.name, "/bin/btsync").first()?.0;
+                let config = engine_config(pid)?;
+                match config.get("webui") {
+                    None => Some(config["shared_folders"].clone()),
+                    Some(webui) => interface_folders(pid, webui),
+                }
+            },
+        );
         let mut listed: Vec<(String, String)> = folders
             .as_array()
             .into_iter()
