@@ -289,14 +289,25 @@ impl Running {
     }
 
     fn wait_until(&mut self, what: &str, mut done: impl FnMut(&mut Running) -> bool) {
+        if let Err(status) = self.poll_until(what, |r| done(r).then_some(())) {
+            self.exited_before(status, what);
+        }
+    }
+
+    /// `attempt` until it gives a value; `Err` with the engine's exit
+    /// status when it exits first. Fails the test at the deadline.
+    fn poll_until<T>(
+        &mut self,
+        what: &str,
+        mut attempt: impl FnMut(&mut Running) -> Option<T>,
+    ) -> Result<T, std::process::ExitStatus> {
         let deadline = Instant::now() + DEADLINE;
-        while !done(self) {
+        loop {
+            if let Some(value) = attempt(self) {
+                return Ok(value);
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{}: exited ({status}) before {what}\n{}",
-                    self.label,
-                    self.output()
-                );
+                return Err(status);
             }
             assert!(
                 Instant::now() < deadline,
@@ -306,6 +317,14 @@ impl Running {
             );
             sleep(Duration::from_millis(20));
         }
+    }
+
+    fn exited_before(&self, status: std::process::ExitStatus, what: &str) -> ! {
+        panic!(
+            "{}: exited ({status}) before {what}\n{}",
+            self.label,
+            self.output()
+        );
     }
 
     /// Does the engine serve `ns` as btsync does: a 20-byte `.sync/ID` and
@@ -730,28 +749,13 @@ impl Running {
     /// of SIGSEGV first (see `Node::start_webui_session`).
     fn try_session(&mut self, port: u16) -> Option<Session> {
         let auth = format!("{LOGIN}:{PASSWORD}");
-        let deadline = Instant::now() + DEADLINE;
-        let reply = loop {
-            if let Some(reply) = self.http(port, &["-u", &auth, "-X", "POST"], "/gui/token.html") {
-                break reply;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                if status.signal() == Some(SIGSEGV) && self.real {
-                    return None;
-                }
-                panic!(
-                    "{}: exited ({status}) before the WebUI answers\n{}",
-                    self.label,
-                    self.output()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting until the WebUI answers\n{}",
-                self.label,
-                self.output()
-            );
-            sleep(Duration::from_millis(20));
+        let what = "the WebUI answers";
+        let reply = match self.poll_until(what, |r| {
+            r.http(port, &["-u", &auth, "-X", "POST"], "/gui/token.html")
+        }) {
+            Ok(reply) => reply,
+            Err(status) if status.signal() == Some(SIGSEGV) && self.real => return None,
+            Err(status) => self.exited_before(status, what),
         };
         assert_eq!(reply.status, 200, "{}: {}", self.label, reply.head);
         let guid = reply

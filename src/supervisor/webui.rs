@@ -307,10 +307,10 @@ impl Supervisor {
         }
     }
 
-    /// Remove the folder at `path` and give it again. The files and the
-    /// folder's database stay (1.4.111 keeps `<ID>.db` and reuses it), so
-    /// nothing is synced anew; `since` stays when it was first given, see
-    /// below. `false`: it could not be given again, the engine restarts
+    /// Remove the folder at `path` and give it again. `removefolder` drops
+    /// the folder's `.sync/ID` and database, which costs nothing here: only
+    /// a folder holding nothing but `.sync` is taken up again. `since`
+    /// stays when it was first given, see below. `false`: it could not be given again, the engine restarts
     /// (and gets every folder again).
     fn retake(&mut self, path: &Path, now: Instant) -> bool {
         let Engine::Up(engine) = &mut self.engine else {

@@ -133,27 +133,10 @@ fn wait_file(what: &str, path: &Path, content: &str) -> Duration {
 /// Every file under `dir` (relative path -> content), the engine's own
 /// `.sync/` left out.
 fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".sync" {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.insert(rel, fs::read(&path).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+    files_under(dir, |rel| rel == ".sync")
+        .into_iter()
+        .map(|(rel, path, _)| (rel, fs::read(&path).unwrap_or_default()))
+        .collect()
 }
 
 /// Every file in a folder's `.sync/Archive` (where the engine moves what a

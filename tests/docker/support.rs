@@ -550,6 +550,39 @@ fn interface_folders(pid: u32, webui: &serde_json::Value) -> Option<serde_json::
     Some(listed.get("folders")?.clone())
 }
 
+/// Every file under `root` (not following links) with its path relative to
+/// `root` and its metadata, leaving out each entry whose relative path
+/// `skip` names (a directory skipped is not entered).
+pub fn files_under(
+    root: &Path,
+    skip: impl Fn(&str) -> bool,
+) -> Vec<(String, PathBuf, fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            if skip(&rel) {
+                continue;
+            }
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                dirs.push(path);
+            } else {
+                out.push((rel, path, meta));
+            }
+        }
+    }
+    out
+}
+
 /// The `dir` of every shared folder in an engine config.
 pub fn config_dirs(config: &serde_json::Value) -> Vec<String> {
     config["shared_folders"]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::real::{OFFLINE, real_image};
+use crate::support::*;
 
 /// OFFLINE, and WebUI mode whatever SYNCBOX_TEST_ENGINE_API says: these
 /// proofs are of the sync state, which only that mode knows.
@@ -30,7 +31,6 @@ fn webui_offline() -> Vec<&'static str> {
     options.extend_from_slice(&["-e", "BTSYNC_ENGINE_API=webui"]);
     options
 }
-use crate::support::*;
 
 /// The namespace every test here syncs.
 const NS: &str = "shared";
@@ -113,36 +113,18 @@ struct Stamp {
 /// Every file under `dir` with its stamp, the engine's `.sync/` and partial
 /// `*.!sync` files left out. A missing `dir` holds nothing.
 fn stamps(dir: &Path) -> BTreeMap<String, Stamp> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Stamp>) {
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".sync" || rel.ends_with(".!sync") {
-                continue;
-            }
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
+    files_under(dir, |rel| rel == ".sync" || rel.ends_with(".!sync"))
+        .into_iter()
+        .map(|(rel, _, meta)| {
+            let stamp = Stamp {
+                size: meta.len(),
+                mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+                ino: meta.ino(),
             };
-            if meta.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let stamp = Stamp {
-                    size: meta.len(),
-                    mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-                    ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-                    ino: meta.ino(),
-                };
-                out.insert(rel, stamp);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+            (rel, stamp)
+        })
+        .collect()
 }
 
 /// Names (and sizes) that differ between a folder and what it must hold:
