@@ -1,13 +1,15 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
 use syncbox::Error;
 use syncbox::control::Waiting;
 use syncbox::dispatch::{Invocation, default_option_value, run_applet};
+use syncbox::file_rule::{self, RuleChange};
 use syncbox::keys::{self, Key};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::ops::{self, AddRequest};
+use syncbox::user_db;
 use syncbox::waiting::{self, Waited};
 
 /// Register a namespace and create its folder under the data root. Without
@@ -47,8 +49,20 @@ struct Args {
     wait: Option<String>,
     /// declare the namespace cluster-wide: every node whose engine syncs the
     /// cluster registry adds it too, with the key the cluster key derives
+    /// (and the --owner and --umask given)
     #[argh(switch)]
     cluster: bool,
+    /// who owns the namespace's files on this node: USER[:GROUP], names
+    /// from this image's /etc/passwd and /etc/group or numbers. The folder,
+    /// its data folder and every file the engine writes get this owner;
+    /// files a service writes keep theirs. Default: the engine's user
+    #[argh(option)]
+    owner: Option<String>,
+    /// permission bits the engine's files never have, in octal: group and
+    /// other bits only. Default 077 (only the owner can read them); 027
+    /// lets the group read
+    #[argh(option)]
+    umask: Option<String>,
     /// namespace name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit
     #[argh(positional)]
     namespace: String,
@@ -87,12 +101,29 @@ pub fn run(inv: &Invocation) -> u8 {
             (None, None) => None,
         };
         let name = Name::parse(&args.namespace)?;
+        let rule = RuleChange {
+            owner: match &args.owner {
+                Some(text) => Some(
+                    user_db::owner(text, Path::new(user_db::USER_DB_DIR))
+                        .map_err(|problem| Error::Usage(format!("--owner: {problem}")))?,
+                ),
+                None => None,
+            },
+            umask: match &args.umask {
+                Some(text) => Some(
+                    file_rule::parse_umask(text)
+                        .map_err(|problem| Error::Usage(format!("--umask: {problem}")))?,
+                ),
+                None => None,
+            },
+        };
         let request = AddRequest {
             name: name.clone(),
             key,
             read_only: args.read_only,
             cluster: args.cluster,
             waiting: Waiting::from_env(args.no_wait)?,
+            rule,
         };
         let layout = Layout::from_env()?;
         ops::add(layout.clone(), request)?;

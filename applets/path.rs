@@ -3,18 +3,25 @@ use std::str::FromStr;
 use argh::FromArgs;
 use syncbox::Error;
 use syncbox::dispatch::{Invocation, emit, run_applet};
-use syncbox::layout::Layout;
+use syncbox::layout::{DATA_FOLDER, Layout};
 use syncbox::name::Name;
 use syncbox::registry::Registry;
 
 /// Print the path of a namespace's folder: on the host (default, for
-/// `docker run -v $(ctl path NS):...`) or inside this container.
+/// `docker run -v $(ctl path NS):...`) or inside this container. With
+/// --data, the path of its data folder instead: the subfolder `data` that
+/// `add` makes, with the namespace's owner and no `.sync/` in it, for
+/// services that refuse a data directory that is not empty (initdb,
+/// mysqld --initialize). It is synced like the rest of the namespace.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
     /// host (needs BTSYNC_HOST_PATH) or container; default host
     #[argh(option, default = "Scope::Host")]
     scope: Scope,
+    /// print the namespace's data folder (NS/data), not the folder itself
+    #[argh(switch)]
+    data: bool,
     /// namespace name
     #[argh(positional)]
     namespace: String,
@@ -44,10 +51,27 @@ pub fn run(inv: &Invocation) -> u8 {
             return Err(Error::NotRegistered(name.to_string()));
         }
         let layout = registry.layout();
-        let path = match args.scope {
+        let mut path = match args.scope {
             Scope::Container => layout.folder(&name),
             Scope::Host => layout.host_folder(&name).ok_or(Error::HostPathUnknown)?,
         };
+        if args.data {
+            let data = layout.data_folder(&name);
+            let problem = match std::fs::symlink_metadata(&data) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(meta) if meta.file_type().is_symlink() => Some("is a symbolic link"),
+                Ok(_) => Some("is not a directory"),
+                Err(_) => Some("is missing"),
+            };
+            if let Some(problem) = problem {
+                return Err(Error::DataFolder {
+                    ns: name.to_string(),
+                    path: data,
+                    problem,
+                });
+            }
+            path.push(DATA_FOLDER);
+        }
         Ok(emit(&format!("{}\n", path.display())))
     })
 }

@@ -186,6 +186,7 @@ mod tests {
             origin: Origin::Given,
             added: 0,
             from_cluster: false,
+            rule: Default::default(),
         }];
         let config: Value =
             serde_json::from_str(&render(&s, &layout, &entries, None)).expect("json");

@@ -52,6 +52,12 @@ pub enum Error {
         path: PathBuf,
         problem: &'static str,
     },
+    /// `path --data`: the namespace's data folder is not a folder syncbox made.
+    DataFolder {
+        ns: String,
+        path: PathBuf,
+        problem: &'static str,
+    },
     /// A registry file that cannot be understood.
     CorruptEntry { path: PathBuf, problem: String },
     /// Something other than a regular file (a directory, say) where a
@@ -170,6 +176,11 @@ impl fmt::Display for Error {
             Error::FolderOccupied { path, problem } => {
                 write!(f, "{}: {problem}; move it away first", path.display())
             }
+            Error::DataFolder { ns, path, problem } => write!(
+                f,
+                "{ns}: its data folder {} {problem}; 'add {ns}' makes it when nothing is there",
+                path.display()
+            ),
             Error::CorruptEntry { path, problem } => write!(
                 f,
                 "registry file {} is damaged ({problem}); restore it or remove it",

@@ -21,6 +21,8 @@ pub const DATA_VAR: &str = "BTSYNC_DATA";
 pub const HOST_PATH_VAR: &str = "BTSYNC_HOST_PATH";
 pub const DEFAULT_DATA: &str = "/data";
 pub const STATE_DIR: &str = ".btsync";
+/// The name of a namespace's data folder (see [`Layout::data_folder`]).
+pub const DATA_FOLDER: &str = "data";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -121,6 +123,13 @@ impl Layout {
     /// The namespace's folder as seen on the host, when the host path is known.
     pub fn host_folder(&self, ns: &Name) -> Option<PathBuf> {
         self.host.as_ref().map(|h| h.join(ns.as_str()))
+    }
+
+    /// The namespace's data folder (`path --data`): a subfolder `add`
+    /// makes, with no `.sync/` in it, for services that refuse a data
+    /// directory that is not empty.
+    pub fn data_folder(&self, ns: &Name) -> PathBuf {
+        self.folder(ns).join(DATA_FOLDER)
     }
 }
 

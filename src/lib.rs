@@ -10,6 +10,7 @@ pub mod engine_config;
 pub mod engine_info;
 pub mod error;
 pub mod faults;
+pub mod file_rule;
 pub mod fsutil;
 pub mod host_mount;
 pub mod keys;
@@ -25,6 +26,7 @@ pub mod settings;
 pub mod supervisor;
 pub mod sync_state;
 pub mod sys;
+pub mod user_db;
 pub mod volume_plugin;
 pub mod waiting;
 

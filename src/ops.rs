@@ -8,10 +8,12 @@ use crate::cluster::{self, Cluster};
 use crate::cluster_key::choose_namespace_key;
 use crate::control::{self, Applied, Disposal, Waiting};
 use crate::error::{Error, Result};
+use crate::file_rule::{self, RuleChange};
 use crate::keys::{Access, Key};
 use crate::layout::Layout;
 use crate::name::Name;
 use crate::registry::{ClusterUnregistered, Parking, Registry, Removal, Unregistered};
+use crate::settings::{Owner, Settings};
 
 /// What `add` was asked to do.
 pub struct AddRequest {
@@ -23,6 +25,9 @@ pub struct AddRequest {
     /// `--cluster`: declare it for every node.
     pub cluster: bool,
     pub waiting: Waiting,
+    /// `--owner`/`--umask`; `None`: the default for a new namespace, the
+    /// one it has for a registered one.
+    pub rule: RuleChange,
 }
 
 /// Register a namespace (locally, or cluster-wide with a declaration) and
@@ -35,7 +40,11 @@ pub fn add(layout: Layout, request: AddRequest) -> Result<()> {
         read_only,
         cluster,
         waiting,
+        rule,
     } = request;
+    if let Some(owner) = rule.owner {
+        refuse_an_owner_the_engine_cannot_serve(owner)?;
+    }
     let registry = if cluster {
         if key.is_some() {
             return Err(Error::Usage(
@@ -51,16 +60,32 @@ pub fn add(layout: Layout, request: AddRequest) -> Result<()> {
         };
         let registry = Registry::new(layout);
         let device_name = cluster::device_name_from_env();
-        cluster::declare(&registry, &cluster, &name, access, &device_name)?;
+        cluster::declare(&registry, &cluster, &name, access, rule, &device_name)?;
         registry
     } else {
         let key = choose_namespace_key(&name, key, read_only)?;
         let registry = Registry::new(layout);
-        registry.add_from(&name, key)?;
+        registry.add_with_rule(&name, key, rule)?;
         registry
     };
     control::announce_add(registry.layout(), &name, waiting)?;
     Ok(())
+}
+
+/// An engine that runs as a user (`BTSYNC_UID`) can neither read files only
+/// another user may read nor write into that user's folders: a namespace
+/// owned by someone else would stop syncing. Only root can serve any owner.
+fn refuse_an_owner_the_engine_cannot_serve(owner: Owner) -> Result<()> {
+    let engine = Settings::from_env()?.owner;
+    match engine {
+        Some(engine) if engine.uid != 0 && engine != owner => Err(Error::Usage(format!(
+            "--owner {} cannot be served: the engine runs as {} (BTSYNC_UID), and could not read or write files only {} may touch; leave --owner out (the engine's user owns the files) or run the engine as root",
+            file_rule::owner_text(owner),
+            file_rule::owner_text(engine),
+            file_rule::owner_text(owner),
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// What `del` was asked to do.

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::faults::crash_point;
+use crate::file_rule::{self, FileRule, RuleChange};
 use crate::fsutil::{self, FileLock};
 use crate::keys::{Access, Key, ReadOnlyForm};
 use crate::layout::Layout;
@@ -69,6 +70,8 @@ pub struct Entry {
     /// on another node): only such entries are removed by a cluster
     /// tombstone, and a local `del` of them is refused.
     pub from_cluster: bool,
+    /// Who owns the files the engine writes, and their mode.
+    pub rule: FileRule,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,8 +220,22 @@ impl Registry {
     /// [`Registry::add`] with a key whose origin the caller knows, e.g. one
     /// derived from the cluster key. `None` generates a key.
     pub fn add_from(&self, ns: &Name, key: Option<(Key, Origin)>) -> Result<AddOutcome> {
+        self.add_with_rule(ns, key, RuleChange::default())
+    }
+
+    /// [`Registry::add_from`] that also changes the namespace's
+    /// [`FileRule`] (what `change` leaves out: the default for a new
+    /// namespace, what a registered one has). A registered namespace given
+    /// another rule is changed to it: its folder and data folder get the
+    /// new owner and mode at once; files already in them keep theirs.
+    pub fn add_with_rule(
+        &self,
+        ns: &Name,
+        key: Option<(Key, Origin)>,
+        change: RuleChange,
+    ) -> Result<AddOutcome> {
         let lock = self.lock()?;
-        self.add_locked(&lock, ns, key, false)
+        self.add_locked(&lock, ns, key, false, change)
     }
 
     /// Register `ns` because the cluster declares it (the entry is marked
@@ -230,8 +247,9 @@ impl Registry {
         ns: &Name,
         key: Key,
         claim_local: bool,
+        change: RuleChange,
     ) -> Result<AddOutcome> {
-        let outcome = self.add_locked(lock, ns, Some((key, Origin::Cluster)), true)?;
+        let outcome = self.add_locked(lock, ns, Some((key, Origin::Cluster)), true, change)?;
         if outcome == AddOutcome::AlreadyPresent && claim_local {
             let entry_path = self.layout.entry(ns);
             if let Some(mut existing) = read_entry(&entry_path, ns)?
@@ -250,9 +268,10 @@ impl Registry {
         ns: &Name,
         key: Option<(Key, Origin)>,
         from_cluster: bool,
+        change: RuleChange,
     ) -> Result<AddOutcome> {
         let entry_path = self.layout.entry(ns);
-        if let Some(existing) = read_entry(&entry_path, ns)? {
+        if let Some(mut existing) = read_entry(&entry_path, ns)? {
             match key {
                 Some((key, origin)) if key != existing.key => {
                     return Err(match origin {
@@ -261,6 +280,16 @@ impl Registry {
                     });
                 }
                 _ => {}
+            }
+            let rule = change.over(existing.rule);
+            if rule != existing.rule {
+                existing.rule = rule;
+                self.ensure_folder(ns, rule)?;
+                self.prepare_folders(ns, rule)?;
+                fsutil::write_atomic(&entry_path, entry_json(&existing).as_bytes(), 0o600)?;
+            } else {
+                // An older syncbox made no data folder.
+                self.ensure_folder(ns, existing.rule)?;
             }
             self.cancel_pending_delete(ns)?;
             return Ok(AddOutcome::AlreadyPresent);
@@ -278,7 +307,13 @@ impl Registry {
             }
             self.refuse_a_folder_in_use(ns, &previous.key)?;
             self.recover_folder_from_trash(ns)?;
-            self.ensure_folder(ns)?;
+            let rule = change.over(previous.rule);
+            self.ensure_folder(ns, rule)?;
+            if rule != previous.rule {
+                self.prepare_folders(ns, rule)?;
+                let restored = Entry { rule, ..previous };
+                fsutil::write_atomic(&parked, entry_json(&restored).as_bytes(), 0o600)?;
+            }
             rename_durably(&parked, &entry_path)?;
             return Ok(AddOutcome::Added);
         }
@@ -299,13 +334,15 @@ impl Registry {
             origin,
             added: now(),
             from_cluster,
+            rule: change.over(FileRule::default()),
         };
-        let created = self.ensure_folder(ns)?;
+        let created = self.ensure_folder(ns, entry.rule)?;
         crash_point("add: folder ready");
         if let Err(e) = fsutil::write_atomic(&entry_path, entry_json(&entry).as_bytes(), 0o600) {
             // Leave no trace of a failed add (a full disk, say): the folder
             // goes too if this add made it and nothing was put in it.
             if created {
+                let _ = fs::remove_dir(self.layout.data_folder(ns));
                 let _ = fs::remove_dir(self.layout.folder(ns));
             }
             return Err(e);
@@ -637,26 +674,56 @@ impl Registry {
     }
 
     /// Make sure `$BTSYNC_DATA/NS` is a directory; true if it was created now.
-    fn ensure_folder(&self, ns: &Name) -> Result<bool> {
+    /// Make the namespace's folder and its data folder, with the rule's
+    /// owner and mode, when they are missing. True when the folder itself
+    /// was made. Something other than a directory at the data folder's
+    /// path is the namespace's content and is left alone (`path --data`
+    /// says so).
+    fn ensure_folder(&self, ns: &Name, rule: FileRule) -> Result<bool> {
         let folder = self.layout.folder(ns);
-        match fs::symlink_metadata(&folder) {
-            Ok(meta) if meta.file_type().is_symlink() => Err(Error::FolderOccupied {
-                path: folder,
-                problem: "is a symbolic link, not a folder syncbox made",
-            }),
-            Ok(meta) if !meta.is_dir() => Err(Error::FolderOccupied {
-                path: folder,
-                problem: "exists but is not a directory",
-            }),
-            Ok(_) => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&folder)
-                    .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
-                fsutil::sync_dir(self.layout.data_root())?;
-                Ok(true)
+        let created = match fs::symlink_metadata(&folder) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::FolderOccupied {
+                    path: folder,
+                    problem: "is a symbolic link, not a folder syncbox made",
+                });
             }
-            Err(e) => Err(Error::io(format!("cannot inspect {}", folder.display()), e)),
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::FolderOccupied {
+                    path: folder,
+                    problem: "exists but is not a directory",
+                });
+            }
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                make_owned_dir(&folder, rule)?;
+                fsutil::sync_dir(self.layout.data_root())?;
+                true
+            }
+            Err(e) => return Err(Error::io(format!("cannot inspect {}", folder.display()), e)),
+        };
+        let data = self.layout.data_folder(ns);
+        match fs::symlink_metadata(&data) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                make_owned_dir(&data, rule)?;
+                fsutil::sync_dir(&folder)?;
+            }
+            Err(e) => return Err(Error::io(format!("cannot inspect {}", data.display()), e)),
         }
+        Ok(created)
+    }
+
+    /// Give the namespace's folder and data folder (never following a
+    /// link) the rule's owner and mode: `add` with another `--owner`.
+    fn prepare_folders(&self, ns: &Name, rule: FileRule) -> Result<()> {
+        for dir in [self.layout.folder(ns), self.layout.data_folder(ns)] {
+            // A data folder replaced by a file of the namespace's is left alone.
+            if let Ok(handle) = fsutil::open_dir_nofollow(&dir) {
+                apply_rule_to_dir(&handle, &dir, rule)?;
+            }
+        }
+        Ok(())
     }
 
     /// Create the state directories (0700) and take the writers' lock.
@@ -821,14 +888,45 @@ fn trash_listing(trash_dir: &Path) -> Option<fs::ReadDir> {
 /// Suffix of trash items claimed for deletion (see `claim_leftover_trash`).
 const DOOMED_SUFFIX: &str = "~doomed";
 
+/// mkdir with the rule's mode (whatever the umask), then its owner.
+fn make_owned_dir(dir: &Path, rule: FileRule) -> Result<()> {
+    fs::create_dir(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let handle = fsutil::open_dir_nofollow(dir)
+        .map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
+    apply_rule_to_dir(&handle, dir, rule)
+}
+
+fn apply_rule_to_dir(handle: &fs::File, dir: &Path, rule: FileRule) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(owner) = rule.owner {
+        std::os::unix::fs::fchown(handle, Some(owner.uid), Some(owner.gid)).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot give {} to {}",
+                    dir.display(),
+                    file_rule::owner_text(owner)
+                ),
+                e,
+            )
+        })?;
+    }
+    handle
+        .set_permissions(fs::Permissions::from_mode(rule.dir_mode()))
+        .map_err(|e| Error::io(format!("cannot set the mode of {}", dir.display()), e))
+}
+
 fn entry_json(entry: &Entry) -> String {
-    let value = json!({
+    let mut value = json!({
         "name": entry.name.as_str(),
         "secret": entry.key.expose(),
         "origin": entry.origin.as_str(),
         "added": entry.added,
         "from_cluster": entry.from_cluster,
+        "umask": file_rule::umask_text(entry.rule.umask),
     });
+    if let Some(owner) = entry.rule.owner {
+        value["owner"] = json!(file_rule::owner_text(owner));
+    }
     let mut text = value.to_string();
     text.push('\n');
     text
@@ -878,12 +976,29 @@ fn read_entry(path: &Path, ns: &Name) -> Result<Option<Entry>> {
         .get("from_cluster")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    // Entries written before namespaces had owners have neither field.
+    let owner = match value.get("owner") {
+        None => None,
+        Some(text) => Some(
+            text.as_str()
+                .and_then(file_rule::parse_owner_text)
+                .ok_or_else(|| corrupt("its owner is not UID:GID"))?,
+        ),
+    };
+    let umask = match value.get("umask") {
+        None => file_rule::DEFAULT_UMASK,
+        Some(text) => text
+            .as_str()
+            .and_then(|t| file_rule::parse_umask(t).ok())
+            .ok_or_else(|| corrupt("its umask is not an octal umask"))?,
+    };
     Ok(Some(Entry {
         name: ns.clone(),
         key,
         origin,
         added,
         from_cluster,
+        rule: FileRule { owner, umask },
     }))
 }
 

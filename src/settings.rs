@@ -3,11 +3,11 @@
 //! naming it, so the engine never runs with a config syncbox cannot stand
 //! behind.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::user_db;
 
 pub const BIN_VAR: &str = "BTSYNC_BIN";
 pub const DEVICE_NAME_VAR: &str = "BTSYNC_DEVICE_NAME";
@@ -42,9 +42,7 @@ pub const DEFAULT_TRASH_DAYS: u64 = 7;
 pub const MAX_VOLUME_WAIT_SECONDS: u64 = 100;
 /// Where `BTSYNC_UID`/`BTSYNC_GID` names are looked up (`passwd`, `group`);
 /// the image ships both.
-pub const USER_DB_DIR: &str = "/etc";
-/// A user database is a few lines; reading stops past this.
-const MAX_USER_DB_BYTES: u64 = 1024 * 1024;
+pub use crate::user_db::USER_DB_DIR;
 
 /// How the engine finds peers and keeps deleted files, the same for every folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,11 +187,19 @@ impl Settings {
             None => DEFAULT_STOP_GRACE,
         };
         let user = get(UID_VAR)
-            .map(|t| user_id(&t, &user_db.join("passwd")))
-            .transpose()?;
+            .map(|t| user_db::user_id(&t, &user_db.join("passwd")))
+            .transpose()
+            .map_err(|problem| Error::Env {
+                var: UID_VAR,
+                problem,
+            })?;
         let gid = get(GID_VAR)
-            .map(|t| group_id(&t, &user_db.join("group")))
-            .transpose()?;
+            .map(|t| user_db::group_id(&t, &user_db.join("group")))
+            .transpose()
+            .map_err(|problem| Error::Env {
+                var: GID_VAR,
+                problem,
+            })?;
         let owner = match (user, gid) {
             (Some((uid, primary)), gid) => Some(Owner {
                 uid,
@@ -292,75 +298,6 @@ fn parse_bool(text: &str) -> Option<bool> {
 
 /// A numeric id: digits only, below u32::MAX (which means "no change" to
 /// chown).
-fn numeric_id(text: &str) -> Option<u32> {
-    let trimmed = text.trim();
-    match trimmed.parse::<u32>() {
-        Ok(id) if id != u32::MAX && trimmed.bytes().all(|b| b.is_ascii_digit()) => Some(id),
-        _ => None,
-    }
-}
-
-/// `BTSYNC_UID`: a numeric uid (its group defaults to the same number), or
-/// a user name from `passwd` (its group defaults to the user's primary
-/// group).
-fn user_id(text: &str, passwd: &Path) -> Result<(u32, u32)> {
-    if let Some(uid) = numeric_id(text) {
-        return Ok((uid, uid));
-    }
-    let fields = lookup_name(UID_VAR, text, passwd)?;
-    match (
-        fields.get(2).and_then(|f| numeric_id(f)),
-        fields.get(3).and_then(|f| numeric_id(f)),
-    ) {
-        (Some(uid), Some(gid)) => Ok((uid, gid)),
-        _ => Err(Error::Env {
-            var: UID_VAR,
-            problem: format!("the line of {text:?} in {} is malformed", passwd.display()),
-        }),
-    }
-}
-
-/// `BTSYNC_GID`: a numeric gid or a group name from `group`.
-fn group_id(text: &str, group: &Path) -> Result<u32> {
-    if let Some(gid) = numeric_id(text) {
-        return Ok(gid);
-    }
-    let fields = lookup_name(GID_VAR, text, group)?;
-    fields
-        .get(2)
-        .and_then(|f| numeric_id(f))
-        .ok_or_else(|| Error::Env {
-            var: GID_VAR,
-            problem: format!("the line of {text:?} in {} is malformed", group.display()),
-        })
-}
-
-/// The `:`-separated fields of `name`'s line in a passwd-format file. Read
-/// directly, never through NSS: a static binary has none, and the image's
-/// files are all there is.
-fn lookup_name(var: &'static str, name: &str, file: &Path) -> Result<Vec<String>> {
-    use std::io::Read;
-    let unknown = |why: String| Error::Env {
-        var,
-        problem: format!("{name:?} is neither a numeric id nor {why}"),
-    };
-    let mut text = String::new();
-    fs::File::open(file)
-        .and_then(|f| f.take(MAX_USER_DB_BYTES).read_to_string(&mut text))
-        .map_err(|e| {
-            unknown(format!(
-                "a name that can be looked up ({}: {e})",
-                file.display()
-            ))
-        })?;
-    let valid_name = !name.is_empty() && !name.contains([':', '\n']);
-    text.lines()
-        .filter(|_| valid_name)
-        .map(|line| line.split(':').map(str::to_owned).collect::<Vec<_>>())
-        .find(|fields| fields.first().is_some_and(|f| f == name))
-        .ok_or_else(|| unknown(format!("a name in {}", file.display())))
-}
-
 /// Seconds as a decimal number: `8`, `0.5`. At most a day: anything longer
 /// is a typo, and docker would have killed the container long before.
 pub fn parse_seconds(var: &'static str, text: &str) -> Result<Duration> {

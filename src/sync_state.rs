@@ -126,10 +126,20 @@ pub fn peers_unnamed(folder: &FolderState) -> bool {
 /// in 3 of the 4 runs that did so on the sender: the fresh receiver
 /// completed an exchange within 1-3 s, with nothing left, and the sync rule
 /// said `synced` with every file missing. A folder with nothing says the truth.
+/// The empty data folder `add` makes (`path --data`) is nothing too.
 /// Unreadable: taken as holding something.
 pub fn holds_nothing(dir: &std::path::Path) -> bool {
+    let empty_dir = |path: &std::path::Path| {
+        std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
+            && std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+    };
     std::fs::read_dir(dir).is_ok_and(|mut entries| {
-        entries.all(|entry| entry.is_ok_and(|entry| entry.file_name() == ".sync"))
+        entries.all(|entry| {
+            entry.is_ok_and(|entry| {
+                entry.file_name() == ".sync"
+                    || (entry.file_name() == crate::layout::DATA_FOLDER && empty_dir(&entry.path()))
+            })
+        })
     })
 }
 
@@ -516,6 +526,11 @@ mod tests {
         std::fs::remove_file(dir.join(".hidden")).expect("remove");
         std::fs::create_dir(dir.join("sub")).expect("sub");
         assert!(!holds_nothing(&dir), "an empty subfolder is content too");
+        std::fs::remove_dir(dir.join("sub")).expect("remove");
+        std::fs::create_dir(dir.join("data")).expect("data");
+        assert!(holds_nothing(&dir), "the empty data folder add makes");
+        std::fs::write(dir.join("data/PG_VERSION"), b"15").expect("file");
+        assert!(!holds_nothing(&dir), "a data folder with a file");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -349,6 +349,17 @@ pub fn kill_child_with_parent(command: &mut Command) {
     }
 }
 
+unsafe extern "C" {
+    fn umask(mask: u32) -> u32;
+}
+
+/// Set this process's umask (its children inherit it); returns the old one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask takes a plain integer, always succeeds and touches no
+    // memory of ours.
+    unsafe { umask(mask & 0o777) }
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no arguments and cannot fail.

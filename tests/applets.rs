@@ -549,7 +549,7 @@ fn del_leaves_a_symlink_folder_target_alone() {
     let outside = sb.root.join("outside");
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("keep.txt"), "keep").unwrap();
-    fs::remove_dir(sb.folder("gitlab")).unwrap();
+    fs::remove_dir_all(sb.folder("gitlab")).unwrap();
     symlink(&outside, sb.folder("gitlab")).unwrap();
 
     let run = sb.run("del", &["gitlab"]);
@@ -1061,5 +1061,109 @@ fn assert_no_temp_files(sb: &Sandbox) {
                 assert!(!name.starts_with(".tmp."), "temp file left: {name}");
             }
         }
+    }
+}
+
+/// Issue 21: `add --owner/--umask` give the namespace's folder and its data
+/// folder their owner and mode, `path --data` prints the data folder, and
+/// bad input changes nothing.
+#[test]
+fn add_gives_the_folders_an_owner_and_a_mode() {
+    use std::os::unix::fs::MetadataExt;
+    if !common::running_as_root() {
+        eprintln!(
+            "add_gives_the_folders_an_owner_and_a_mode: SKIPPED: needs root (CI runs as root)"
+        );
+        return;
+    }
+    let sb = Sandbox::new();
+    let owned = |p: &std::path::Path| {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    // Without an owner: the engine's (root), and nobody else may look in.
+    sb.run("add", &["plain"]).ok();
+    assert_eq!(owned(&sb.folder("plain")), (0, 0, 0o700));
+    assert_eq!(owned(&sb.folder("plain").join("data")), (0, 0, 0o700));
+
+    sb.run("add", &["--owner=4242:4343", "--umask=027", "pg"])
+        .ok();
+    assert_eq!(owned(&sb.folder("pg")), (4242, 4343, 0o750));
+    assert_eq!(owned(&sb.folder("pg").join("data")), (4242, 4343, 0o750));
+    let entry: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(sb.entry("pg")).unwrap()).unwrap();
+    assert_eq!(entry["owner"], "4242:4343");
+    assert_eq!(entry["umask"], "027");
+    let printed = sb
+        .run("path", &["--scope=container", "--data", "pg"])
+        .ok()
+        .stdout
+        .clone();
+    assert_eq!(
+        printed.trim(),
+        sb.folder("pg").join("data").to_str().unwrap()
+    );
+
+    // Added again with another owner: the folders change, the umask stays,
+    // a file already there keeps its owner.
+    fs::write(sb.folder("pg").join("data/mine"), "x").unwrap();
+    sb.run("add", &["--owner=5000", "pg"]).ok();
+    assert_eq!(owned(&sb.folder("pg")), (5000, 5000, 0o750));
+    assert_eq!(owned(&sb.folder("pg").join("data")), (5000, 5000, 0o750));
+    assert_eq!(owned(&sb.folder("pg").join("data/mine")).0, 0);
+    let entry: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(sb.entry("pg")).unwrap()).unwrap();
+    assert_eq!(
+        (entry["owner"].as_str(), entry["umask"].as_str()),
+        (Some("5000:5000"), Some("027"))
+    );
+
+    // Bad input: a clear line, exit 2, nothing registered or changed.
+    let before = sb.snapshot();
+    for args in [
+        &["--owner=no-such-user-here", "new1"][..],
+        &["--owner=", "new1"],
+        &["--owner=70:no-such-group-here", "new1"],
+        &["--umask=0777", "new1"],
+        &["--umask=8", "new1"],
+        &["--umask=177", "pg"],
+        &["--owner=no-such-user-here", "pg"],
+    ] {
+        let run = sb.run("add", args);
+        run.code(2).one_line_error();
+        assert!(
+            run.stderr.contains("--owner") || run.stderr.contains("--umask"),
+            "{run:?}"
+        );
+    }
+    assert_eq!(sb.snapshot(), before, "a refused add changed something");
+    assert!(!sb.folder("new1").exists());
+    assert_eq!(owned(&sb.folder("pg")), (5000, 5000, 0o750));
+
+    // A data folder that is not a folder: path --data says so.
+    fs::remove_dir(sb.folder("plain").join("data")).unwrap();
+    fs::write(sb.folder("plain").join("data"), "the namespace's own file").unwrap();
+    let run = sb.run("path", &["--scope=container", "--data", "plain"]);
+    run.code(1).one_line_error();
+    assert!(run.stderr.contains("is not a directory"), "{run:?}");
+    sb.run("add", &["plain"]).ok();
+    assert_eq!(
+        fs::read_to_string(sb.folder("plain").join("data")).unwrap(),
+        "the namespace's own file"
+    );
+}
+
+/// An engine that runs as a user cannot serve files only another user may
+/// touch: such an owner is refused, the engine's own is fine.
+#[test]
+fn an_owner_the_engine_user_cannot_serve_is_refused() {
+    let sb = Sandbox::new().with_env("BTSYNC_UID", "1000");
+    let before = sb.snapshot();
+    let run = sb.run("add", &["--owner=70", "pg"]);
+    run.code(2).one_line_error();
+    assert!(run.stderr.contains("cannot be served"), "{run:?}");
+    assert_eq!(sb.snapshot(), before);
+    if common::running_as_root() {
+        sb.run("add", &["--owner=1000", "pg"]).ok();
     }
 }

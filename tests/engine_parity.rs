@@ -180,6 +180,7 @@ impl Node {
                     origin: Origin::Given,
                     added: 0,
                     from_cluster: false,
+                    rule: Default::default(),
                 }
             })
             .collect();

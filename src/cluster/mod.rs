@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::cluster_key::{CLUSTER_KEY_FILE_VAR, ClusterKey};
 use crate::error::{Error, Result};
+use crate::file_rule::{self, FileRule, RuleChange};
 use crate::fsutil;
 use crate::keys::{Access, Key};
 use crate::layout::Layout;
@@ -55,6 +56,9 @@ pub struct Record {
     pub device: String,
     /// The writing node's device name, for people reading `status`.
     pub device_name: String,
+    /// A declaration's owner and umask (`add --cluster --owner`), given to
+    /// the namespace on every node; `None`: each node keeps its own.
+    pub rule: Option<FileRule>,
 }
 
 impl Record {
@@ -81,6 +85,12 @@ impl Record {
         if let Intent::Removed { purge: true } = self.intent {
             // Only tombstones that delete carry the field.
             value["purge"] = json!(true);
+        }
+        if let (Intent::Declared(_), Some(rule)) = (self.intent, self.rule) {
+            value["umask"] = json!(file_rule::umask_text(rule.umask));
+            if let Some(owner) = rule.owner {
+                value["owner"] = json!(file_rule::owner_text(owner));
+            }
         }
         let mut text = value.to_string();
         text.push('\n');
@@ -131,12 +141,34 @@ impl Record {
             .chars()
             .take(64)
             .collect();
+        // Declarations written before namespaces had owners carry neither.
+        let rule = match (intent, value.get("owner"), value.get("umask")) {
+            (Intent::Removed { .. }, _, _) | (_, None, None) => None,
+            (_, owner, umask) => Some(FileRule {
+                owner: match owner {
+                    None => None,
+                    Some(text) => Some(
+                        text.as_str()
+                            .and_then(file_rule::parse_owner_text)
+                            .ok_or("an owner that is not UID:GID")?,
+                    ),
+                },
+                umask: match umask {
+                    None => file_rule::DEFAULT_UMASK,
+                    Some(text) => text
+                        .as_str()
+                        .and_then(|t| file_rule::parse_umask(t).ok())
+                        .ok_or("a umask that is not an octal group/other umask")?,
+                },
+            }),
+        };
         Ok(Record {
             name,
             intent,
             at_ms,
             device,
             device_name,
+            rule,
         })
     }
 
@@ -235,12 +267,26 @@ pub struct Local {
     /// Registered because of a cluster declaration (only those are removed
     /// by a cluster tombstone; a namespace added locally is left alone).
     pub from_cluster: bool,
+    pub rule: FileRule,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Add { name: Name, access: Access },
-    Remove { name: Name, purge: bool },
+    Add {
+        name: Name,
+        access: Access,
+        rule: Option<FileRule>,
+    },
+    /// A namespace this node holds from the cluster was declared again
+    /// with another owner or umask.
+    SetRule {
+        name: Name,
+        rule: FileRule,
+    },
+    Remove {
+        name: Name,
+        purge: bool,
+    },
 }
 
 /// The local changes that bring this node in line with the cluster.
@@ -255,7 +301,18 @@ pub fn reconcile(winners: &BTreeMap<Name, &Record>, local: &[Local]) -> Vec<Acti
             (Intent::Declared(access), None) => actions.push(Action::Add {
                 name: name.clone(),
                 access,
+                rule: record.rule,
             }),
+            (Intent::Declared(_), Some(l)) if l.from_cluster => {
+                // What the declaration leaves out (no owner) each node keeps.
+                let wanted = record.rule.map(|r| RuleChange::from(r).over(l.rule));
+                if let Some(rule) = wanted.filter(|r| *r != l.rule) {
+                    actions.push(Action::SetRule {
+                        name: name.clone(),
+                        rule,
+                    });
+                }
+            }
             (Intent::Removed { purge }, Some(l)) if l.from_cluster => {
                 actions.push(Action::Remove {
                     name: name.clone(),
@@ -363,6 +420,7 @@ impl Cluster {
         registry: &Registry,
         ns: &Name,
         intent: Intent,
+        rule: Option<FileRule>,
         device_name: &str,
     ) -> Result<Record> {
         self.ensure_dir()?;
@@ -374,6 +432,7 @@ impl Cluster {
             at_ms: now_ms().max(newest_seen),
             device,
             device_name: device_name.chars().take(64).collect(),
+            rule,
         };
         let path = self.dir.join(record.file_name());
         // Readable by an engine that runs as another user, never secret.
@@ -425,12 +484,23 @@ pub fn declare(
     cluster: &Cluster,
     ns: &Name,
     access: Access,
+    change: RuleChange,
     device_name: &str,
 ) -> Result<Record> {
     let key = cluster.namespace_key(ns, access)?;
     let lock = registry.lock()?;
-    registry.add_for_cluster(&lock, ns, key, true)?;
-    cluster.write_record(&lock, registry, ns, Intent::Declared(access), device_name)
+    registry.add_for_cluster(&lock, ns, key, true, change)?;
+    // A declaration without --owner keeps the rule the namespace has here,
+    // so declaring it again does not take an owner away from other nodes.
+    let rule = registry.get(ns)?.map(|entry| entry.rule);
+    cluster.write_record(
+        &lock,
+        registry,
+        ns,
+        Intent::Declared(access),
+        rule,
+        device_name,
+    )
 }
 
 /// `del --cluster`: write a tombstone for every node and take `ns` out of
@@ -444,7 +514,14 @@ pub fn tombstone(
     device_name: &str,
 ) -> Result<ClusterUnregistered> {
     let lock = registry.lock()?;
-    cluster.write_record(&lock, registry, ns, Intent::Removed { purge }, device_name)?;
+    cluster.write_record(
+        &lock,
+        registry,
+        ns,
+        Intent::Removed { purge },
+        None,
+        device_name,
+    )?;
     registry.unregister_for_cluster(&lock, ns)
 }
 
@@ -487,6 +564,7 @@ mod tests {
             at_ms,
             device: device.repeat(16 / device.len()),
             device_name: "node".into(),
+            rule: None,
         }
     }
 
@@ -595,18 +673,22 @@ mod tests {
             Local {
                 name: Name::parse("held").unwrap(),
                 from_cluster: true,
+                rule: FileRule::default(),
             },
             Local {
                 name: Name::parse("gone").unwrap(),
                 from_cluster: true,
+                rule: FileRule::default(),
             },
             Local {
                 name: Name::parse("mine").unwrap(),
                 from_cluster: false,
+                rule: FileRule::default(),
             },
             Local {
                 name: Name::parse("unknown").unwrap(),
                 from_cluster: true,
+                rule: FileRule::default(),
             },
         ];
         let actions = reconcile(&merge(&records), &local);
@@ -619,10 +701,50 @@ mod tests {
                 },
                 Action::Add {
                     name: Name::parse("new").unwrap(),
-                    access: Access::ReadWrite
+                    access: Access::ReadWrite,
+                    rule: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_declaration_with_another_owner_changes_held_namespaces() {
+        let owned = FileRule {
+            owner: Some(crate::settings::Owner { uid: 70, gid: 70 }),
+            umask: 0o077,
+        };
+        let mut declared = record("pg", Intent::Declared(Access::ReadWrite), 1, "a");
+        declared.rule = Some(owned);
+        let parsed = round_trip(&declared).expect("a declaration with an owner");
+        assert_eq!(parsed.rule, Some(owned));
+        let held = |from_cluster, rule| Local {
+            name: Name::parse("pg").unwrap(),
+            from_cluster,
+            rule,
+        };
+        let records = [declared];
+        assert_eq!(
+            reconcile(&merge(&records), &[held(true, FileRule::default())]),
+            vec![Action::SetRule {
+                name: Name::parse("pg").unwrap(),
+                rule: owned
+            }]
+        );
+        assert!(reconcile(&merge(&records), &[held(true, owned)]).is_empty());
+        // A namespace added here by hand is this node's to own.
+        assert!(reconcile(&merge(&records), &[held(false, FileRule::default())]).is_empty());
+        assert_eq!(
+            reconcile(&merge(&records), &[]),
+            vec![Action::Add {
+                name: Name::parse("pg").unwrap(),
+                access: Access::ReadWrite,
+                rule: Some(owned),
+            }]
+        );
+        // A record with a bad owner is not acted on.
+        let text = records[0].to_json(CLUSTER).replace("\"70:70\"", "\"70\"");
+        assert!(Record::parse(&records[0].file_name(), &text, CLUSTER, NOW).is_err());
     }
 
     #[test]
@@ -630,6 +752,7 @@ mod tests {
         let local = [Local {
             name: Name::parse("held").unwrap(),
             from_cluster: true,
+            rule: FileRule::default(),
         }];
         assert!(reconcile(&merge(&[]), &local).is_empty());
     }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::cluster::{self, Action, Cluster, Local, Watch};
 use crate::control::Disposal;
 use crate::error::Result;
+use crate::file_rule::{self, FileRule, RuleChange};
 use crate::layout::Layout;
 use crate::name::Name;
 use crate::registry::{self, ClusterUnregistered, Parking, Registry};
@@ -121,10 +122,12 @@ impl ClusterSync {
                 .map(|e| Local {
                     name: e.name,
                     from_cluster: e.from_cluster,
+                    rule: e.rule,
                 })
                 .chain(damaged.into_iter().map(|(name, _)| Local {
                     name,
                     from_cluster: false,
+                    rule: FileRule::default(),
                 }))
                 .collect(),
             Err(e) => {
@@ -161,14 +164,54 @@ impl ClusterSync {
             })
         };
         match action {
-            Action::Add { name, access } => {
+            Action::SetRule { name, rule } => {
+                // The key it has: a rule change never touches the key.
+                let changed = self.registry.get(&name).and_then(|entry| {
+                    let Some(entry) = entry else { return Ok(false) };
+                    let lock = self.registry.lock()?;
+                    self.registry
+                        .add_for_cluster(&lock, &name, entry.key, false, rule.into())
+                        .map(|_| true)
+                });
+                match changed {
+                    Ok(true) => {
+                        log!(
+                            "cluster: {name} declared{} with owner {} and umask {}: changed here",
+                            by(&name),
+                            rule.owner
+                                .map_or("(the engine's)".into(), file_rule::owner_text),
+                            file_rule::umask_text(rule.umask)
+                        );
+                        let description = format!("changed the owner of {name}");
+                        Some((Changed { name, files: None }, description))
+                    }
+                    Ok(false) => None,
+                    Err(e) => {
+                        let message = e.to_string();
+                        if self.failures.get(&name) != Some(&message) {
+                            log!(
+                                "cluster: {name} is declared with another owner, but cannot be changed here: {message}"
+                            );
+                            self.failures.insert(name, message);
+                        }
+                        None
+                    }
+                }
+            }
+            Action::Add { name, access, rule } => {
                 let added = self
                     .watch
                     .cluster
                     .namespace_key(&name, access)
                     .and_then(|key| {
                         let lock = self.registry.lock()?;
-                        self.registry.add_for_cluster(&lock, &name, key, false)
+                        self.registry.add_for_cluster(
+                            &lock,
+                            &name,
+                            key,
+                            false,
+                            rule.map(RuleChange::from).unwrap_or_default(),
+                        )
                     });
                 match added {
                     Ok(_) => {

@@ -303,6 +303,9 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     let mut signals =
         Signals::new(&handled).map_err(|e| Error::io("cannot install signal handlers", e))?;
     let (events, inbox) = mpsc::channel::<Event>();
+    // The engine inherits it: nothing it writes is readable by group or
+    // others; a namespace that allows more gets it from the keeper.
+    sys::set_umask(crate::file_rule::DEFAULT_UMASK);
 
     layout.check_data_root()?;
     if let Some(unchecked) = crate::host_mount::check(&layout)? {

@@ -33,6 +33,7 @@ use serde_json::{Map, Value, json};
 
 use crate::control::{self, Waiting};
 use crate::error::{Error, Result};
+use crate::file_rule::{self, RuleChange};
 use crate::fsutil::write_atomic;
 use crate::keys::{self, Key};
 use crate::layout::{HOST_PATH_VAR, Layout};
@@ -40,6 +41,7 @@ use crate::name::Name;
 use crate::ops::{self, AddRequest, DelRequest};
 use crate::registry::{Entry, Registry};
 use crate::settings::parse_volume_wait;
+use crate::user_db;
 use crate::waiting::{self, Waited};
 
 pub const PLUGIN_VAR: &str = "BTSYNC_VOLUME_PLUGIN";
@@ -433,6 +435,7 @@ impl Driver {
             read_only: options.read_only,
             cluster: options.cluster,
             waiting: self.waiting,
+            rule: options.rule,
         };
         ops::add(self.layout.clone(), request).map_err(|e| {
             log!("create {name}: {e}");
@@ -802,6 +805,8 @@ pub struct Options {
     /// `wait`: how long a Mount waits for the data (`None`: as
     /// `BTSYNC_VOLUME_WAIT` says).
     pub wait: Option<Duration>,
+    /// `owner` and `umask`, as `add --owner/--umask` takes them.
+    pub rule: RuleChange,
 }
 
 /// `docker volume create -o`: `token` (or `secret`), `token-file`,
@@ -839,6 +844,18 @@ pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, Strin
             }
             "read-only" => options.read_only = parse_switch(name, value)?,
             "cluster" => options.cluster = parse_switch(name, value)?,
+            "owner" => {
+                options.rule.owner = Some(
+                    user_db::owner(value, Path::new(user_db::USER_DB_DIR))
+                        .map_err(|problem| format!("option owner: {problem}"))?,
+                );
+            }
+            "umask" => {
+                options.rule.umask = Some(
+                    file_rule::parse_umask(value)
+                        .map_err(|problem| format!("option umask: {problem}"))?,
+                );
+            }
             "wait" => {
                 options.wait = Some(
                     parse_volume_wait(value)
@@ -854,7 +871,7 @@ pub fn parse_options(opts: Option<&Value>) -> std::result::Result<Options, Strin
                 };
                 return Err(format!(
                     "unknown option{shown}: the options are token (or secret), token-file, \
-                     read-only, cluster and wait"
+                     read-only, cluster, owner, umask and wait"
                 ));
             }
         }
@@ -885,8 +902,28 @@ mod tests {
                 read_only: true,
                 cluster: false,
                 wait: None,
+                rule: RuleChange::default(),
             })
         );
+        let opts = json!({"owner": "70:71", "umask": "027"});
+        assert_eq!(
+            parse_options(Some(&opts)).map(|o| o.rule),
+            Ok(RuleChange {
+                owner: Some(crate::settings::Owner { uid: 70, gid: 71 }),
+                umask: Some(0o027),
+            })
+        );
+        for bad in [
+            json!({"owner": ""}),
+            json!({"umask": "0777"}),
+            json!({"owner": "70:x-no-such-group"}),
+        ] {
+            let problem = parse_options(Some(&bad)).expect_err("refused");
+            assert!(
+                problem.starts_with("option owner") || problem.starts_with("option umask"),
+                "{problem}"
+            );
+        }
         let opts = json!({"token-file": "/run/secrets/k"});
         assert_eq!(
             parse_options(Some(&opts)),
@@ -935,7 +972,7 @@ mod tests {
         // Not a string, as Docker never sends: refused like the others.
         assert!(parse_options(Some(&json!({"wait": 30}))).is_err());
         let unknown = parse_options(Some(&json!({"size": "1G"}))).unwrap_err();
-        assert!(unknown.contains("cluster and wait"), "{unknown}");
+        assert!(unknown.contains("owner, umask and wait"), "{unknown}");
     }
 
     #[test]
