@@ -22,6 +22,11 @@ mod real;
 #[path = "docker/sync_state.rs"]
 mod sync_state;
 
+// Issue 21 (PostgreSQL moves to a second node): the FROM-scratch postgres
+// image of tests/docker/postgres-image, and the move with the real engine.
+#[path = "docker/postgres.rs"]
+mod postgres;
+
 // rootfs/build-image's engine input (vendor tarballs, refusals) and labels.
 #[path = "docker/image_input.rs"]
 mod image_input;

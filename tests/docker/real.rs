@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,8 +49,8 @@ pub fn real_engine() -> PathBuf {
 
 /// The image of the real engine, built once per run of this test binary and
 /// shared by every real-engine suite (builds are slow). A watcher started
-/// before the build removes the tag when this process exits, whether the
-/// tests passed, failed or the binary was killed.
+/// before the build removes the tag when this process exits
+/// (`remove_image_at_exit`).
 pub fn real_image() -> String {
     static BUILT: Mutex<Option<String>> = Mutex::new(None);
     let mut built = BUILT
@@ -62,21 +62,7 @@ pub fn real_image() -> String {
     let engine = real_engine();
     let pid = std::process::id().to_string();
     let tag = format!("sbxt-{pid}-real-engine:test");
-    // The watcher runs in the background of a shell that exits at once, so
-    // it outlives this process and is nobody's zombie.
-    let watcher = Command::new("sh")
-        .args([
-            "-c",
-            r#"(tail --pid="$0" -f /dev/null; docker rmi -f "$1" >/dev/null 2>&1) &"#,
-            &pid,
-            &tag,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the watcher that removes the shared image");
-    assert!(watcher.success(), "the image watcher did not start");
+    remove_image_at_exit(&tag);
     let context = work_dir().join(format!("context-real-{pid}"));
     let mut cmd = Command::new(Path::new(REPO).join("rootfs/build-image"));
     cmd.arg("--tag")

@@ -253,6 +253,28 @@ impl Drop for Scope {
     }
 }
 
+/// Remove the image `tag` when this test process exits, whether the tests
+/// passed, failed or the binary was killed: for an image built once and
+/// shared by every test of the run, which no one test's Scope may remove.
+/// The watcher runs in the background of a shell that exits at once, so it
+/// outlives this process and is nobody's zombie.
+pub fn remove_image_at_exit(tag: &str) {
+    let pid = std::process::id().to_string();
+    let watcher = Command::new("sh")
+        .args([
+            "-c",
+            r#"(tail --pid="$0" -f /dev/null; docker rmi -f "$1" >/dev/null 2>&1) &"#,
+            &pid,
+            tag,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the watcher that removes a shared image");
+    assert!(watcher.success(), "the image watcher did not start");
+}
+
 /// Build tests/docker/probe.rs with rustc; `flags` choose how it links.
 /// Built once per kind and test process; tests running in parallel share it.
 pub fn probe(kind: &str, flags: &[&str]) -> PathBuf {
@@ -557,6 +579,17 @@ pub fn files_under(
     root: &Path,
     skip: impl Fn(&str) -> bool,
 ) -> Vec<(String, PathBuf, fs::Metadata)> {
+    entries_under(root, skip)
+        .into_iter()
+        .filter(|(_, _, meta)| !meta.is_dir())
+        .collect()
+}
+
+/// `files_under`, directories included (each one before what it holds).
+pub fn entries_under(
+    root: &Path,
+    skip: impl Fn(&str) -> bool,
+) -> Vec<(String, PathBuf, fs::Metadata)> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_owned()];
     while let Some(dir) = dirs.pop() {
@@ -574,10 +607,9 @@ pub fn files_under(
                 continue;
             };
             if meta.is_dir() {
-                dirs.push(path);
-            } else {
-                out.push((rel, path, meta));
+                dirs.push(path.clone());
             }
+            out.push((rel, path, meta));
         }
     }
     out

@@ -26,7 +26,7 @@ use crate::support::*;
 
 /// OFFLINE, and WebUI mode whatever SYNCBOX_TEST_ENGINE_API says: these
 /// proofs are of the sync state, which only that mode knows.
-fn webui_offline() -> Vec<&'static str> {
+pub(crate) fn webui_offline() -> Vec<&'static str> {
     let mut options = OFFLINE.to_vec();
     options.extend_from_slice(&["-e", "BTSYNC_ENGINE_API=webui"]);
     options
@@ -268,7 +268,7 @@ impl Watcher {
 // Nodes and the engine's own view.
 
 /// Wait until init answers on the node's control socket.
-fn wait_init(node: &Node) {
+pub(crate) fn wait_init(node: &Node) {
     wait_for(
         &format!("init to answer in {}", node.name),
         Duration::from_secs(60),
@@ -286,7 +286,7 @@ fn wait_init(node: &Node) {
 /// listens on the container's loopback only), with the credentials init
 /// gave it in its config. `None` while there is no engine or it does not
 /// answer.
-fn engine_folders(node: &Node) -> Option<Vec<serde_json::Value>> {
+pub(crate) fn engine_folders(node: &Node) -> Option<Vec<serde_json::Value>> {
     let (pid, _) = *processes(&node.name, "/bin/btsync").first()?;
     let config = engine_config(pid)?;
     let webui = &config["webui"];
