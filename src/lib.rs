@@ -13,6 +13,7 @@ pub mod faults;
 pub mod file_rule;
 pub mod fsutil;
 pub mod host_mount;
+pub mod keeper;
 pub mod keys;
 pub mod layout;
 pub mod name;

@@ -3,9 +3,13 @@
 //! functions needed are declared here instead of pulling in the libc crate.
 
 use std::collections::BTreeMap;
-use std::ffi::{c_char, c_int, c_ulong};
+use std::ffi::{CStr, CString, OsStr, c_char, c_int, c_ulong};
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,6 +37,14 @@ pub mod open_flags {
     pub const O_NONBLOCK: c_int = 0o4000;
     /// The errno of O_NOFOLLOW meeting a symbolic link.
     pub const ELOOP: i32 = 40;
+    /// A descriptor that only names a file (fstat, `*at` calls with an
+    /// empty path) without opening it: nothing of the file's own runs (no
+    /// device driver, no FIFO), and with O_NOFOLLOW it names a link itself.
+    pub const O_PATH: c_int = 0o10000000;
+    /// Never make a terminal this process's controlling terminal.
+    pub const O_NOCTTY: c_int = 0o400;
+    /// Closed in the programs this process executes.
+    pub const O_CLOEXEC: c_int = 0o2000000;
 }
 
 unsafe extern "C" {
@@ -42,6 +54,12 @@ unsafe extern "C" {
     fn getppid() -> c_int;
     fn geteuid() -> u32;
     fn gethostname(name: *mut c_char, len: usize) -> c_int;
+    fn openat(dirfd: c_int, path: *const c_char, flags: c_int, ...) -> c_int;
+    fn fchownat(dirfd: c_int, path: *const c_char, uid: u32, gid: u32, flags: c_int) -> c_int;
+    fn inotify_init1(flags: c_int) -> c_int;
+    fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
+    fn inotify_rm_watch(fd: c_int, wd: c_int) -> c_int;
+    fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
 }
 
 const WNOHANG: c_int = 1;
@@ -379,6 +397,237 @@ pub fn hostname() -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buffer[..end]).into_owned())
 }
 
+/// A C string of a file name or path; a NUL inside (which no name read
+/// from the kernel holds) is refused as InvalidInput.
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// A returned descriptor, or the errno of a failed call (-1).
+fn owned_or_errno(fd: c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// openat(2): open `name`, one component (never a path with `/`, checked),
+/// inside the directory `dir` is open on, so no ancestor is looked up again
+/// by name. `flags` should hold O_NOFOLLOW and O_CLOEXEC. Never creates a
+/// file (no O_CREAT, so no mode argument is passed).
+pub fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: c_int) -> io::Result<OwnedFd> {
+    const O_CREAT: c_int = 0o100;
+    const O_TMPFILE_BIT: c_int = 0o20000000;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') || flags & (O_CREAT | O_TMPFILE_BIT) != 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let name = c_string(bytes)?;
+    loop {
+        // SAFETY: name is a NUL-terminated string alive for the call; dir
+        // is an open descriptor borrowed for the call; without O_CREAT or
+        // O_TMPFILE openat reads no variadic mode argument.
+        let fd = unsafe { openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+        match owned_or_errno(fd) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Give the very file `fd` names to `uid:gid` (fchownat with an empty path).
+/// For an O_PATH|O_NOFOLLOW descriptor of a symbolic link this changes the
+/// link itself, never what it points to (open(2), O_PATH).
+pub fn chown_named(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    const AT_SYMLINK_NOFOLLOW: c_int = 0x100;
+    const AT_EMPTY_PATH: c_int = 0x1000;
+    let empty: &CStr = c"";
+    // SAFETY: the empty string is a static NUL-terminated C string; fd is an
+    // open descriptor borrowed for the call.
+    let rc = unsafe {
+        fchownat(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            uid,
+            gid,
+            AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// inotify(7): the instance, its mask bits and its event records.
+pub mod inotify {
+    use super::*;
+
+    pub const IN_ATTRIB: u32 = 0x4;
+    pub const IN_CLOSE_WRITE: u32 = 0x8;
+    pub const IN_MOVED_FROM: u32 = 0x40;
+    pub const IN_MOVED_TO: u32 = 0x80;
+    pub const IN_CREATE: u32 = 0x100;
+    pub const IN_Q_OVERFLOW: u32 = 0x4000;
+    pub const IN_IGNORED: u32 = 0x8000;
+    pub const IN_ONLYDIR: u32 = 0x0100_0000;
+    pub const IN_EXCL_UNLINK: u32 = 0x0400_0000;
+    pub const IN_ISDIR: u32 = 0x4000_0000;
+    /// The errno of a watch past `fs.inotify.max_user_watches`.
+    pub const ENOSPC: i32 = 28;
+
+    /// The size of `struct inotify_event` before its name: wd, mask,
+    /// cookie, len (four 32-bit fields, on every architecture).
+    const HEADER: usize = 16;
+
+    /// One inotify instance, non-blocking and closed on exec; closed when dropped.
+    pub struct Inotify {
+        file: File,
+    }
+
+    impl Inotify {
+        pub fn new() -> io::Result<Inotify> {
+            use super::open_flags::{O_CLOEXEC, O_NONBLOCK};
+            // IN_NONBLOCK and IN_CLOEXEC are O_NONBLOCK and O_CLOEXEC.
+            // SAFETY: inotify_init1 takes one integer and returns a new fd.
+            let fd = owned_or_errno(unsafe { inotify_init1(O_NONBLOCK | O_CLOEXEC) })?;
+            Ok(Inotify {
+                file: File::from(fd),
+            })
+        }
+
+        /// Watch the directory at `path` (the watch descriptor; the same
+        /// one again for an inode already watched, its mask replaced).
+        pub fn add_watch(&self, path: &Path, mask: u32) -> io::Result<i32> {
+            let path = c_string(path.as_os_str().as_bytes())?;
+            // SAFETY: path is NUL-terminated and alive for the call; the fd
+            // is ours and open.
+            let wd = unsafe { inotify_add_watch(self.file.as_raw_fd(), path.as_ptr(), mask) };
+            if wd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(wd)
+            }
+        }
+
+        /// Stop a watch (the kernel then queues IN_IGNORED for it).
+        pub fn rm_watch(&self, wd: i32) -> io::Result<()> {
+            // SAFETY: two integers, no memory.
+            if unsafe { inotify_rm_watch(self.file.as_raw_fd(), wd) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+
+        /// Read queued events into `buffer` (whole records only): 0 when
+        /// none is queued. `buffer` must hold one record with the longest
+        /// name (16 + 256 bytes); 64 KiB takes hundreds at once.
+        pub fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+            loop {
+                match (&self.file).read(buffer) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+
+        pub fn as_fd(&self) -> BorrowedFd<'_> {
+            use std::os::fd::AsFd;
+            self.file.as_fd()
+        }
+    }
+
+    /// One `struct inotify_event`; `name` is empty for an event of the
+    /// watched directory itself (and for IN_IGNORED, IN_Q_OVERFLOW).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Event<'a> {
+        pub wd: i32,
+        pub mask: u32,
+        pub cookie: u32,
+        pub name: &'a OsStr,
+    }
+
+    /// The records in what [`Inotify::read`] returned, parsed without any
+    /// cast of the buffer: a truncated record (which the kernel never
+    /// writes) ends the iteration.
+    pub fn events(buffer: &[u8]) -> Events<'_> {
+        Events { rest: buffer }
+    }
+
+    pub struct Events<'a> {
+        rest: &'a [u8],
+    }
+
+    impl<'a> Iterator for Events<'a> {
+        type Item = Event<'a>;
+
+        fn next(&mut self) -> Option<Event<'a>> {
+            let field = |at: usize| -> Option<[u8; 4]> {
+                self.rest.get(at..at + 4).and_then(|b| b.try_into().ok())
+            };
+            let wd = i32::from_ne_bytes(field(0)?);
+            let mask = u32::from_ne_bytes(field(4)?);
+            let cookie = u32::from_ne_bytes(field(8)?);
+            let len = u32::from_ne_bytes(field(12)?) as usize;
+            let end = HEADER.checked_add(len)?;
+            let Some(padded) = self.rest.get(HEADER..end) else {
+                self.rest = &[];
+                return None;
+            };
+            // The name is NUL-terminated and padded with NULs to `len`.
+            let name = padded.split(|&b| b == 0).next().unwrap_or_default();
+            self.rest = &self.rest[end..];
+            Some(Event {
+                wd,
+                mask,
+                cookie,
+                name: OsStr::from_bytes(name),
+            })
+        }
+    }
+}
+
+/// `struct pollfd`: the same layout on every Linux architecture.
+#[repr(C)]
+struct PollFd {
+    fd: c_int,
+    events: i16,
+    revents: i16,
+}
+
+/// Wait until one of `fds` can be read, or `timeout`: for each, whether it
+/// can (all false at the timeout or when a signal interrupted the wait).
+/// A descriptor in error or hung up counts as readable: its read says why.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<bool>> {
+    const POLLIN: i16 = 0x1;
+    let mut polled: Vec<PollFd> = fds
+        .iter()
+        .map(|fd| PollFd {
+            fd: fd.as_raw_fd(),
+            events: POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Rounded up, so a wait never ends just before what it waits for.
+    let millis = timeout.as_micros().div_ceil(1000).min(c_int::MAX as u128) as c_int;
+    // SAFETY: polled is a live array of polled.len() pollfd records, each
+    // naming a descriptor borrowed for the call.
+    let rc = unsafe { poll(polled.as_mut_ptr(), polled.len() as c_ulong, millis) };
+    if rc < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(error);
+    }
+    Ok(polled.iter().map(|p| p.revents != 0).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +653,68 @@ mod tests {
         assert!(send_signal(i32::MAX - 1, 0).is_ok());
         assert!(!process_exists(i32::MAX - 1));
         assert!(process_exists(std::process::id() as Pid));
+    }
+
+    fn record(wd: i32, mask: u32, name: &[u8], padded: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&wd.to_ne_bytes());
+        bytes.extend_from_slice(&mask.to_ne_bytes());
+        bytes.extend_from_slice(&7u32.to_ne_bytes());
+        bytes.extend_from_slice(&(padded as u32).to_ne_bytes());
+        bytes.extend_from_slice(name);
+        bytes.resize(bytes.len() + padded - name.len(), 0);
+        bytes
+    }
+
+    #[test]
+    fn inotify_records_are_parsed_and_a_truncated_one_ends_them() {
+        let mut buffer = record(3, inotify::IN_CREATE, b"file.!sync", 16);
+        buffer.extend(record(-1, inotify::IN_Q_OVERFLOW, b"", 0));
+        buffer.extend(record(4, inotify::IN_ATTRIB, b"", 0));
+        let mut truncated = record(5, inotify::IN_CREATE, b"cut", 16);
+        truncated.truncate(20);
+        buffer.extend(truncated);
+        let parsed: Vec<_> = inotify::events(&buffer).collect();
+        assert_eq!(parsed.len(), 3, "{parsed:?}");
+        assert_eq!(
+            (parsed[0].wd, parsed[0].mask, parsed[0].cookie),
+            (3, inotify::IN_CREATE, 7)
+        );
+        assert_eq!(parsed[0].name, OsStr::new("file.!sync"));
+        assert_eq!((parsed[1].wd, parsed[1].name), (-1, OsStr::new("")));
+        assert_eq!((parsed[2].wd, parsed[2].mask), (4, inotify::IN_ATTRIB));
+        assert_eq!(inotify::events(&buffer[..10]).count(), 0);
+    }
+
+    #[test]
+    fn inotify_reports_a_new_file_in_a_watched_directory() {
+        let root = std::env::temp_dir().join(format!("syncbox-inotify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("test dir");
+        let dir = File::open(&root).expect("open the dir");
+        let watcher = inotify::Inotify::new().expect("inotify_init1");
+        let link = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let wd = watcher
+            .add_watch(Path::new(&link), inotify::IN_CREATE | inotify::IN_ONLYDIR)
+            .expect("watch through the open directory");
+        let mut buffer = vec![0u8; 4096];
+        assert_eq!(watcher.read(&mut buffer).expect("read"), 0, "nothing yet");
+        std::fs::write(root.join("new"), "x").expect("a file");
+        let ready = wait_readable(&[watcher.as_fd()], Duration::from_secs(5)).expect("poll");
+        assert_eq!(ready, vec![true]);
+        let read = watcher.read(&mut buffer).expect("read");
+        let events: Vec<_> = inotify::events(&buffer[..read]).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.wd == wd && e.mask & inotify::IN_CREATE != 0 && e.name == "new"),
+            "{events:?}"
+        );
+        // A file is refused with IN_ONLYDIR.
+        let file = root.join("new");
+        assert!(watcher.add_watch(&file, inotify::IN_ONLYDIR).is_err());
+        watcher.rm_watch(wd).expect("rm_watch");
+        std::fs::remove_dir_all(&root).expect("clean up");
     }
 
     #[test]

@@ -1759,3 +1759,148 @@ fn without_ptrace_the_proof_is_the_engines_database_lock() {
     syncbox::sys::send_signal(init.id() as i32, SIGTERM).expect("TERM");
     assert_eq!(init.exit_code(&sandbox), 0);
 }
+
+// ------------------------------------------------------- owners (issue 21)
+
+/// init runs the engine with umask 077, and its keeper gives what "the
+/// engine" (here: this test, root like the engine) writes into a namespace
+/// with an owner to that owner, with the namespace's mode: new files,
+/// downloads renamed into place, new folders, a file replaced by an update.
+/// A link planted in the folder is given, never followed; a file that
+/// belongs to someone else (the service) keeps its owner.
+#[test]
+fn the_keeper_gives_what_the_engine_writes_to_the_namespace_owner() {
+    if !root_available("the_keeper_gives_what_the_engine_writes_to_the_namespace_owner") {
+        return;
+    }
+    let sandbox = Sandbox::new("keeper");
+    let out = sandbox.run(&["add", "--owner=4242:4343", "--umask=027", "pg"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    add(&sandbox, "plain");
+    let init = Init::start_running(&sandbox, Mode::Pid1, &[]);
+    let status = init.status();
+    let engine_pid = status["engine"]["pid"].as_u64().expect("engine pid");
+    let proc_status =
+        fs::read_to_string(format!("/proc/{}/status", host_pid_of(&init, engine_pid)))
+            .expect("engine status");
+    assert!(
+        proc_status.lines().any(|l| l == "Umask:\t0077"),
+        "the engine's umask: {proc_status}"
+    );
+    wait_until(
+        "the keeper watches pg",
+        || init.status()["keeper"]["folders"] == 1,
+        || format!("{}\n{}", init.status(), sandbox.context()),
+    );
+
+    let pg = sandbox.folder("pg");
+    let outside = sandbox.data().join("../outside-keeper");
+    fs::create_dir_all(&outside).expect("outside");
+    fs::write(outside.join("secret"), "x").expect("outside file");
+    fs::set_permissions(outside.join("secret"), fs::Permissions::from_mode(0o644)).expect("mode");
+    // What the engine does: folders, files, a download renamed into place,
+    // an executable, a link, and an update that replaces a file.
+    fs::create_dir_all(pg.join("data/base/1")).expect("dirs");
+    for i in 0..200 {
+        fs::write(pg.join(format!("data/base/1/{i}")), "row").expect("file");
+    }
+    fs::write(pg.join("data/PG_VERSION.!sync"), "15").expect("download");
+    fs::rename(pg.join("data/PG_VERSION.!sync"), pg.join("data/PG_VERSION")).expect("rename");
+    fs::write(pg.join("run.sh"), "#!/bin/sh").expect("exe");
+    fs::set_permissions(pg.join("run.sh"), fs::Permissions::from_mode(0o755)).expect("exe mode");
+    std::os::unix::fs::symlink(outside.join("secret"), pg.join("link")).expect("link");
+    // The service's own file: owned by its user, never touched.
+    fs::write(pg.join("data/service.conf"), "mine").expect("service file");
+    std::os::unix::fs::chown(pg.join("data/service.conf"), Some(5000), Some(5000)).expect("chown");
+    fs::set_permissions(
+        pg.join("data/service.conf"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .expect("service mode");
+
+    let owned = |p: &Path| fs::symlink_metadata(p).map(|m| (m.uid(), m.gid(), m.mode() & 0o7777));
+    let all_kept = || {
+        let mut paths = vec![pg.join("data/base"), pg.join("data/base/1")];
+        paths.extend((0..200).map(|i| pg.join(format!("data/base/1/{i}"))));
+        paths.push(pg.join("data/PG_VERSION"));
+        let files_and_dirs = paths
+            .iter()
+            .all(|p| matches!(owned(p), Ok((4242, 4343, mode)) if mode == 0o750 || mode == 0o640));
+        files_and_dirs
+            && matches!(owned(&pg.join("run.sh")), Ok((4242, 4343, 0o750)))
+            && matches!(owned(&pg.join("link")), Ok((4242, 4343, _)))
+    };
+    wait_until("the keeper gave everything to 4242:4343", all_kept, || {
+        format!("{}\n{}", init.status()["keeper"], sandbox.context())
+    });
+    assert_eq!(owned(&pg.join("data/base/1/7")).expect("file").2, 0o640);
+    assert_eq!(owned(&pg.join("data/base")).expect("dir").2, 0o750);
+    // Nothing outside changed through the link; the service's file is its own.
+    assert_eq!(
+        owned(&outside.join("secret")).expect("outside"),
+        (0, 0, 0o644)
+    );
+    assert_eq!(
+        owned(&pg.join("data/service.conf")).expect("service"),
+        (5000, 5000, 0o644)
+    );
+
+    // An update replaces a file (a new inode, the engine's again): given back.
+    fs::write(pg.join("data/PG_VERSION.!sync"), "16").expect("update");
+    fs::rename(pg.join("data/PG_VERSION.!sync"), pg.join("data/PG_VERSION")).expect("rename");
+    wait_until(
+        "the updated file is given back",
+        || matches!(owned(&pg.join("data/PG_VERSION")), Ok((4242, 4343, 0o640))),
+        || sandbox.context(),
+    );
+    let keeper = &init.status()["keeper"];
+    assert_eq!(keeper["running"], true, "{keeper}");
+    assert!(keeper["fixed"].as_u64().unwrap_or(0) >= 204, "{keeper}");
+
+    // A namespace without an owner or umask is not watched: the engine's
+    // umask already gives it 0600/0700, and a root file stays as it is.
+    fs::write(sandbox.folder("plain").join("f"), "x").expect("plain file");
+    fs::set_permissions(
+        sandbox.folder("plain").join("f"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .expect("mode");
+    assert_eq!(init.status()["keeper"]["folders"], 1);
+
+    // Added again with another owner: init hands the keeper the new rule.
+    let out = sandbox.run(&["add", "--owner=4444:4444", "pg"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A file that arrives while the keeper takes the change up may get the
+    // old owner; from when it says so, every file gets the new one.
+    wait_until(
+        "the keeper settled on the new owner",
+        || init.status()["keeper"]["settled"] == true,
+        || format!("{}\n{}", init.status()["keeper"], sandbox.context()),
+    );
+    fs::write(pg.join("data/after"), "x").expect("file after");
+    wait_until(
+        "a file after the change gets the new owner",
+        || matches!(owned(&pg.join("data/after")), Ok((4444, 4444, 0o640))),
+        || format!("{}\n{}", init.status()["keeper"], sandbox.context()),
+    );
+    let _ = fs::remove_dir_all(&outside);
+}
+
+/// The engine's pid as the host sees it: init runs in a PID namespace of
+/// its own, where status reports the engine's pid inside it.
+fn host_pid_of(init: &Init, inner: u64) -> i32 {
+    let inner = i32::try_from(inner).expect("pid");
+    children_of(init.pid)
+        .into_iter()
+        .map(|(pid, _, _)| pid)
+        .find(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|p| p.parse::<i32>().ok())
+                    == Some(inner)
+            })
+        })
+        .expect("the engine among init's children")
+}

@@ -161,7 +161,11 @@ impl Supervisor {
             return;
         }
         let wanted = match self.registry.get(&ns) {
-            Ok(entry) => entry.map(|e| e.key),
+            Ok(entry) => {
+                // A change of owner alone leaves the engine as it is.
+                self.keep_folder(&ns, entry.as_ref().map(|e| e.rule));
+                entry.map(|e| e.key)
+            }
             Err(e) => {
                 log!("cannot read the registry entry of {ns}: {e}");
                 request.reply(&format!("error cannot read the registry: {e}"));
@@ -457,6 +461,9 @@ impl Supervisor {
             .registry
             .readable_entries()
             .map_err(|e| Some(format!("cannot read the registry: {e}")))?;
+        // Before anything else: a change of owner alone gives the engine
+        // nothing to reload.
+        self.keep_folders(&entries);
         if entries.is_empty() && self.cluster.is_none() {
             return Err(None);
         }

@@ -80,6 +80,7 @@ macro_rules! log {
 
 mod apply;
 mod cluster_sync;
+mod keeping;
 mod reload;
 mod status;
 mod webui;
@@ -214,6 +215,8 @@ struct Supervisor {
     /// WebUI mode was asked for, but an engine did not answer on its
     /// interface: config-file mode for the rest of init's life.
     api_failed: bool,
+    /// Gives what the engine writes to each namespace's owner.
+    keeping: keeping::Keeping,
 }
 
 /// "to apply changes to a, b, c, d, e and 3 more", for the log.
@@ -340,6 +343,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     let now = Instant::now();
     let trash = TrashSweeper::new(&layout, settings.trash_kept, now);
     let cluster = cluster.map(|cluster| ClusterSync::new(cluster, layout.clone(), now));
+    let keeping = keeping::Keeping::start(settings.owner);
     let mut supervisor = Supervisor {
         settings,
         registry: Registry::new(layout),
@@ -365,6 +369,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         booting: true,
         engine_info: Err("not asked yet".to_owned()),
         api_failed: false,
+        keeping,
     };
     if subreaper {
         log!(
@@ -691,6 +696,7 @@ impl Supervisor {
         for (_, problem) in &damaged {
             log!("left out of the engine config: {problem}");
         }
+        self.keep_folders(&entries);
         let cluster = self.cluster.as_ref().map(ClusterSync::cluster);
         if entries.is_empty() && cluster.is_none() {
             // btsync refuses an empty config (exit 1): run nothing.

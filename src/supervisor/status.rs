@@ -80,6 +80,8 @@ impl Supervisor {
             "crashes": self.crashes,
             "changes_pending": self.pending.is_some(),
             "cluster": self.cluster.as_ref().map(ClusterSync::status_json),
+            // Who owns what the engine writes (docs/services.md).
+            "keeper": self.keeper_json(),
             "last_exit": self.last_exit.as_ref().map(|e| json!({
                 "status": e.status.code(),
                 "description": e.status.to_string(),
