@@ -1,6 +1,7 @@
 use argh::FromArgs;
 use serde_json::{Value, json};
 use syncbox::dispatch::{Invocation, emit, run_applet};
+use syncbox::file_rule;
 use syncbox::layout::Layout;
 use syncbox::registry::Registry;
 
@@ -9,7 +10,7 @@ use syncbox::registry::Registry;
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
     /// print a JSON array of {name, container_path, host_path, access, key_origin,
-    /// declared, sync}; never keys
+    /// declared, owner, umask, sync}; never keys
     #[argh(switch)]
     json: bool,
 }
@@ -48,6 +49,9 @@ fn render(applet: &str, as_json: bool) -> syncbox::Result<String> {
                 "access": entry.key.access().as_str(),
                 "key_origin": entry.origin.as_str(),
                 "declared": if entry.from_cluster { "cluster" } else { "local" },
+                // "UID:GID", or null: the engine's user.
+                "owner": entry.rule.owner.map(file_rule::owner_text),
+                "umask": file_rule::umask_text(entry.rule.umask),
                 "sync": sync_of(&name),
             })),
             // Deleted between the listing and the read: simply gone.

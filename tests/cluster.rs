@@ -769,3 +769,66 @@ fn the_engine_never_receives_the_cluster_key() {
     );
     node.stop(init);
 }
+
+/// Issue 21: `add --cluster --owner` carries the owner and umask to every
+/// node, and a declaration with another owner changes it where the
+/// namespace is held from the cluster.
+#[test]
+fn a_declared_owner_reaches_every_node() {
+    use std::os::unix::fs::MetadataExt;
+    if !common::running_as_root() {
+        eprintln!(
+            "a_declared_owner_reaches_every_node: SKIPPED: needs root to chown (CI runs as root)"
+        );
+        return;
+    }
+    let cluster = Cluster::new("owner");
+    let nodes: Vec<Node> = (1..=2).map(|i| cluster.node(&format!("node{i}"))).collect();
+    let inits: Vec<Init> = nodes.iter().map(|node| node.start_init(&[])).collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    nodes[0].run_ok(&["add", "--cluster", "--owner=4242:4343", "--umask=027", "pg"]);
+    let owned = |node: &Node, path: &str| {
+        fs::symlink_metadata(node.folder("pg").join(path))
+            .map(|m| (m.uid(), m.gid(), m.mode() & 0o7777))
+            .ok()
+    };
+    let started = Instant::now();
+    wait_all("holds pg with its owner", &all, started, |n| {
+        n.holds("pg") && owned(n, "") == Some((4242, 4343, 0o750))
+    });
+    for node in &nodes {
+        assert_eq!(
+            owned(node, "data"),
+            Some((4242, 4343, 0o750)),
+            "{}",
+            node.name
+        );
+        let list: Value = serde_json::from_str(&node.run_ok(&["list", "--json"])).expect("list");
+        assert_eq!(
+            (list[0]["owner"].as_str(), list[0]["umask"].as_str()),
+            (Some("4242:4343"), Some("027")),
+            "{list}"
+        );
+    }
+    // Declared again with another owner: node 2 changes to it.
+    nodes[0].run_ok(&["add", "--cluster", "--owner=4444", "pg"]);
+    let started = Instant::now();
+    wait_all("node2 changed pg's owner", &all[1..], started, |n| {
+        owned(n, "") == Some((4444, 4444, 0o750)) && owned(n, "data") == Some((4444, 4444, 0o750))
+    });
+    // Declared again without an owner: the record keeps the owner the
+    // namespace has, so no node loses it.
+    nodes[0].run_ok(&["add", "--cluster", "pg"]);
+    let written = record(
+        &cluster.registry(),
+        &format!("pg@{}.json", device_of(&nodes[0])),
+    );
+    assert_eq!(
+        (written["owner"].as_str(), written["umask"].as_str()),
+        (Some("4444:4444"), Some("027")),
+        "{written}"
+    );
+    for (node, init) in nodes.iter().zip(inits) {
+        node.stop(init);
+    }
+}
