@@ -156,6 +156,23 @@ fn render(status: &Value) -> String {
             seconds(&last["seconds_ago"])
         ));
     }
+    let keeper = &status["keeper"];
+    match keeper["running"].as_bool() {
+        Some(true) => text.push_str(&format!(
+            "keeper:   {} folders with an owner or umask watched, {} entries given to their owner{}\n",
+            keeper["folders"].as_u64().unwrap_or(0),
+            keeper["fixed"].as_u64().unwrap_or(0),
+            match keeper["errors"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!(", {n} errors (see init's log)"),
+            }
+        )),
+        Some(false) => text.push_str(&format!(
+            "keeper:   not running ({}): the engine's files keep its owner\n",
+            keeper["problem"].as_str().unwrap_or("?")
+        )),
+        None => {}
+    }
     let cluster = &status["cluster"];
     if cluster.is_object() {
         let names = |list: &Value| -> Vec<String> {
