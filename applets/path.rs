@@ -9,17 +9,17 @@ use syncbox::registry::Registry;
 
 /// Print the path of a namespace's folder: on the host (default, for
 /// `docker run -v $(ctl path NS):...`) or inside this container. With
-/// --data, the path of its data folder instead: the subfolder `data` that
-/// `add` makes, with the namespace's owner and no `.sync/` in it, for
-/// services that refuse a data directory that is not empty (initdb,
-/// mysqld --initialize). It is synced like the rest of the namespace.
+/// --data, the path of its data folder instead: the subfolder `data`, with
+/// the namespace's owner and no `.sync/` in it, for services that refuse a
+/// data directory that is not empty (initdb, mysqld --initialize); made
+/// when missing. It is synced like the rest of the namespace.
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
 struct Args {
     /// host (needs BTSYNC_HOST_PATH) or container; default host
     #[argh(option, default = "Scope::Host")]
     scope: Scope,
-    /// print the namespace's data folder (NS/data), not the folder itself
+    /// print the namespace's data folder (NS/data), made when missing
     #[argh(switch)]
     data: bool,
     /// namespace name
@@ -56,20 +56,7 @@ pub fn run(inv: &Invocation) -> u8 {
             Scope::Host => layout.host_folder(&name).ok_or(Error::HostPathUnknown)?,
         };
         if args.data {
-            let data = layout.data_folder(&name);
-            let problem = match std::fs::symlink_metadata(&data) {
-                Ok(meta) if meta.is_dir() => None,
-                Ok(meta) if meta.file_type().is_symlink() => Some("is a symbolic link"),
-                Ok(_) => Some("is not a directory"),
-                Err(_) => Some("is missing"),
-            };
-            if let Some(problem) = problem {
-                return Err(Error::DataFolder {
-                    ns: name.to_string(),
-                    path: data,
-                    problem,
-                });
-            }
+            registry.ensure_data_folder(&name)?;
             path.push(DATA_FOLDER);
         }
         Ok(emit(&format!("{}\n", path.display())))

@@ -178,7 +178,7 @@ impl fmt::Display for Error {
             }
             Error::DataFolder { ns, path, problem } => write!(
                 f,
-                "{ns}: its data folder {} {problem}; 'add {ns}' makes it when nothing is there",
+                "{ns}: its data folder {} {problem}; move it away ('path --data {ns}' then makes the folder)",
                 path.display()
             ),
             Error::CorruptEntry { path, problem } => write!(

@@ -287,9 +287,6 @@ impl Registry {
                 self.ensure_folder(ns, rule)?;
                 self.prepare_folders(ns, rule)?;
                 fsutil::write_atomic(&entry_path, entry_json(&existing).as_bytes(), 0o600)?;
-            } else {
-                // An older syncbox made no data folder.
-                self.ensure_folder(ns, existing.rule)?;
             }
             self.cancel_pending_delete(ns)?;
             return Ok(AddOutcome::AlreadyPresent);
@@ -342,7 +339,6 @@ impl Registry {
             // Leave no trace of a failed add (a full disk, say): the folder
             // goes too if this add made it and nothing was put in it.
             if created {
-                let _ = fs::remove_dir(self.layout.data_folder(ns));
                 let _ = fs::remove_dir(self.layout.folder(ns));
             }
             return Err(e);
@@ -674,11 +670,8 @@ impl Registry {
     }
 
     /// Make sure `$BTSYNC_DATA/NS` is a directory; true if it was created now.
-    /// Make the namespace's folder and its data folder, with the rule's
-    /// owner and mode, when they are missing. True when the folder itself
-    /// was made. Something other than a directory at the data folder's
-    /// path is the namespace's content and is left alone (`path --data`
-    /// says so).
+    /// Make the namespace's folder, with the rule's owner and mode, when it
+    /// is missing. True when it was made.
     fn ensure_folder(&self, ns: &Name, rule: FileRule) -> Result<bool> {
         let folder = self.layout.folder(ns);
         let created = match fs::symlink_metadata(&folder) {
@@ -702,16 +695,36 @@ impl Registry {
             }
             Err(e) => return Err(Error::io(format!("cannot inspect {}", folder.display()), e)),
         };
+        Ok(created)
+    }
+
+    /// `path --data`: the namespace's data folder, made with its owner and
+    /// mode when nothing is there. Not made by `add`: a joining node whose
+    /// folder holds anything (an empty subfolder is enough) was judged
+    /// `synced` by its first exchange with nothing arrived (1.4.111, 2 of
+    /// 3 runs); it arrives from the node that made it.
+    pub fn ensure_data_folder(&self, ns: &Name) -> Result<PathBuf> {
+        let _lock = self.lock()?;
+        let entry = self
+            .get(ns)?
+            .ok_or_else(|| Error::NotRegistered(ns.to_string()))?;
         let data = self.layout.data_folder(ns);
-        match fs::symlink_metadata(&data) {
-            Ok(_) => {}
+        let problem = match fs::symlink_metadata(&data) {
+            Ok(meta) if meta.is_dir() => return Ok(data),
+            Ok(meta) if meta.file_type().is_symlink() => "is a symbolic link",
+            Ok(_) => "is not a directory",
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                make_owned_dir(&data, rule)?;
-                fsutil::sync_dir(&folder)?;
+                make_owned_dir(&data, entry.rule)?;
+                fsutil::sync_dir(&self.layout.folder(ns))?;
+                return Ok(data);
             }
             Err(e) => return Err(Error::io(format!("cannot inspect {}", data.display()), e)),
-        }
-        Ok(created)
+        };
+        Err(Error::DataFolder {
+            ns: ns.to_string(),
+            path: data,
+            problem,
+        })
     }
 
     /// Give the namespace's folder and data folder (never following a

@@ -1084,12 +1084,17 @@ fn add_gives_the_folders_an_owner_and_a_mode() {
     // Without an owner: the engine's (root), and nobody else may look in.
     sb.run("add", &["plain"]).ok();
     assert_eq!(owned(&sb.folder("plain")), (0, 0, 0o700));
+    // The data folder is made by path --data, not by add: a joining node
+    // must hold nothing until its first exchange (docs/services.md).
+    assert!(!sb.folder("plain").join("data").exists());
+    sb.run("path", &["--scope=container", "--data", "plain"])
+        .ok();
     assert_eq!(owned(&sb.folder("plain").join("data")), (0, 0, 0o700));
 
     sb.run("add", &["--owner=4242:4343", "--umask=027", "pg"])
         .ok();
     assert_eq!(owned(&sb.folder("pg")), (4242, 4343, 0o750));
-    assert_eq!(owned(&sb.folder("pg").join("data")), (4242, 4343, 0o750));
+    assert!(!sb.folder("pg").join("data").exists());
     let entry: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(sb.entry("pg")).unwrap()).unwrap();
     assert_eq!(entry["owner"], "4242:4343");
@@ -1103,6 +1108,7 @@ fn add_gives_the_folders_an_owner_and_a_mode() {
         printed.trim(),
         sb.folder("pg").join("data").to_str().unwrap()
     );
+    assert_eq!(owned(&sb.folder("pg").join("data")), (4242, 4343, 0o750));
 
     // Added again with another owner: the folders change, the umask stays,
     // a file already there keeps its owner.
@@ -1147,6 +1153,8 @@ fn add_gives_the_folders_an_owner_and_a_mode() {
     run.code(1).one_line_error();
     assert!(run.stderr.contains("is not a directory"), "{run:?}");
     sb.run("add", &["plain"]).ok();
+    sb.run("path", &["--scope=container", "--data", "plain"])
+        .code(1);
     assert_eq!(
         fs::read_to_string(sb.folder("plain").join("data")).unwrap(),
         "the namespace's own file"

@@ -408,6 +408,61 @@ fn a_burst_of_20000_files_is_all_fixed_even_past_inotifys_queue() {
     assert_eq!(stats.watches, 5, "{stats:?}");
 }
 
+/// An overflow for sure: the keeper is held in its log (told of a missing
+/// folder right after the watched one is in place) while more files are
+/// made than inotify's queue holds; the events lost, the overflow makes it
+/// scan every folder again.
+#[test]
+fn events_lost_to_an_overflow_are_made_up_by_a_scan() {
+    if skipped("events_lost_to_an_overflow_are_made_up_by_a_scan") {
+        return;
+    }
+    let tmp = TempDir::new("keeper-overflow");
+    let top = tmp.path().join("ns");
+    dir(&top, 0o755);
+    let queue: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(16384);
+    // Each file makes two events (IN_CREATE, IN_CLOSE_WRITE).
+    let files = (queue / 2 + 2000).max(20_000);
+    assert!(
+        files <= 500_000,
+        "max_queued_events is {queue}: too many files to test"
+    );
+
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().expect("gate");
+    let (entered, in_log) = std::sync::mpsc::channel();
+    let entered = Mutex::new(entered);
+    let waiting = gate.clone();
+    let keeper = Keeper::start(ENGINE, move |line| {
+        eprintln!("{line}");
+        if line.contains("is missing") {
+            let _ = entered.lock().expect("sender").send(());
+            drop(waiting.lock());
+        }
+    })
+    .expect("start the keeper");
+    let missing = tmp.path().join("missing");
+    keeper.set_folders(vec![(top.clone(), PRIVATE), (missing, PRIVATE)]);
+    in_log
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the keeper never logged the missing folder");
+    assert_eq!(keeper.stats().overflows, 0);
+    // In the watched top: a new directory would not be watched yet.
+    for f in 0..files {
+        fs::write(top.join(format!("f{f}")), "x").expect("file");
+    }
+    drop(held);
+    wait_fixed(&top, "every file fixed", Duration::from_secs(300));
+    let stats = keeper.stats();
+    eprintln!("{files} files past a queue of {queue} events: {stats:?}");
+    assert!(stats.overflows >= 1, "{stats:?}");
+    assert_eq!(stats.errors, 0, "{stats:?}");
+    assert_eq!(stats.watches, 1, "{stats:?}");
+}
+
 #[test]
 fn a_directory_swapped_for_a_link_mid_walk_changes_nothing_outside() {
     if skipped("a_directory_swapped_for_a_link_mid_walk") {
