@@ -6,11 +6,21 @@
 # nothing; it reports. Needs docker and root; takes about 10 minutes.
 #
 # Then the same two engines alone, outside docker, in a network namespace of
-# their own (unshare -n, loopback only): docker's share of the figures. Last,
+# their own (unshare -n, loopback only): docker's share of the figures. Then
 # issue 14: a 200 MB transfer while the receiving node applies 20 adds and 20
 # dels, by reload and by restart, against the same transfer with no churn.
+# Last, `add --owner`: 10,000 small files arriving into a namespace with an
+# owner, beside the same into one without.
+#
+#   tests/bench/real-engine.sh          every section
+#   tests/bench/real-engine.sh owner    only the last (about 10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+only=${1:-}
+case $only in
+"" | owner) ;;
+*) echo "usage: tests/bench/real-engine.sh [owner]" >&2; exit 2 ;;
+esac
 
 engine=${SYNCBOX_TEST_BTSYNC:-$(tests/real-engine)}
 id=sbxb-$$
@@ -85,6 +95,9 @@ ctl() { docker exec "$1" ctl "${@:2}"; }
 
 rootfs/build-image --tag "$image" --context "$work/context" "$engine" >/dev/null 2>"$work/build.log"
 docker network create --internal "$net" >/dev/null
+
+# Sections 1 to 6 (their `fi` is before section 7).
+if [ -z "$only" ]; then
 
 # 1. The first add on a fresh node, beside an add on the same node once its
 #    engine runs (a restart of the real engine with one more folder).
@@ -286,6 +299,151 @@ PY
 )
 row "\`wait\` returned after the last file matched, fresh node, 200 MiB + 500 files (median of 5: $lags s; max $lag_max s; every sha256 matched when it returned, 5 of 5)" \
   "$lag_median s" "the transfer, \`add\` to last file matched (median): $transfer_median s" "$(ratio2 "$lag_median" "$transfer_median")"
+
+fi
+
+# 7. `add --owner`: 10,000 small files (100 folders of 100, a few bytes
+#    each) arriving on node b from node a, into a namespace without an owner
+#    and into one with `--owner=70:70`, alternately (without, with, without,
+#    with, ...), RUNS times each. Every namespace is fresh (its own key) and
+#    fully indexed by a's engine before b's `add` (getsyncfolders counts all
+#    10,000 files). Times from b's `add --token=KEY [--owner=70:70]` (which
+#    returns once applied) until all 10,000 files are in b's folder, and for
+#    the owner: until every entry of the namespace, .sync included, is 70:70
+#    with no group or other permission bit (what init's keeper does). The
+#    engines' first connection is in no figure (a warm-up file first).
+# engine_files NODE NS: the files NODE's engine counts in /data/NS (its
+#   interface's getsyncfolders, asked inside the container's network
+#   namespace with the credentials of its config), or -1.
+engine_files() {
+  local pid
+  pid=$(docker top "$1" -eo pid,args | awk '$2 == "/bin/btsync" { print $1; exit }')
+  [ -n "$pid" ] || { echo -1; return; }
+  python3 - "$pid" "/data/$2" <<'PY'
+import json, re, subprocess, sys
+pid, path = sys.argv[1], sys.argv[2]
+try:
+    args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    config = args[args.index(b"--config") + 1].decode()
+    webui = json.load(open(f"/proc/{pid}/root{config}"))["webui"]
+    base = f"http://{webui['listen']}/gui/"
+    def curl(*a):
+        return subprocess.run(["nsenter", "-t", pid, "-n", "curl", "-s", "--max-time", "10",
+                               "-u", f"{webui['login']}:{webui['password']}", *a],
+                              capture_output=True, text=True, check=True).stdout
+    page = curl("-i", "-X", "POST", base + "token.html")
+    cookie = re.search(r"(?im)^set-cookie:\s*([^;\r\n]+)", page).group(1)
+    token = re.search(r"id='token'[^>]*>([^<]*)<", page).group(1)
+    folders = json.loads(curl("-b", cookie, f"{base}?token={token}&action=getsyncfolders&discovery=1"))
+    print(next(f["files"] for f in folders["folders"] if f["path"] == path))
+except Exception:
+    print(-1)
+PY
+}
+# arrive T0 DIR COUNT [owner]: seconds from T0 until DIR holds COUNT files
+#   (.sync and NAME.!sync left out), and with `owner` also until every entry
+#   of DIR, DIR and .sync included, is 70:70 with mode & 077 == 0: "FILES
+#   OWNED" (OWNED is "-" without `owner`). At most 600 s.
+arrive() {
+  python3 - "$@" <<'PY'
+import os, stat, sys, time
+t0, top, count = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+owner = len(sys.argv) > 4
+files_at = owned_at = None
+while time.time() - t0 < 600:
+    files, foreign = 0, 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames + ([] if dirpath != top else ["."]):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                foreign += 1
+                continue
+            if owner and (st.st_uid != 70 or st.st_gid != 70 or (not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077)):
+                foreign += 1
+            if stat.S_ISREG(st.st_mode) and not name.endswith(".!sync") \
+                    and not os.path.relpath(path, top).startswith(".sync"):
+                files += 1
+    now = time.time()
+    if files == count and files_at is None:
+        files_at = now - t0
+    if files == count and foreign == 0 and owner:
+        owned_at = now - t0
+    if files_at is not None and (owned_at is not None or not owner):
+        print(f"{files_at:.2f} {owned_at:.2f}" if owner else f"{files_at:.2f} -")
+        sys.exit(0)
+    time.sleep(0.1)
+sys.exit(f"bench: {top}: {files} of {count} files, {foreign} entries not 70:70 or readable by others after 600 s")
+PY
+}
+# small_files DIR [owner]: the 10,000 files, as 70:70 with `owner`.
+small_files() {
+  python3 - "$@" <<'PY'
+import os, sys
+top, owner = sys.argv[1], len(sys.argv) > 2
+for d in range(100):
+    folder = os.path.join(top, f"d{d:03}")
+    os.mkdir(folder)
+    if owner:
+        os.chown(folder, 70, 70)
+    for f in range(100):
+        path = os.path.join(folder, f"f{f:03}")
+        with open(path, "w") as out:
+            out.write(f"{d}/{f}\n")
+        if owner:
+            os.chown(path, 70, 70)
+PY
+}
+RUNS=${SYNCBOX_BENCH_OWNER_RUNS:-2}
+hosts="$id-o-a:55555,$id-o-b:55555"
+node o-a "$hosts"
+node o-b "$hosts"
+ctl "$id-o-a" add warm >/dev/null
+key=$(docker exec "$id-o-a" secret warm)
+ctl "$id-o-b" add --token="$key" warm >/dev/null
+echo warm >"$work/o-a/warm/first"
+wait_exists "$(now)" "$work/o-b/warm/first" >/dev/null
+order=()
+for i in $(seq "$RUNS"); do order+=("plain$i" "owned$i"); done
+for ns in "${order[@]}"; do
+  case $ns in
+  owned*) ctl "$id-o-a" add --owner=70:70 "$ns" >/dev/null; small_files "$work/o-a/$ns" owner ;;
+  *) ctl "$id-o-a" add "$ns" >/dev/null; small_files "$work/o-a/$ns" ;;
+  esac
+done
+for ns in "${order[@]}"; do
+  for _ in $(seq 1200); do [ "$(engine_files "$id-o-a" "$ns")" = 10000 ] && break; sleep 0.5; done
+  [ "$(engine_files "$id-o-a" "$ns")" = 10000 ] || { echo "bench: a's engine never indexed $ns" >&2; exit 1; }
+done
+plain=() owned_files=() owned=()
+for ns in "${order[@]}"; do
+  key=$(docker exec "$id-o-a" secret "$ns")
+  t0=$(now)
+  case $ns in
+  owned*)
+    ctl "$id-o-b" add --token="$key" --owner=70:70 "$ns" >/dev/null
+    read -r files_s owned_s < <(arrive "$t0" "$work/o-b/$ns" 10000 owner)
+    owned_files+=("$files_s") owned+=("$owned_s")
+    ;;
+  *)
+    ctl "$id-o-b" add --token="$key" "$ns" >/dev/null
+    read -r files_s _ < <(arrive "$t0" "$work/o-b/$ns" 10000)
+    plain+=("$files_s")
+    ;;
+  esac
+  echo "bench: $ns: ${files_s} s${owned_s:+ (owned $owned_s s)}" >&2
+  owned_s=
+done
+keeper=$(docker exec "$id-o-b" status --json |
+  python3 -c 'import json,sys; k = json.load(sys.stdin)["keeper"]; print(k["fixed"], "entries fixed,", k["overflows"], "queue overflows")')
+docker rm -f -v "$id-o-a" "$id-o-b" >/dev/null
+plain_m=$(median "${plain[@]}")
+row "10,000 small files a -> b into a namespace with \`--owner=70:70\`, b's \`add\` until all are there and 70:70, 0600/0700 (median of $RUNS: ${owned[*]} s; b's keeper: $keeper)" \
+  "$(s "$(median "${owned[@]}")")" "the same into a namespace without an owner, alternating with it (median of $RUNS: ${plain[*]} s): $(s "$plain_m")" \
+  "$(ratio2 "$(median "${owned[@]}")" "$plain_m")"
+row "... of it until all 10,000 files are there (owner or not), with \`--owner=70:70\` (median of $RUNS: ${owned_files[*]} s)" \
+  "$(s "$(median "${owned_files[@]}")")" "without an owner: $(s "$plain_m")" "$(ratio2 "$(median "${owned_files[@]}")" "$plain_m")"
 
 echo "syncbox real-engine benchmark (btsync $("$engine" --help 2>/dev/null | head -n1 | awk '{print $NF}')) on $(nproc) cores, $(uname -srm), $(date -u +%Y-%m-%d), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| figure | real engine | anchor (same run) | ratio |"

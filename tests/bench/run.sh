@@ -7,7 +7,8 @@
 #   tests/bench/run.sh --quick   short run for CI (fewer runs, 2,000 namespaces,
 #                                image bytes from the staged build context, no docker)
 #   tests/bench/run.sh --real    the real engine's figures instead (btsync 1.4.111 in
-#                                docker: tests/bench/real-engine.sh; about 10 minutes)
+#                                docker: tests/bench/real-engine.sh; about 20 minutes);
+#                                `--real owner` only its `add --owner` section
 #   --write (with either of the first two) also writes what it measured into
 #   docs/figures.md, which quotes nothing of it by hand:
 #     - the block `sizes` (binary sizes, image bytes): a quick run measures
@@ -29,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-[ "${1:-}" = "--real" ] && exec tests/bench/real-engine.sh
+[ "${1:-}" = "--real" ] && exec tests/bench/real-engine.sh "${@:2}"
 quick=false
 write=false
 for arg in "$@"; do
