@@ -1806,8 +1806,11 @@ fn the_keeper_gives_what_the_engine_writes_to_the_namespace_owner() {
     }
     fs::write(pg.join("data/PG_VERSION.!sync"), "15").expect("download");
     fs::rename(pg.join("data/PG_VERSION.!sync"), pg.join("data/PG_VERSION")).expect("rename");
-    fs::write(pg.join("run.sh"), "#!/bin/sh").expect("exe");
-    fs::set_permissions(pg.join("run.sh"), fs::Permissions::from_mode(0o755)).expect("exe mode");
+    // The engine sets a file's mode before it renames it into place.
+    fs::write(pg.join("run.sh.!sync"), "#!/bin/sh").expect("exe");
+    fs::set_permissions(pg.join("run.sh.!sync"), fs::Permissions::from_mode(0o755))
+        .expect("exe mode");
+    fs::rename(pg.join("run.sh.!sync"), pg.join("run.sh")).expect("rename");
     std::os::unix::fs::symlink(outside.join("secret"), pg.join("link")).expect("link");
     // The service's own file: owned by its user, never touched.
     fs::write(pg.join("data/service.conf"), "mine").expect("service file");
