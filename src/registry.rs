@@ -674,28 +674,23 @@ impl Registry {
     /// is missing. True when it was made.
     fn ensure_folder(&self, ns: &Name, rule: FileRule) -> Result<bool> {
         let folder = self.layout.folder(ns);
-        let created = match fs::symlink_metadata(&folder) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(Error::FolderOccupied {
-                    path: folder,
-                    problem: "is a symbolic link, not a folder syncbox made",
-                });
-            }
-            Ok(meta) if !meta.is_dir() => {
-                return Err(Error::FolderOccupied {
-                    path: folder,
-                    problem: "exists but is not a directory",
-                });
-            }
-            Ok(_) => false,
+        match fs::symlink_metadata(&folder) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(Error::FolderOccupied {
+                path: folder,
+                problem: "is a symbolic link, not a folder syncbox made",
+            }),
+            Ok(meta) if !meta.is_dir() => Err(Error::FolderOccupied {
+                path: folder,
+                problem: "exists but is not a directory",
+            }),
+            Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 make_owned_dir(&folder, rule)?;
                 fsutil::sync_dir(self.layout.data_root())?;
-                true
+                Ok(true)
             }
-            Err(e) => return Err(Error::io(format!("cannot inspect {}", folder.display()), e)),
-        };
-        Ok(created)
+            Err(e) => Err(Error::io(format!("cannot inspect {}", folder.display()), e)),
+        }
     }
 
     /// `path --data`: the namespace's data folder, made with its owner and
