@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::real::real_image;
 use crate::support::*;
-use crate::sync_state::{engine_folders, wait_init, webui_offline};
+use crate::sync_state::{engine_folders, two_nodes};
 
 const OWNER_UID: u32 = 70;
 const OWNER_GID: u32 = 70;
@@ -23,20 +22,6 @@ const OWNER_GID: u32 = 70;
 const INDEX_BOUND: Duration = Duration::from_secs(300);
 /// How long the keeper may lag behind the engine once `add --wait` returned.
 const KEEPER_BOUND: Duration = Duration::from_secs(60);
-
-/// Two real-engine nodes that know each other, init answering in both.
-fn two_nodes(scope: &Scope) -> (Node, Node) {
-    let image = real_image();
-    let network = scope.network("net");
-    let (nodes, _) = Node::peers(scope, &image, &network, 2, &webui_offline());
-    let mut nodes = nodes.into_iter();
-    let (Some(first), Some(second)) = (nodes.next(), nodes.next()) else {
-        panic!("Node::peers made fewer than two nodes");
-    };
-    wait_init(&first);
-    wait_init(&second);
-    (first, second)
-}
 
 /// Wait until the engine in `node` counts `files` files in namespace `ns`.
 fn wait_engine_counts(node: &Node, ns: &str, files: u64) {
@@ -78,21 +63,6 @@ fn join_and_wait(node: &Node, key: &str, ns: &str) -> f64 {
         text(&out.stderr)
     );
     took
-}
-
-/// `find ROOT -perm MODE`: what it printed.
-fn find_perm(root: &Path, mode: &str) -> String {
-    let out = run_with_deadline(
-        Command::new("find").arg(root).args(["-perm", mode]),
-        COMMAND_DEADLINE,
-    );
-    assert!(
-        out.status.success(),
-        "find {}: {}",
-        root.display(),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// Every entry under `root`, `root` itself included, whose owner is not

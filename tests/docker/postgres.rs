@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::real::real_image;
 use crate::support::*;
-use crate::sync_state::{engine_folders, wait_init, webui_offline};
+use crate::sync_state::{engine_folders, two_nodes};
 
 /// The user and group the image's postgres runs as (`postgres` in its
 /// /etc/passwd and /etc/group), as `docker run -u` takes them.
@@ -390,21 +389,6 @@ fn wait_indexed(node: &Node) {
     );
 }
 
-/// `find ROOT -perm MODE`: what it printed, one path a line.
-fn find_perm(root: &Path, mode: &str) -> String {
-    let out = run_with_deadline(
-        Command::new("find").arg(root).args(["-perm", mode]),
-        COMMAND_DEADLINE,
-    );
-    assert!(
-        out.status.success(),
-        "find {}: {}",
-        root.display(),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 /// `ctl path --data NS` in `node`: the host path, checked against the
 /// node's bind-mounted data root.
 fn data_path(node: &Node) -> PathBuf {
@@ -423,13 +407,9 @@ fn data_path(node: &Node) -> PathBuf {
 #[ignore = "needs docker, the real btsync, PostgreSQL's binaries, and add --owner / path --data (issue 21): tests/docker/run"]
 fn real_btsync_postgres_moves_to_a_second_node() {
     let scope = Scope::new("pg-move");
-    let image = real_image();
     let pg_image = postgres_image();
-    let network = scope.network("net");
-    let (nodes, _) = Node::peers(&scope, &image, &network, 2, &webui_offline());
-    let (first, second) = (&nodes[0], &nodes[1]);
-    wait_init(first);
-    wait_init(second);
+    let (first, second) = two_nodes(&scope);
+    let (first, second) = (&first, &second);
 
     // Node 1: the namespace, owned by postgres's user, and its data folder.
     let out = shown(&["exec", &first.name, "ctl", "add", "--owner=70:70", NS]);

@@ -1052,3 +1052,18 @@ pub fn writer_image(scope: &Scope) -> String {
         &probe("static", &["--target", "x86_64-unknown-linux-musl"]),
     )
 }
+
+/// `find ROOT -perm MODE`: what it printed, one path a line.
+pub fn find_perm(root: &Path, mode: &str) -> String {
+    let out = run_with_deadline(
+        Command::new("find").arg(root).args(["-perm", mode]),
+        COMMAND_DEADLINE,
+    );
+    assert!(
+        out.status.success(),
+        "find {}: {}",
+        root.display(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}

@@ -756,3 +756,17 @@ fn real_btsync_sync_state_plugin_mount_with_wait_gives_the_whole_copy() {
         &missing[..missing.len().min(20)],
     );
 }
+
+/// Two real-engine nodes that know each other, init answering in both.
+pub(crate) fn two_nodes(scope: &Scope) -> (Node, Node) {
+    let image = crate::real::real_image();
+    let network = scope.network("net");
+    let (nodes, _) = Node::peers(scope, &image, &network, 2, &webui_offline());
+    let mut nodes = nodes.into_iter();
+    let (Some(first), Some(second)) = (nodes.next(), nodes.next()) else {
+        panic!("Node::peers made fewer than two nodes");
+    };
+    wait_init(&first);
+    wait_init(&second);
+    (first, second)
+}
