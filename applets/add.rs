@@ -52,6 +52,11 @@ struct Args {
     /// (and the --owner and --umask given)
     #[argh(switch)]
     cluster: bool,
+    /// a new random key even when a cluster key is set: no other node can
+    /// derive it (without --local, a namespace added in cluster mode is
+    /// readable and writable by every member of the cluster)
+    #[argh(switch)]
+    local: bool,
     /// who owns the namespace's files on this node: USER[:GROUP], names
     /// from this image's /etc/passwd and /etc/group or numbers. The folder,
     /// its data folder and every file the engine writes get this owner;
@@ -122,6 +127,7 @@ pub fn run(inv: &Invocation) -> u8 {
             key,
             read_only: args.read_only,
             cluster: args.cluster,
+            local: args.local,
             waiting: Waiting::from_env(args.no_wait)?,
             rule,
         };

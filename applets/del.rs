@@ -24,8 +24,8 @@ struct Args {
     /// the cluster registry); each node moves its copy to the cluster trash
     #[argh(switch)]
     cluster: bool,
-    /// with --cluster: every node deletes its copy instead of keeping it in
-    /// the trash
+    /// with --cluster: nodes that allow it (BTSYNC_CLUSTER_PURGE=true) delete
+    /// their copy instead of keeping it in the trash
     #[argh(switch)]
     purge: bool,
     /// namespace name

@@ -5,6 +5,7 @@ use syncbox::dispatch::{Invocation, emit, run_applet};
 use syncbox::layout::Layout;
 use syncbox::name::Name;
 use syncbox::registry::Registry;
+use syncbox::trash_limit;
 use syncbox::waiting;
 
 /// Show what init is doing: the engine's pid, uptime, restart count,
@@ -219,6 +220,41 @@ fn render(status: &Value) -> String {
                 ));
             }
             text.push('\n');
+        }
+        if let Some(forged) = cluster["forged"].as_array().filter(|a| !a.is_empty()) {
+            let files: Vec<&str> = forged.iter().filter_map(Value::as_str).collect();
+            let forged_count = count(&cluster["forged_count"], files.len());
+            text.push_str(&format!(
+                "forged:   {forged_count} record(s) under this device id that it did not write, not applied: {}{}\n",
+                files.join(" "),
+                more(forged_count, files.len())
+            ));
+        }
+        let trash = &cluster["trash"];
+        if trash.is_object() {
+            let max_bytes = trash["max_bytes"].as_u64().map_or(String::new(), |b| {
+                format!(", at most {}", trash_limit::size_text(b))
+            });
+            let bytes = trash["bytes"].as_u64().map_or(String::new(), |b| {
+                format!(", {}", trash_limit::size_text(b))
+            });
+            text.push_str(&format!(
+                "trash:    {} of at most {} copies{bytes}{max_bytes}; purge tombstones {}\n",
+                trash["copies"].as_u64().unwrap_or(0),
+                trash["max_copies"].as_u64().unwrap_or(0),
+                if cluster["purge"].as_str() == Some("honoured") {
+                    "delete here (BTSYNC_CLUSTER_PURGE on)"
+                } else {
+                    "go to the trash here"
+                },
+            ));
+            let waiting = trash["removals_waiting_count"].as_u64().unwrap_or(0);
+            if waiting > 0 {
+                text.push_str(&format!(
+                    "removals waiting: {waiting}: {}\n",
+                    trash["why"].as_str().unwrap_or("the cluster trash is full")
+                ));
+            }
         }
         let last = &cluster["last_reconcile"];
         if last.is_null() {

@@ -110,6 +110,13 @@ impl Layout {
         self.state_dir().join("cluster-trash")
     }
 
+    /// What this node last wrote as its own cluster records (`NS.json`,
+    /// `NS.json.next` while a write is under way): never synced, so a
+    /// record under this node's device id that differs is known forged.
+    pub fn own_records_dir(&self) -> PathBuf {
+        self.state_dir().join("cluster-own")
+    }
+
     /// This node's device id (16 hex digits) for cluster records.
     pub fn device_id_file(&self) -> PathBuf {
         self.state_dir().join("device-id")

@@ -27,6 +27,7 @@ pub mod settings;
 pub mod supervisor;
 pub mod sync_state;
 pub mod sys;
+pub mod trash_limit;
 pub mod user_db;
 pub mod volume_plugin;
 pub mod waiting;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, LocalDel};
 use crate::cluster_key::choose_namespace_key;
 use crate::control::{self, Applied, Disposal, Waiting};
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::file_rule::{self, RuleChange};
 use crate::keys::{Access, Key};
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::{ClusterUnregistered, Parking, Registry, Removal, Unregistered};
+use crate::registry::{ClusterUnregistered, Origin, Parking, Registry, Removal, Unregistered};
 use crate::settings::{Owner, Settings};
 
 /// What `add` was asked to do.
@@ -24,6 +24,9 @@ pub struct AddRequest {
     pub read_only: bool,
     /// `--cluster`: declare it for every node.
     pub cluster: bool,
+    /// `--local`: a new random key even in cluster mode, so that no other
+    /// member can derive it.
+    pub local: bool,
     pub waiting: Waiting,
     /// `--owner`/`--umask`; `None`: the default for a new namespace, the
     /// one it has for a registered one.
@@ -39,13 +42,16 @@ pub fn add(layout: Layout, request: AddRequest) -> Result<()> {
         key,
         read_only,
         cluster,
+        local,
         waiting,
         rule,
     } = request;
     if let Some(owner) = rule.owner {
         refuse_an_owner_the_engine_cannot_serve(owner)?;
     }
-    let registry = if cluster {
+    let registry = if local {
+        add_local_only(layout, &name, key.is_some(), read_only, cluster, rule)?
+    } else if cluster {
         if key.is_some() {
             return Err(Error::Usage(
                 "--cluster takes no key: every node derives the same one from the cluster key"
@@ -70,6 +76,53 @@ pub fn add(layout: Layout, request: AddRequest) -> Result<()> {
     };
     control::announce_add(registry.layout(), &name, waiting)?;
     Ok(())
+}
+
+/// `add --local`: register `ns` with a key made here from the OS random
+/// source, which no cluster member can derive (a plain `add` in cluster
+/// mode derives it from the cluster key: every member can read and write
+/// it). Adding it again changes nothing; a namespace registered with any
+/// other key is refused.
+fn add_local_only(
+    layout: Layout,
+    ns: &Name,
+    key_given: bool,
+    read_only: bool,
+    cluster: bool,
+    rule: RuleChange,
+) -> Result<Registry> {
+    let conflict = if key_given {
+        Some("--token/--token-file: the key given is already local-only (unless others have it)")
+    } else if read_only {
+        Some("--read-only: nobody else has the read-write key of a new local key")
+    } else if cluster {
+        Some("--cluster: a cluster namespace is one every member derives")
+    } else {
+        None
+    };
+    if let Some(conflict) = conflict {
+        return Err(Error::Usage(format!(
+            "--local makes a new key of its own; it does not go with {conflict}"
+        )));
+    }
+    let registry = Registry::new(layout);
+    match registry.get(ns)? {
+        Some(entry) if entry.origin == Origin::Generated && !entry.from_cluster => {
+            registry.add_with_rule(ns, None, rule)?;
+        }
+        Some(entry) => {
+            return Err(Error::Usage(format!(
+                "{ns} is already registered with a {} key, so it is not local-only; nothing \
+                 changed ('del {ns}' first, then 'add --local {ns}': its data is not kept)",
+                entry.origin.as_str()
+            )));
+        }
+        None => {
+            let key = Key::generate().map_err(|e| Error::io("cannot generate a key", e))?;
+            registry.add_with_rule(ns, Some((key, Origin::Generated)), rule)?;
+        }
+    }
+    Ok(registry)
 }
 
 /// An engine that runs as a user (`BTSYNC_UID`) can neither read files only
@@ -119,6 +172,10 @@ pub enum DelOutcome {
     ClusterOnlyLocalKept,
     /// Tombstoned cluster-wide; this node never registered it.
     ClusterNotHere,
+    /// Added here with a local `add` and declared by the cluster with the
+    /// same key: this node's own claim is dropped, the namespace stays as
+    /// the cluster's (a plain del would only see it added back).
+    HeldForCluster,
 }
 
 impl DelOutcome {
@@ -158,6 +215,11 @@ impl DelOutcome {
                 "{name}: removed from the cluster; this node registered it with a local 'add', \
                  so it stays here ('del {name}' removes it here)"
             ),
+            DelOutcome::HeldForCluster => format!(
+                "{name}: this node's own 'add' is withdrawn, but the cluster declares {name}, \
+                 so it stays here as the cluster's ('del --cluster {name}' removes it from \
+                 every node)"
+            ),
             DelOutcome::ClusterNotHere => {
                 format!("{name}: removed from the cluster (it is not registered on this node)")
             }
@@ -196,8 +258,19 @@ pub fn del(layout: Layout, request: DelRequest) -> Result<DelOutcome> {
     let registry = Registry::new(layout);
     if let Some(cluster) = cluster {
         let entry = registry.get(&name)?;
-        if cluster::refuses_local_del(&cluster, entry.as_ref(), &name)? {
-            return Err(Error::ClusterDeclared(name.to_string()));
+        match cluster::local_del(&cluster, entry.as_ref(), &name)? {
+            LocalDel::Refused => return Err(Error::ClusterDeclared(name.to_string())),
+            LocalDel::HandOver => {
+                if cluster::hand_over(&registry, &cluster, &name)? {
+                    return Ok(DelOutcome::HeldForCluster);
+                }
+                // Changed meanwhile: decide again from what is there now.
+                let entry = registry.get(&name)?;
+                if cluster::local_del(&cluster, entry.as_ref(), &name)? != LocalDel::Proceed {
+                    return Err(Error::ClusterDeclared(name.to_string()));
+                }
+            }
+            LocalDel::Proceed => {}
         }
     }
     let layout = registry.layout();
@@ -265,7 +338,10 @@ fn del_cluster(layout: Layout, name: &Name, waiting: Waiting, purge: bool) -> Re
     let cluster = Cluster::required(&layout, "del --cluster")?;
     let registry = Registry::new(layout);
     let device_name = cluster::device_name_from_env();
-    let disposal = if purge {
+    // Each node decides for itself whether a purge deletes its copy, this
+    // one too: the tombstone carries the wish, BTSYNC_CLUSTER_PURGE the
+    // consent.
+    let disposal = if purge && Settings::from_env()?.cluster_purge {
         Disposal::Delete
     } else {
         Disposal::Trash

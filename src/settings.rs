@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::trash_limit::{self, TrashLimit};
 use crate::user_db;
 
 pub const BIN_VAR: &str = "BTSYNC_BIN";
@@ -25,6 +26,13 @@ pub const ENGINE_API_VAR: &str = "BTSYNC_ENGINE_API";
 pub const UID_VAR: &str = "BTSYNC_UID";
 pub const GID_VAR: &str = "BTSYNC_GID";
 pub const TRASH_DAYS_VAR: &str = "BTSYNC_TRASH_DAYS";
+/// Whether a cluster tombstone with `"purge": true` may delete this node's
+/// copy (default: no, it goes to the cluster trash like any removal).
+pub const CLUSTER_PURGE_VAR: &str = "BTSYNC_CLUSTER_PURGE";
+/// How many copies the cluster trash may hold before cluster removals wait.
+pub const TRASH_MAX_COPIES_VAR: &str = "BTSYNC_TRASH_MAX_COPIES";
+/// How many bytes the cluster trash may hold before cluster removals wait.
+pub const TRASH_MAX_SIZE_VAR: &str = "BTSYNC_TRASH_MAX_SIZE";
 /// How long the volume plugin's Mount waits for a namespace's data by
 /// default (a volume's `-o wait=SECONDS` wins).
 pub const VOLUME_WAIT_VAR: &str = "BTSYNC_VOLUME_WAIT";
@@ -113,6 +121,10 @@ pub struct Settings {
     pub owner: Option<Owner>,
     /// How long folders removed by a cluster tombstone stay in the trash.
     pub trash_kept: Duration,
+    /// `BTSYNC_CLUSTER_PURGE`: a purge tombstone deletes this node's copy.
+    pub cluster_purge: bool,
+    /// When the cluster trash is full: further cluster removals wait.
+    pub trash_limit: TrashLimit,
     pub apply: Apply,
     pub engine_api: EngineApi,
     /// `BTSYNC_VOLUME_WAIT`: how long a volume Mount waits for the data
@@ -217,6 +229,23 @@ impl Settings {
             Some(text) => parse_days(TRASH_DAYS_VAR, &text)?,
             None => Duration::from_secs(DEFAULT_TRASH_DAYS * 86400),
         };
+        let cluster_purge = flag(CLUSTER_PURGE_VAR, false)?;
+        let trash_limit = TrashLimit {
+            copies: match get(TRASH_MAX_COPIES_VAR) {
+                Some(text) => trash_limit::parse_copies(&text).map_err(|problem| Error::Env {
+                    var: TRASH_MAX_COPIES_VAR,
+                    problem,
+                })?,
+                None => trash_limit::DEFAULT_MAX_COPIES,
+            },
+            bytes: match get(TRASH_MAX_SIZE_VAR) {
+                Some(text) => trash_limit::parse_size(&text).map_err(|problem| Error::Env {
+                    var: TRASH_MAX_SIZE_VAR,
+                    problem,
+                })?,
+                None => None,
+            },
+        };
         let apply = match get(APPLY_VAR).as_deref().map(str::trim) {
             None => Apply::default(),
             Some("reload") => Apply::Reload,
@@ -257,6 +286,8 @@ impl Settings {
             stop_grace,
             owner,
             trash_kept,
+            cluster_purge,
+            trash_limit,
         })
     }
 }

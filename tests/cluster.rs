@@ -339,10 +339,10 @@ fn declaration_reaches_every_node_and_a_tombstone_trashes_after_the_engine_let_g
 }
 
 #[test]
-fn redeclaring_after_a_tombstone_works_and_purge_deletes_everywhere() {
+fn redeclaring_after_a_tombstone_works_and_purge_deletes_only_where_allowed() {
     let cluster = Cluster::new("redeclare");
     let nodes: Vec<Node> = (1..=2).map(|i| cluster.node(&format!("node{i}"))).collect();
-    let inits: Vec<Init> = nodes.iter().map(|node| node.start_init(&[])).collect();
+    let mut inits: Vec<Init> = nodes.iter().map(|node| node.start_init(&[])).collect();
     let all: Vec<&Node> = nodes.iter().collect();
     nodes[0].run_ok(&["add", "--cluster", "wiki"]);
     wait_all("holds wiki", &all, Instant::now(), |n| n.holds("wiki"));
@@ -373,22 +373,75 @@ fn redeclaring_after_a_tombstone_works_and_purge_deletes_everywhere() {
         fs::write(node.folder("wiki").join("new.txt"), "new").expect("write");
     }
 
-    // --purge: every node deletes its copy; nothing new in the trash.
-    nodes[0].run_ok(&["del", "--cluster", "--purge", "wiki"]);
-    wait_all("deleted wiki", &all, Instant::now(), |n| {
-        n.dropped("wiki") && !n.folder("wiki").exists()
+    // A purge tombstone from another device (issue 27): node2 opted in
+    // (BTSYNC_CLUSTER_PURGE) and deletes its copy; node1 did not, and keeps
+    // its copy in the trash like any removal.
+    let node2_init = inits.remove(1);
+    nodes[1].stop(node2_init);
+    inits.push(nodes[1].start_init(&[("BTSYNC_CLUSTER_PURGE", "on")]));
+    wait_all("holds wiki after the restart", &all, Instant::now(), |n| {
+        n.holds("wiki")
     });
+    write_foreign_record(
+        &cluster.registry(),
+        "wiki",
+        json!({"state": "removed", "purge": true}),
+    );
+    wait_all("dropped wiki", &all, Instant::now(), |n| n.dropped("wiki"));
+    wait_all("disposed of wiki's copy", &all, Instant::now(), |n| {
+        !n.folder("wiki").exists()
+    });
+    assert_eq!(nodes[0].trash_of("wiki").len(), 2, "node1 kept a copy");
+    let kept = &nodes[0].trash_of("wiki")[1];
+    assert_eq!(
+        fs::read_to_string(kept.join("new.txt")).ok().as_deref(),
+        Some("new")
+    );
+    assert_eq!(nodes[1].trash_of("wiki").len(), 1, "node2 deleted its copy");
     for node in &nodes {
-        assert_eq!(node.trash_of("wiki").len(), 1, "{}", node.name);
         node.assert_nothing_vanished();
     }
-    let device = device_of(&nodes[0]);
-    let tombstone = record(&cluster.registry(), &format!("wiki@{device}.json"));
-    assert_eq!(tombstone["state"], "removed");
-    assert_eq!(tombstone["purge"], true);
+    let status = nodes[0].status().expect("status");
+    assert_eq!(status["cluster"]["purge"], "trashed", "{status}");
+    let status = nodes[1].status().expect("status");
+    assert_eq!(status["cluster"]["purge"], "honoured", "{status}");
     for (node, init) in nodes.iter().zip(inits) {
         node.stop(init);
     }
+}
+
+/// The device id of records written here as another member would.
+const OTHER_DEVICE: &str = "00000000000000ee";
+
+/// Write a record for `name` as device [`OTHER_DEVICE`], dated now, with
+/// `fields` over a declaration's (atomically: a half-written file would be
+/// ignored, not read as this record).
+fn write_foreign_record(registry: &Path, name: &str, fields: Value) {
+    write_record_as(registry, name, OTHER_DEVICE, fields);
+}
+
+fn write_record_as(registry: &Path, name: &str, device: &str, fields: Value) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let mut record = json!({
+        "v": 1, "cluster": CLUSTER_ID, "name": name, "state": "declared",
+        "access": "read-write", "at": now_ms, "device": device, "device_name": "other",
+    });
+    if let (Some(record), Some(fields)) = (record.as_object_mut(), fields.as_object()) {
+        for (key, value) in fields {
+            if value.is_null() {
+                record.remove(key);
+            } else {
+                record.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let file = registry.join(format!("{name}@{device}.json"));
+    let temporary = registry.join(format!(".{name}@{device}.json.tmp"));
+    fs::write(&temporary, record.to_string()).expect("write record");
+    fs::rename(&temporary, &file).expect("rename record");
 }
 
 #[test]
@@ -714,9 +767,20 @@ fn cluster_applets_without_init() {
     assert_eq!(list[0]["access"], "read-only", "{list}");
     let mirror = record(&cluster.registry(), &format!("mirror@{device}.json"));
     assert_eq!(mirror["access"], "read-only");
+    // --purge deletes this node's copy only where BTSYNC_CLUSTER_PURGE
+    // allows it; otherwise it goes to the trash like any removal.
     node.run_ok(&["del", "--cluster", "--purge", "mirror"]);
     assert!(!node.folder("mirror").exists());
-    assert!(node.trash_of("mirror").is_empty());
+    assert_eq!(node.trash_of("mirror").len(), 1);
+    node.run_ok(&["add", "--cluster", "mirror"]);
+    let out = node
+        .command(&["del", "--cluster", "--purge", "mirror"])
+        .env("BTSYNC_CLUSTER_PURGE", "on")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!node.folder("mirror").exists());
+    assert_eq!(node.trash_of("mirror").len(), 1, "deleted, not trashed");
 }
 
 #[test]
@@ -825,4 +889,258 @@ fn a_declared_owner_reaches_every_node() {
     for (node, init) in nodes.iter().zip(inits) {
         node.stop(init);
     }
+}
+
+/// Issue 27: the cluster trash has a limit. At it, further cluster removals
+/// wait (the namespace stays and syncs), nothing already trashed is deleted
+/// early, and `status` and `health` say why; once room is made they go on.
+#[test]
+fn a_full_cluster_trash_makes_removals_wait_and_deletes_nothing_early() {
+    let cluster = Cluster::new("trashlimit");
+    let node = cluster.node("node1");
+    let init = node.start_init(&[("BTSYNC_TRASH_MAX_COPIES", "1")]);
+    let registry = cluster.registry();
+    for ns in ["first", "second"] {
+        write_foreign_record(&registry, ns, json!({}));
+    }
+    wait_all("holds both", &[&node], Instant::now(), |n| {
+        n.holds("first") && n.holds("second")
+    });
+    fs::write(node.folder("first").join("a.txt"), "first's").expect("write");
+    fs::write(node.folder("second").join("b.txt"), "second's").expect("write");
+    write_foreign_record(&registry, "first", json!({"state": "removed"}));
+    wait_all("first trashed", &[&node], Instant::now(), |n| {
+        n.dropped("first") && n.trash_of("first").len() == 1
+    });
+    let health = || {
+        let out = node.run(&["health"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(health().0, Some(0), "{}", health().1);
+
+    write_foreign_record(&registry, "second", json!({"state": "removed"}));
+    wait_until(
+        "the removal of second waits for the trash",
+        || {
+            node.status()
+                .is_some_and(|s| s["cluster"]["trash"]["removals_waiting"] == json!(["second"]))
+        },
+        || node.context(),
+    );
+    let status = node.status().expect("status");
+    let trash = &status["cluster"]["trash"];
+    assert_eq!(
+        (trash["copies"].as_u64(), trash["max_copies"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        trash["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("BTSYNC_TRASH_MAX_COPIES")),
+        "{status}"
+    );
+    let (code, said) = health();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("cluster removal") && said.contains("BTSYNC_TRASH_MAX_COPIES"),
+        "{said}"
+    );
+    let human = node.run_ok(&["status"]);
+    assert!(human.contains("removals waiting: 1"), "{human}");
+    // Several polls later: still held and synced, first's copy untouched.
+    sleep(Duration::from_secs(3));
+    assert!(node.holds("second"), "{}", node.context());
+    assert_eq!(
+        fs::read_to_string(node.folder("second").join("b.txt"))
+            .ok()
+            .as_deref(),
+        Some("second's")
+    );
+    let kept = node.trash_of("first");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        fs::read_to_string(kept[0].join("a.txt")).ok().as_deref(),
+        Some("first's")
+    );
+
+    // Room made by hand: the waiting removal goes on.
+    fs::remove_dir_all(&kept[0]).expect("empty the trash");
+    wait_all("second trashed", &[&node], Instant::now(), |n| {
+        n.dropped("second") && n.trash_of("second").len() == 1
+    });
+    assert_eq!(health().0, Some(0), "{}", health().1);
+    node.assert_nothing_vanished();
+    node.stop(init);
+}
+
+/// Issue 27: a record under this node's own device id that it did not
+/// write (another member wrote it, and the engine carried it over this
+/// node's file) is not applied, and is reported.
+#[test]
+fn a_forged_record_under_this_nodes_device_id_is_not_applied() {
+    let cluster = Cluster::new("forged");
+    let node = cluster.node("node1");
+    let init = node.start_init(&[]);
+    node.run_ok(&["add", "--cluster", "st"]);
+    fs::write(node.folder("st").join("data.txt"), "kept").expect("write");
+    let device = device_of(&node);
+    // A tombstone dated after the declaration, under this node's own id.
+    write_record_as(
+        &cluster.registry(),
+        "st",
+        &device,
+        json!({"state": "removed", "access": null, "device_name": "node1"}),
+    );
+    wait_until(
+        "status reports the forged record",
+        || {
+            node.status()
+                .is_some_and(|s| s["cluster"]["forged_count"] == 1)
+        },
+        || node.context(),
+    );
+    let status = node.status().expect("status");
+    assert_eq!(
+        status["cluster"]["forged"],
+        json!([format!("st@{device}.json")]),
+        "{status}"
+    );
+    // The poll that found it reconciled without it, and so do later ones.
+    sleep(Duration::from_secs(3));
+    assert!(node.holds("st"), "{}", node.context());
+    assert!(node.trash_of("st").is_empty());
+    assert!(init.stderr().contains("forged"), "{}", init.stderr());
+    let human = node.run_ok(&["status"]);
+    assert!(human.contains("forged:"), "{human}");
+
+    // What this node writes itself counts again.
+    node.run_ok(&["del", "--cluster", "st"]);
+    assert!(!node.has("st"));
+    wait_until(
+        "the node's own tombstone is not called forged",
+        || {
+            node.status()
+                .is_some_and(|s| s["cluster"]["forged_count"] == 0)
+        },
+        || node.context(),
+    );
+    node.stop(init);
+}
+
+/// Issue 27: in cluster mode a plain `add` derives the key from the
+/// cluster key (every member can read and write it); `add --local` makes
+/// a key of its own. A local `del` of a namespace added locally that the
+/// cluster also declares hands it over to the cluster instead of a refusal.
+#[test]
+fn local_only_namespaces_and_a_local_del_of_a_declared_namespace() {
+    let cluster = Cluster::new("localonly");
+    let node = cluster.node("solo");
+    let list =
+        || -> Value { serde_json::from_str(&node.run_ok(&["list", "--json"])).expect("list") };
+    node.run_ok(&["add", "--local", "private"]);
+    assert_eq!(list()[0]["key_origin"], "generated", "{}", list());
+    node.run_ok(&["add", "--local", "private"]);
+    node.run_ok(&["add", "shared"]);
+    let code = |args: &[&str]| {
+        let out = node.run(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for bad in [
+        &["add", "--local", "--cluster", "x"][..],
+        &["add", "--local", "--read-only", "x"],
+        &[
+            "add",
+            "--local",
+            "--token=AHRAXZOGOMZ7B7VIFL5JK7VRH5URQVHMA",
+            "x",
+        ],
+        &["add", "--local", "shared"],
+    ] {
+        let (exit, said) = code(bad);
+        assert_eq!(exit, Some(2), "{bad:?}: {said}");
+        assert_eq!(said.lines().count(), 1, "{bad:?}: {said}");
+    }
+    let listed = list();
+    let names: Vec<&str> = listed
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["private", "shared"]);
+
+    // Another member declares "shared" (this node added it with a plain
+    // add, so with the same derived key) and "private" (another key here).
+    write_foreign_record(&cluster.registry(), "shared", json!({}));
+    write_foreign_record(&cluster.registry(), "private", json!({}));
+    fs::write(node.folder("shared").join("data.txt"), "kept").expect("write");
+    let (exit, said) = code(&["del", "shared"]);
+    assert_eq!(exit, Some(0), "{said}");
+    assert!(said.contains("stays here as the cluster's"), "{said}");
+    assert!(node.has("shared"));
+    let shared = list()
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "shared").cloned())
+        .expect("shared listed");
+    assert_eq!(shared["declared"], "cluster", "{shared}");
+    assert_eq!(
+        fs::read_to_string(node.folder("shared").join("data.txt"))
+            .ok()
+            .as_deref(),
+        Some("kept")
+    );
+    // Now held for the cluster: a second local del is refused as such.
+    let (exit, said) = code(&["del", "shared"]);
+    assert_eq!(exit, Some(1), "{said}");
+    assert!(said.contains("del --cluster shared"), "{said}");
+    // The local-only one is deleted as always: the cluster's comes instead.
+    let (exit, said) = code(&["del", "private"]);
+    assert_eq!(exit, Some(0), "{said}");
+    assert!(!node.has("private"));
+}
+
+/// The size limit of the cluster trash, measured on disk: a removal that
+/// would go over waits like one over the count.
+#[test]
+fn a_cluster_trash_over_its_size_makes_removals_wait() {
+    let cluster = Cluster::new("trashsize");
+    let node = cluster.node("node1");
+    let init = node.start_init(&[("BTSYNC_TRASH_MAX_SIZE", "64K")]);
+    let registry = cluster.registry();
+    for ns in ["big", "next"] {
+        write_foreign_record(&registry, ns, json!({}));
+    }
+    wait_all("holds both", &[&node], Instant::now(), |n| {
+        n.holds("big") && n.holds("next")
+    });
+    fs::write(node.folder("big").join("blob"), vec![7u8; 256 * 1024]).expect("write");
+    write_foreign_record(&registry, "big", json!({"state": "removed"}));
+    wait_all("big trashed", &[&node], Instant::now(), |n| {
+        n.dropped("big") && n.trash_of("big").len() == 1
+    });
+    write_foreign_record(&registry, "next", json!({"state": "removed"}));
+    wait_until(
+        "the removal of next waits for the trash",
+        || {
+            node.status().is_some_and(|s| {
+                s["cluster"]["trash"]["removals_waiting"] == json!(["next"])
+                    && s["cluster"]["trash"]["why"]
+                        .as_str()
+                        .is_some_and(|w| w.contains("BTSYNC_TRASH_MAX_SIZE=64K"))
+            })
+        },
+        || node.context(),
+    );
+    let status = node.status().expect("status");
+    assert!(
+        status["cluster"]["trash"]["bytes"].as_u64() >= Some(256 * 1024),
+        "{status}"
+    );
+    assert!(node.holds("next"));
+    assert_eq!(node.trash_of("big").len(), 1);
+    node.stop(init);
 }

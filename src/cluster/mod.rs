@@ -212,6 +212,9 @@ pub struct Scan {
     pub records: Vec<Record>,
     /// Files that were ignored, with the reason (for the log and `status`).
     pub ignored: Vec<(String, String)>,
+    /// Of those, the records under this node's device id that this node
+    /// did not write (file names).
+    pub forged: Vec<String>,
 }
 
 /// Read every record file in `dir`. Unreadable or foreign files are listed
@@ -334,6 +337,7 @@ pub struct Cluster {
     key: ClusterKey,
     id: String,
     dir: PathBuf,
+    layout: Layout,
 }
 
 impl Cluster {
@@ -342,6 +346,7 @@ impl Cluster {
             id: key.cluster_id(),
             key,
             dir: layout.cluster_registry_dir(),
+            layout: layout.clone(),
         }
     }
 
@@ -383,8 +388,81 @@ impl Cluster {
         }
     }
 
+    /// Every record of the registry, except records under this node's
+    /// device id that it did not write: another member (or a buggy tool)
+    /// wrote them, and the engine carried them over this node's own file.
+    /// Those are ignored and listed as forged.
     pub fn scan(&self) -> Result<Scan> {
-        scan(&self.dir, &self.id, now_ms())
+        let now = now_ms();
+        let mut found = scan(&self.dir, &self.id, now)?;
+        let own_dir = self.layout.own_records_dir();
+        let Some(device) = read_device_id(&self.layout) else {
+            return Ok(found);
+        };
+        if !own_dir.is_dir() {
+            // Not adopted yet (init does at its start): nothing to tell by.
+            return Ok(found);
+        }
+        let (records, forged): (Vec<Record>, Vec<Record>) = std::mem::take(&mut found.records)
+            .into_iter()
+            .partition(|r| r.device != device || self.wrote(&own_dir, r, now));
+        found.records = records;
+        for record in forged {
+            let file = record.file_name();
+            found.ignored.push((
+                file.clone(),
+                format!(
+                    "forged: under this node's device id ({device}), but not what this node \
+                     wrote; not applied"
+                ),
+            ));
+            found.forged.push(file);
+        }
+        found.ignored.sort_unstable();
+        found.forged.sort_unstable();
+        Ok(found)
+    }
+
+    /// Did this node write `record`? It is what the node's own copy (or
+    /// the copy of a write under way) says.
+    fn wrote(&self, own_dir: &Path, record: &Record, now: u64) -> bool {
+        let file = record.file_name();
+        [
+            format!("{}.json", record.name),
+            format!("{}.json.next", record.name),
+        ]
+        .iter()
+        .any(|own| {
+            read_small_file(&own_dir.join(own))
+                .and_then(|text| Record::parse(&file, &text, &self.id, now))
+                .is_ok_and(|mine| mine == *record)
+        })
+    }
+
+    /// Once, before init first looks at the registry with forgery checks:
+    /// take the records under this node's device id as its own (they were
+    /// written before syncbox kept copies). Later records are checked.
+    pub fn adopt_own_records(&self, _lock: &RegistryLock) -> Result<usize> {
+        let own_dir = self.layout.own_records_dir();
+        if own_dir.is_dir() {
+            return Ok(0);
+        }
+        let Some(device) = read_device_id(&self.layout) else {
+            return Ok(0);
+        };
+        let staging = self.layout.state_dir().join(".cluster-own.adopting");
+        let _ = fs::remove_dir_all(&staging);
+        fsutil::ensure_private_dir(&staging)?;
+        let found = scan(&self.dir, &self.id, now_ms())?;
+        let mut adopted = 0;
+        for record in found.records.iter().filter(|r| r.device == device) {
+            let own = staging.join(format!("{}.json", record.name));
+            fsutil::write_atomic(&own, record.to_json(&self.id).as_bytes(), 0o600)?;
+            adopted += 1;
+        }
+        fs::rename(&staging, &own_dir)
+            .map_err(|e| Error::io(format!("cannot make {}", own_dir.display()), e))?;
+        Ok(adopted)
     }
 
     /// The newest record of `ns`, if any.
@@ -425,6 +503,7 @@ impl Cluster {
     ) -> Result<Record> {
         self.ensure_dir()?;
         let device = device_id(registry.layout(), lock)?;
+        self.adopt_own_records(lock)?;
         let newest_seen = self.winner(ns)?.map_or(0, |r| r.at_ms.saturating_add(1));
         let record = Record {
             name: ns.clone(),
@@ -435,8 +514,17 @@ impl Cluster {
             rule,
         };
         let path = self.dir.join(record.file_name());
+        let text = record.to_json(&self.id);
+        // This node's own copy first (as the write under way), so that a
+        // crash between the two writes never makes its record look forged.
+        let own_dir = self.layout.own_records_dir();
+        fsutil::ensure_private_dir(&own_dir)?;
+        let next = own_dir.join(format!("{ns}.json.next"));
+        fsutil::write_atomic(&next, text.as_bytes(), 0o600)?;
         // Readable by an engine that runs as another user, never secret.
-        fsutil::write_atomic(&path, record.to_json(&self.id).as_bytes(), 0o644)?;
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+        fsutil::write_atomic(&own_dir.join(format!("{ns}.json")), text.as_bytes(), 0o600)?;
+        let _ = fs::remove_file(&next);
         if let Ok(folder) = fs::metadata(&self.dir) {
             // Best effort: give it to the registry folder's owner (the
             // engine's user), as the engine's own files are.
@@ -525,19 +613,60 @@ pub fn tombstone(
     registry.unregister_for_cluster(&lock, ns)
 }
 
-/// Would a local `del` of the registered `entry` be undone by the next
-/// reconcile? True when the registry declares it, or when it came from the
-/// cluster and the registry has no record of it yet (not synced yet). A
-/// namespace that is not registered here has nothing to refuse.
-pub fn refuses_local_del(cluster: &Cluster, entry: Option<&Entry>, ns: &Name) -> Result<bool> {
-    if entry.is_none() {
-        return Ok(false);
-    }
+/// What a local `del` (without `--cluster`) of `ns` may do in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalDel {
+    /// Delete it as always: nothing in the cluster would add it back.
+    Proceed,
+    /// Held because of the cluster (declared, or from the cluster and not
+    /// synced yet): the next reconcile would add it back; `del --cluster`
+    /// is the way.
+    Refused,
+    /// Added here with a local `add` and declared by the cluster with the
+    /// key it has: deleting the files would only see them synced back.
+    /// The node drops its own claim and holds it for the cluster.
+    HandOver,
+}
+
+/// What a local `del` of the registered `entry` may do. A namespace that
+/// is not registered here has nothing to refuse. One the cluster declares
+/// with another key than the local one is deleted: the cluster's own comes
+/// in its place.
+pub fn local_del(cluster: &Cluster, entry: Option<&Entry>, ns: &Name) -> Result<LocalDel> {
+    let Some(entry) = entry else {
+        return Ok(LocalDel::Proceed);
+    };
     Ok(match cluster.winner(ns)?.map(|r| r.intent) {
-        Some(Intent::Declared(_)) => true,
-        Some(Intent::Removed { .. }) => false,
-        None => entry.is_some_and(|e| e.from_cluster),
+        Some(Intent::Declared(_)) if entry.from_cluster => LocalDel::Refused,
+        Some(Intent::Declared(access)) => {
+            if cluster.namespace_key(ns, access)? == entry.key {
+                LocalDel::HandOver
+            } else {
+                LocalDel::Proceed
+            }
+        }
+        Some(Intent::Removed { .. }) => LocalDel::Proceed,
+        None if entry.from_cluster => LocalDel::Refused,
+        None => LocalDel::Proceed,
     })
+}
+
+/// Mark the locally added `ns` as held for the cluster, under the lock;
+/// false when it is no longer registered with the key the declaration
+/// derives (changed since [`local_del`] looked).
+pub fn hand_over(registry: &Registry, cluster: &Cluster, ns: &Name) -> Result<bool> {
+    let lock = registry.lock()?;
+    let Some(Intent::Declared(access)) = cluster.winner(ns)?.map(|r| r.intent) else {
+        return Ok(false);
+    };
+    let key = cluster.namespace_key(ns, access)?;
+    match registry.get(ns)? {
+        Some(entry) if entry.key == key => {
+            registry.add_for_cluster(&lock, ns, key, true, RuleChange::default())?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// The device name records carry: `BTSYNC_DEVICE_NAME`, else the host name.

@@ -55,6 +55,8 @@ pub struct Watch {
     /// How many files the last look ignored, and the first of them.
     pub ignored_count: usize,
     pub ignored_sample: Vec<(String, String)>,
+    /// Records under this node's device id it did not write (file names).
+    pub forged: Vec<String>,
     ignored_log: IgnoredLog,
 }
 
@@ -128,8 +130,14 @@ impl Watch {
             winners: Vec::new(),
             ignored_count: 0,
             ignored_sample: Vec::new(),
+            forged: Vec::new(),
             ignored_log: IgnoredLog::default(),
         }
+    }
+
+    /// Make the next poll read the registry even if nothing changed.
+    pub fn look_again(&mut self) {
+        self.signature = None;
     }
 
     /// Read the registry if it (or the local registry in `watched_too`)
@@ -160,6 +168,7 @@ impl Watch {
         self.winners = winners.values().cloned().collect();
         let lines = self.ignored_log.note(now, &found.ignored);
         self.ignored_count = found.ignored.len();
+        self.forged = found.forged;
         let mut ignored = found.ignored;
         ignored.truncate(STATUS_SAMPLE);
         self.ignored_sample = ignored;
@@ -204,6 +213,8 @@ impl Watch {
                 json!({"file": file, "reason": reason})
             }),
             "ignored_count": self.ignored_count,
+            "forged": sample(&self.forged, |file| json!(file)),
+            "forged_count": self.forged.len(),
             "last_scan_seconds_ago": self.last_scan.map(|at| {
                 now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0)
             }),

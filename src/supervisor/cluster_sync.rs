@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -23,6 +23,7 @@ use crate::file_rule::{self, FileRule, RuleChange};
 use crate::layout::Layout;
 use crate::name::Name;
 use crate::registry::{self, ClusterUnregistered, Parking, Registry};
+use crate::trash_limit::{self, TrashLimit, TrashUse};
 
 /// How often the cluster registry folder is looked at (a directory listing
 /// when nothing changed).
@@ -46,16 +47,35 @@ pub struct ClusterSync {
     last_changes: Option<(SystemTime, Vec<String>)>,
     /// Declared namespaces that could not be added, with why (logged once).
     failures: BTreeMap<Name, String>,
+    /// `BTSYNC_CLUSTER_PURGE`: a purge tombstone deletes the copy here;
+    /// otherwise it goes to the trash like any removal.
+    purge_allowed: bool,
+    trash: TrashGauge,
+    /// Removals that wait because the trash is full, with why.
+    removals_waiting: BTreeMap<Name, String>,
+    /// What the trash held when a removal was last refused: a change
+    /// (the sweep, someone emptying it) makes the next poll look again.
+    refused_at_use: Option<TrashUse>,
 }
 
 impl ClusterSync {
-    pub fn new(cluster: Cluster, layout: Layout, now: Instant) -> ClusterSync {
+    pub fn new(
+        cluster: Cluster,
+        layout: Layout,
+        now: Instant,
+        purge_allowed: bool,
+        trash_limit: TrashLimit,
+    ) -> ClusterSync {
         ClusterSync {
+            trash: TrashGauge::new(&layout, trash_limit),
             watch: Watch::new(cluster),
             registry: Registry::new(layout),
             next_poll: now,
             last_changes: None,
             failures: BTreeMap::new(),
+            purge_allowed,
+            removals_waiting: BTreeMap::new(),
+            refused_at_use: None,
         }
     }
 
@@ -69,11 +89,18 @@ impl ClusterSync {
     /// files may go to the cluster trash now.
     pub fn start(&mut self) -> Result<Vec<Name>> {
         let layout = self.registry.layout().clone();
+        let cluster = &self.watch.cluster;
         let device = {
             let lock = self.registry.lock()?;
-            cluster::device_id(&layout, &lock)?
+            let device = cluster::device_id(&layout, &lock)?;
+            let adopted = cluster.adopt_own_records(&lock)?;
+            if adopted > 0 {
+                log!(
+                    "cluster mode: {adopted} records under this device id taken as this node's own; a record under its id that differs from what it wrote is ignored as forged from now on"
+                );
+            }
+            device
         };
-        let cluster = &self.watch.cluster;
         cluster.ensure_dir()?;
         log!(
             "cluster mode: registry {} (cluster id {}), this device {device}",
@@ -101,6 +128,12 @@ impl ClusterSync {
             return Vec::new();
         }
         self.next_poll = now + CLUSTER_POLL;
+        if let Some(refused_at) = self.refused_at_use
+            && self.trash.current(&self.registry) != refused_at
+        {
+            // Room may have been made: try the waiting removals again.
+            self.watch.look_again();
+        }
         let layout = self.registry.layout();
         let watched_too = [layout.namespaces_dir(), layout.deleting_dir()];
         let (winners, ignored_lines) = match self.watch.poll(now, &watched_too) {
@@ -139,6 +172,8 @@ impl ClusterSync {
         borrowed.extend(winners.iter().map(|(n, r)| (n.clone(), r)));
         let mut changed = Vec::new();
         let mut described = Vec::new();
+        self.removals_waiting.clear();
+        self.refused_at_use = None;
         for action in cluster::reconcile(&borrowed, &local) {
             if let Some((change, description)) = self.apply(action, &winners) {
                 changed.push(change);
@@ -235,12 +270,35 @@ impl ClusterSync {
                 }
             }
             Action::Remove { name, purge } => {
+                if purge && !self.purge_allowed {
+                    log!(
+                        "cluster: {name} removed{} with purge, but this node keeps its copy in the trash (BTSYNC_CLUSTER_PURGE is off)",
+                        by(&name)
+                    );
+                }
+                let purge = purge && self.purge_allowed;
+                if !purge {
+                    let used = self.trash.current(&self.registry);
+                    if let Some(why) = self.trash.limit.refuses(used) {
+                        if self.removals_waiting.is_empty() {
+                            log!("cluster: removals wait: {why}");
+                        }
+                        self.removals_waiting.insert(name, why);
+                        self.refused_at_use = Some(used);
+                        return None;
+                    }
+                }
                 let parked = self
                     .registry
                     .lock()
                     .and_then(|lock| self.registry.unregister_for_cluster(&lock, &name));
                 match parked {
                     Ok(ClusterUnregistered::Parked(parking)) => {
+                        if !purge {
+                            // On its way into the trash: the next removal
+                            // needs a figure that counts it.
+                            self.trash.measure_again(&self.registry);
+                        }
                         let disposal = if purge {
                             Disposal::Delete
                         } else {
@@ -287,7 +345,105 @@ impl ClusterSync {
             |(ns, why)| json!({"name": ns.as_str(), "problem": why}),
         );
         status["failures_count"] = json!(self.failures.len());
+        status["purge"] = json!(if self.purge_allowed {
+            "honoured"
+        } else {
+            "trashed"
+        });
+        let used = self.trash.current(&self.registry);
+        status["trash"] = json!({
+            "copies": used.copies,
+            "bytes": used.bytes,
+            "max_copies": self.trash.limit.copies,
+            "max_bytes": self.trash.limit.bytes,
+            "removals_waiting": cluster::sample(
+                &self.removals_waiting,
+                |(ns, _)| json!(ns.as_str()),
+            ),
+            "removals_waiting_count": self.removals_waiting.len(),
+            "why": self.removals_waiting.values().next(),
+        });
         status
+    }
+}
+
+/// What the cluster trash holds: copies counted on each look (a directory
+/// listing), bytes measured on a thread of its own (copies may be big) and
+/// only when a size limit is set.
+struct TrashGauge {
+    limit: TrashLimit,
+    trash: PathBuf,
+    /// The last figure in bytes (`None` while it is stale), and how many
+    /// times it was made stale: a measurement begun before the last removal
+    /// was taken on must not be believed.
+    bytes: Arc<Mutex<(u64, Option<u64>)>>,
+    measuring: Arc<AtomicBool>,
+}
+
+impl TrashGauge {
+    fn new(layout: &Layout, limit: TrashLimit) -> TrashGauge {
+        TrashGauge {
+            limit,
+            trash: layout.cluster_trash_dir(),
+            bytes: Arc::new(Mutex::new((0, None))),
+            measuring: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The trash with the cluster removals on their way into it (their
+    /// folders still where they were).
+    fn current(&self, registry: &Registry) -> TrashUse {
+        let on_the_way = registry.parked_cluster_removals().unwrap_or_default();
+        let copies = trash_limit::count_copies(&self.trash) + on_the_way.len();
+        let bytes = if self.limit.bytes.is_some() {
+            let known = self.bytes.lock().map_or(None, |b| b.1);
+            if known.is_none() {
+                self.start_measuring(registry);
+            }
+            known
+        } else {
+            None
+        };
+        TrashUse { copies, bytes }
+    }
+
+    /// Forget the figure (a removal was just taken on) and measure again.
+    fn measure_again(&self, registry: &Registry) {
+        if self.limit.bytes.is_none() {
+            return;
+        }
+        if let Ok(mut bytes) = self.bytes.lock() {
+            *bytes = (bytes.0.wrapping_add(1), None);
+        }
+        self.start_measuring(registry);
+    }
+
+    fn start_measuring(&self, registry: &Registry) {
+        if self.measuring.swap(true, Ordering::SeqCst) {
+            // One at a time; a removal taken on meanwhile is measured by
+            // the next one (the figure stays unknown until then).
+            return;
+        }
+        let layout = registry.layout().clone();
+        let began = self.bytes.lock().map_or(0, |b| b.0);
+        let on_the_way = registry.parked_cluster_removals().unwrap_or_default();
+        let (trash, bytes, measuring) = (
+            self.trash.clone(),
+            Arc::clone(&self.bytes),
+            Arc::clone(&self.measuring),
+        );
+        std::thread::spawn(move || {
+            let total = on_the_way
+                .iter()
+                .map(|ns| trash_limit::disk_usage(&layout.folder(ns)))
+                .fold(trash_limit::disk_usage(&trash), u64::saturating_add);
+            if let Ok(mut figure) = bytes.lock()
+                && figure.0 == began
+            {
+                figure.1 = Some(total);
+            }
+            measuring.store(false, Ordering::SeqCst);
+        });
     }
 }
 

@@ -342,7 +342,15 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let now = Instant::now();
     let trash = TrashSweeper::new(&layout, settings.trash_kept, now);
-    let cluster = cluster.map(|cluster| ClusterSync::new(cluster, layout.clone(), now));
+    let cluster = cluster.map(|cluster| {
+        ClusterSync::new(
+            cluster,
+            layout.clone(),
+            now,
+            settings.cluster_purge,
+            settings.trash_limit,
+        )
+    });
     let keeping = keeping::Keeping::start(settings.owner);
     let mut supervisor = Supervisor {
         settings,

@@ -434,6 +434,7 @@ impl Driver {
             },
             read_only: options.read_only,
             cluster: options.cluster,
+            local: false,
             waiting: self.waiting,
             rule: options.rule,
         };
