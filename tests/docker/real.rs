@@ -399,6 +399,104 @@ fn real_btsync_cluster_mode_three_nodes() {
     }
 }
 
+/// Issue 27 with the real engine, on three nodes: a purge tombstone deletes
+/// only where the node opted in (node1), and a tombstone another member
+/// writes under node0's device id is applied by node1 (it cannot tell) but
+/// not by node0, which reports it as forged. Both changes travel in the
+/// same exchanges, to keep the test short.
+#[test]
+#[ignore = "needs docker and the real btsync: tests/docker/run"]
+fn real_btsync_cluster_purge_opt_in_and_forged_records() {
+    let scope = Scope::new("real-purge");
+    let image = real_image();
+    let network = scope.network("net");
+    let mut options = OFFLINE.to_vec();
+    options.extend_from_slice(&["-e", "BTSYNC_CLUSTER_KEY=correct horse battery staple"]);
+    // As Node::peers, but node1 opts in to purge tombstones.
+    let names: Vec<String> = (0..3).map(|i| scope.unique(&format!("node{i}"))).collect();
+    let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
+    let known_hosts = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
+    options.extend_from_slice(&["-e", &known_hosts, "-e", "BTSYNC_SEARCH_LAN=false"]);
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let mut own = options.clone();
+            if i == 1 {
+                own.extend_from_slice(&["-e", "BTSYNC_CLUSTER_PURGE=true"]);
+            }
+            Node::start(&scope, &image, &format!("node{i}"), &network, &own)
+        })
+        .collect();
+    for node in &nodes {
+        wait_loaded(node, ".btsync/cluster");
+    }
+    let runs = |node: &Node, ns: &str| {
+        namespace_dirs(node).map(|dirs| dirs.contains(&format!("/data/{ns}")))
+    };
+    nodes[0].exec_ok(&["ctl", "add", "--cluster", "wiki"]);
+    nodes[0].exec_ok(&["ctl", "add", "--cluster", "st"]);
+    for node in &nodes {
+        wait_for(
+            &format!("{} to run wiki and st", node.name),
+            SYNC_BOUND,
+            || (runs(node, "wiki")? && runs(node, "st")?).then_some(()),
+        );
+    }
+
+    // node2 forges a tombstone under node0's device id, dated after
+    // node0's declaration, and removes wiki with --purge.
+    let device0 = fs::read_to_string(nodes[0].data.join(".btsync/device-id"))
+        .expect("node0's device id")
+        .trim()
+        .to_owned();
+    let registry2 = nodes[2].data.join(".btsync/cluster");
+    let record_name = format!("st@{device0}.json");
+    let genuine: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(registry2.join(&record_name)).expect("node0's record on node2"),
+    )
+    .expect("record JSON");
+    let mut forged = genuine.clone();
+    forged["state"] = "removed".into();
+    forged["access"] = serde_json::Value::Null;
+    forged["at"] = (genuine["at"].as_u64().expect("at") + 1000).into();
+    let temporary = registry2.join(format!(".{record_name}.tmp"));
+    fs::write(&temporary, forged.to_string()).expect("write the forged record");
+    fs::rename(&temporary, registry2.join(&record_name)).expect("put it in place");
+    nodes[2].exec_ok(&["ctl", "del", "--cluster", "--purge", "wiki"]);
+
+    for node in &nodes {
+        wait_for(
+            &format!("{} to let go of wiki", node.name),
+            SYNC_BOUND,
+            || (!runs(node, "wiki")? && !node.data.join("wiki").exists()).then_some(()),
+        );
+    }
+    let trashed_wiki = |node: &Node| {
+        fs::read_dir(node.data.join(".btsync/cluster-trash"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("wiki@"))
+            .count()
+    };
+    assert_eq!(
+        nodes.iter().map(trashed_wiki).collect::<Vec<_>>(),
+        [1, 0, 1],
+        "only node1 (BTSYNC_CLUSTER_PURGE=true) deletes its copy"
+    );
+    wait_for("node1 to apply the forged tombstone", SYNC_BOUND, || {
+        (!runs(&nodes[1], "st")?).then_some(())
+    });
+    wait_for("node0 to report the forged record", SYNC_BOUND, || {
+        (status(&nodes[0])["cluster"]["forged_count"] == 1).then_some(())
+    });
+    assert_eq!(
+        runs(&nodes[0], "st"),
+        Some(true),
+        "node0 applied a record it never wrote"
+    );
+    assert!(nodes[0].data.join("st").is_dir());
+}
+
 // ---------------------------------------------------------------------------
 // 4. The engine as uid 1000.
 
