@@ -412,20 +412,14 @@ fn real_btsync_cluster_purge_opt_in_and_forged_records() {
     let network = scope.network("net");
     let mut options = OFFLINE.to_vec();
     options.extend_from_slice(&["-e", "BTSYNC_CLUSTER_KEY=correct horse battery staple"]);
-    // As Node::peers, but node1 opts in to purge tombstones.
-    let names: Vec<String> = (0..3).map(|i| scope.unique(&format!("node{i}"))).collect();
-    let known_hosts: Vec<String> = names.iter().map(|n| format!("{n}:55555")).collect();
-    let known_hosts = format!("BTSYNC_KNOWN_HOSTS={}", known_hosts.join(","));
-    options.extend_from_slice(&["-e", &known_hosts, "-e", "BTSYNC_SEARCH_LAN=false"]);
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let mut own = options.clone();
-            if i == 1 {
-                own.extend_from_slice(&["-e", "BTSYNC_CLUSTER_PURGE=true"]);
-            }
-            Node::start(&scope, &image, &format!("node{i}"), &network, &own)
-        })
-        .collect();
+    // node1 opts in to purge tombstones.
+    let (nodes, _) = Node::peers_each(&scope, &image, &network, 3, &options, |i| {
+        if i == 1 {
+            &["-e", "BTSYNC_CLUSTER_PURGE=true"]
+        } else {
+            &[]
+        }
+    });
     for node in &nodes {
         wait_loaded(node, ".btsync/cluster");
     }

@@ -763,6 +763,18 @@ impl Node {
         count: usize,
         extra: &[&str],
     ) -> (Vec<Node>, Vec<String>) {
+        Node::peers_each(scope, image, network, count, extra, |_| &[])
+    }
+
+    /// [`Node::peers`] with options of its own for node `i`: `own(i)`.
+    pub fn peers_each(
+        scope: &Scope,
+        image: &str,
+        network: &str,
+        count: usize,
+        extra: &[&str],
+        own: impl Fn(usize) -> &'static [&'static str],
+    ) -> (Vec<Node>, Vec<String>) {
         let names: Vec<String> = (0..count)
             .map(|i| scope.unique(&format!("node{i}")))
             .collect();
@@ -771,7 +783,11 @@ impl Node {
         let mut options = extra.to_vec();
         options.extend_from_slice(&["-e", &known_hosts_env, "-e", "BTSYNC_SEARCH_LAN=false"]);
         let nodes = (0..count)
-            .map(|i| Node::start(scope, image, &format!("node{i}"), network, &options))
+            .map(|i| {
+                let mut options = options.clone();
+                options.extend_from_slice(own(i));
+                Node::start(scope, image, &format!("node{i}"), network, &options)
+            })
             .collect();
         (nodes, known_hosts)
     }
