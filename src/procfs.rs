@@ -3,8 +3,9 @@
 //! that the engine took up or let go of a folder after a config reload.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::sys::Pid;
 
@@ -12,8 +13,11 @@ use crate::sys::Pid;
 pub const FOLDER_ID_LEN: usize = 20;
 
 /// The targets of every descriptor `pid` holds open (`/proc/PID/fd/*`).
-/// A descriptor closed while the directory is read is skipped.
-pub fn open_files(pid: Pid) -> io::Result<BTreeSet<PathBuf>> {
+/// A descriptor closed while the directory is read is skipped. Kept as
+/// bytes, not paths: an engine serving thousands of folders holds
+/// thousands of files, and init looks often while a reload is in flight
+/// (paths compare component by component, bytes by `memcmp`).
+pub fn open_files(pid: Pid) -> io::Result<BTreeSet<OsString>> {
     let mut open = BTreeSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let Ok(entry) = entry else { continue };
@@ -21,8 +25,8 @@ pub fn open_files(pid: Pid) -> io::Result<BTreeSet<PathBuf>> {
             Ok(target) => {
                 // A file unlinked while open still is open.
                 let target = match target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) {
-                    Some(path) => PathBuf::from(path),
-                    None => target,
+                    Some(path) => OsString::from(path),
+                    None => target.into_os_string(),
                 };
                 open.insert(target);
             }
@@ -44,7 +48,7 @@ pub fn open_files(pid: Pid) -> io::Result<BTreeSet<PathBuf>> {
 /// btsync 1.4.111 keeps a write lock on every folder database it serves
 /// (SQLite's exclusive mode), which `/proc/locks` shows.
 pub enum Holds {
-    Open(BTreeSet<PathBuf>),
+    Open(BTreeSet<OsString>),
     /// (device as major:minor, inode) of every file it holds a lock on.
     Locked(BTreeSet<(u32, u32, u64)>),
 }
@@ -65,7 +69,7 @@ impl Holds {
     /// Does the engine hold `path` (a canonical path)?
     pub fn holds(&self, path: &Path) -> bool {
         match self {
-            Holds::Open(open) => open.contains(path),
+            Holds::Open(open) => open.contains(path.as_os_str()),
             Holds::Locked(locked) => std::fs::metadata(path).is_ok_and(|meta| {
                 use std::os::unix::fs::MetadataExt;
                 locked.contains(&(dev_major(meta.dev()), dev_minor(meta.dev()), meta.ino()))
@@ -154,9 +158,17 @@ mod tests {
         let file = std::fs::File::create(&path).expect("create");
         let canonical = std::fs::canonicalize(&path).expect("canonical");
         let pid = std::process::id() as Pid;
-        assert!(open_files(pid).expect("fds").contains(&canonical));
+        assert!(
+            open_files(pid)
+                .expect("fds")
+                .contains(canonical.as_os_str())
+        );
         drop(file);
-        assert!(!open_files(pid).expect("fds").contains(&canonical));
+        assert!(
+            !open_files(pid)
+                .expect("fds")
+                .contains(canonical.as_os_str())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -148,6 +148,13 @@ pub struct RegistryLock {
     _lock: FileLock,
 }
 
+/// The keys of the registry as read under one lock; see
+/// [`Registry::key_index`].
+pub struct KeyIndex {
+    /// Name, key, and whether it is being deleted.
+    held: Vec<(Name, Key, bool)>,
+}
+
 /// The registry's entries that could be read, and the damaged ones with
 /// what is wrong with each.
 pub type ReadableEntries = (Vec<Entry>, Vec<(Name, Error)>);
@@ -235,7 +242,7 @@ impl Registry {
         change: RuleChange,
     ) -> Result<AddOutcome> {
         let lock = self.lock()?;
-        self.add_locked(&lock, ns, key, false, change)
+        self.add_locked(&lock, ns, key, false, change, None)
     }
 
     /// Register `ns` because the cluster declares it (the entry is marked
@@ -249,7 +256,8 @@ impl Registry {
         claim_local: bool,
         change: RuleChange,
     ) -> Result<AddOutcome> {
-        let outcome = self.add_locked(lock, ns, Some((key, Origin::Cluster)), true, change)?;
+        let outcome =
+            self.add_locked(lock, ns, Some((key, Origin::Cluster)), true, change, None)?;
         if outcome == AddOutcome::AlreadyPresent && claim_local {
             let entry_path = self.layout.entry(ns);
             if let Some(mut existing) = read_entry(&entry_path, ns)?
@@ -262,6 +270,55 @@ impl Registry {
         Ok(outcome)
     }
 
+    /// Every key the registry holds (registered and being deleted), read
+    /// once under `lock`: a batch of cluster adds checks each key against
+    /// it instead of reading every entry again per add.
+    pub fn key_index(&self, _lock: &RegistryLock) -> Result<KeyIndex> {
+        self.scan_keys()
+    }
+
+    fn scan_keys(&self) -> Result<KeyIndex> {
+        let mut held = Vec::new();
+        for (dir, deleting) in [
+            (self.layout.namespaces_dir(), false),
+            (self.layout.deleting_dir(), true),
+        ] {
+            for name in names_in(&dir)? {
+                // A damaged entry is reported elsewhere; it cannot tell its key.
+                if let Ok(Some(entry)) = read_entry(&dir.join(name.as_str()), &name) {
+                    held.push((name, entry.key, deleting));
+                }
+            }
+        }
+        Ok(KeyIndex { held })
+    }
+
+    /// [`Registry::add_for_cluster`] (without claiming a local entry) for a
+    /// batch: the key is checked against `index`, taken under the same
+    /// lock, which learns the key once it is added.
+    pub fn add_for_cluster_indexed(
+        &self,
+        lock: &RegistryLock,
+        index: &mut KeyIndex,
+        ns: &Name,
+        key: Key,
+        change: RuleChange,
+    ) -> Result<AddOutcome> {
+        let outcome = self.add_locked(
+            lock,
+            ns,
+            Some((key.clone(), Origin::Cluster)),
+            true,
+            change,
+            Some(index),
+        )?;
+        if outcome == AddOutcome::Added {
+            index.held.retain(|(name, ..)| name != ns);
+            index.held.push((ns.clone(), key, false));
+        }
+        Ok(outcome)
+    }
+
     fn add_locked(
         &self,
         _lock: &RegistryLock,
@@ -269,6 +326,7 @@ impl Registry {
         key: Option<(Key, Origin)>,
         from_cluster: bool,
         change: RuleChange,
+        index: Option<&KeyIndex>,
     ) -> Result<AddOutcome> {
         let entry_path = self.layout.entry(ns);
         if let Some(mut existing) = read_entry(&entry_path, ns)? {
@@ -302,7 +360,7 @@ impl Registry {
             if key.as_ref().is_some_and(|(k, _)| *k != previous.key) {
                 return Err(Error::DelUnfinished(ns.to_string()));
             }
-            self.refuse_a_folder_in_use(ns, &previous.key)?;
+            self.refuse_a_folder_in_use(ns, &previous.key, index)?;
             self.recover_folder_from_trash(ns)?;
             let rule = change.over(previous.rule);
             self.ensure_folder(ns, rule)?;
@@ -316,7 +374,7 @@ impl Registry {
         }
         let (key, origin) = match key {
             Some(chosen) => {
-                self.refuse_a_folder_in_use(ns, &chosen.0)?;
+                self.refuse_a_folder_in_use(ns, &chosen.0, index)?;
                 chosen
             }
             // 160 random bits: no other namespace has it.
@@ -352,9 +410,9 @@ impl Registry {
     /// of another (or its read-write/read-only pair) would never be loaded
     /// by the engine. Refused, naming the other one, registered or still
     /// being deleted (its engine may hold the folder until then). Reads
-    /// every entry: one `add` with a key costs a scan of the registry
-    /// (about 150 ms at 10,000 namespaces).
-    fn refuse_a_folder_in_use(&self, ns: &Name, key: &Key) -> Result<()> {
+    /// every entry, unless `index` has them: one `add` with a key costs a
+    /// scan of the registry (about 150 ms at 10,000 namespaces).
+    fn refuse_a_folder_in_use(&self, ns: &Name, key: &Key, index: Option<&KeyIndex>) -> Result<()> {
         let mut same_folder = vec![key.clone()];
         if let ReadOnlyForm::Key(read_only) = key.read_only_form() {
             same_folder.push(read_only);
@@ -366,27 +424,26 @@ impl Registry {
                     && other.access() == Access::ReadWrite
                     && matches!(other.read_only_form(), ReadOnlyForm::Key(ro) if ro == *key))
         };
-        for (dir, deleting) in [
-            (self.layout.namespaces_dir(), false),
-            (self.layout.deleting_dir(), true),
-        ] {
-            for other in names_in(&dir)? {
-                if other == *ns {
-                    continue;
-                }
-                // A damaged entry is reported elsewhere; it cannot tell its key.
-                if let Ok(Some(entry)) = read_entry(&dir.join(other.as_str()), &other)
-                    && shares_the_folder(&entry.key)
-                {
-                    return Err(Error::KeyInUse {
-                        ns: ns.to_string(),
-                        other: other.to_string(),
-                        deleting,
-                    });
-                }
+        let scanned;
+        let index = match index {
+            Some(index) => index,
+            None => {
+                scanned = self.scan_keys()?;
+                &scanned
             }
+        };
+        match index
+            .held
+            .iter()
+            .find(|(other, key, _)| other != ns && shares_the_folder(key))
+        {
+            Some((other, _, deleting)) => Err(Error::KeyInUse {
+                ns: ns.to_string(),
+                other: other.to_string(),
+                deleting: *deleting,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// First half of `del`: take `ns` out of the registry. With `keep_files`

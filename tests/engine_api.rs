@@ -192,7 +192,7 @@ impl Engine {
         let db = self.dir.join("storage").join(procfs::database_name(&id));
         procfs::open_files(self.pid())
             .expect("read /proc")
-            .contains(&db)
+            .contains(db.as_os_str())
     }
 }
 
