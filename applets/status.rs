@@ -256,6 +256,24 @@ fn render(status: &Value) -> String {
                 ));
             }
         }
+        let adds = &cluster["adds"];
+        let adds_waiting = adds["waiting"].as_u64().unwrap_or(0);
+        if adds_waiting > 0 {
+            text.push_str(&format!(
+                "adds waiting: {adds_waiting}: {}\n",
+                if adds["cap_reached"] == true {
+                    format!(
+                        "this node holds the most namespaces from the cluster it takes ({}, BTSYNC_CLUSTER_MAX_NAMESPACES)",
+                        adds["max_namespaces"].as_u64().unwrap_or(0)
+                    )
+                } else {
+                    format!(
+                        "taken {} at a time, once the engine took the last ones (BTSYNC_CLUSTER_ADD_STEP)",
+                        adds["step"].as_u64().unwrap_or(0)
+                    )
+                }
+            ));
+        }
         let last = &cluster["last_reconcile"];
         if last.is_null() {
             text.push_str("last reconcile: no changes yet\n");

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cluster::pace::{self, Pace};
 use crate::error::{Error, Result};
 use crate::trash_limit::{self, TrashLimit};
 use crate::user_db;
@@ -125,6 +126,8 @@ pub struct Settings {
     pub cluster_purge: bool,
     /// When the cluster trash is full: further cluster removals wait.
     pub trash_limit: TrashLimit,
+    /// `BTSYNC_CLUSTER_ADD_STEP` and `BTSYNC_CLUSTER_MAX_NAMESPACES`.
+    pub cluster_pace: Pace,
     pub apply: Apply,
     pub engine_api: EngineApi,
     /// `BTSYNC_VOLUME_WAIT`: how long a volume Mount waits for the data
@@ -246,6 +249,20 @@ impl Settings {
                 None => None,
             },
         };
+        let count = |var: &'static str,
+                     parse: fn(&str) -> std::result::Result<usize, String>,
+                     default| match get(var) {
+            Some(text) => parse(&text).map_err(|problem| Error::Env { var, problem }),
+            None => Ok(default),
+        };
+        let cluster_pace = Pace {
+            step: count(pace::ADD_STEP_VAR, pace::parse_step, pace::DEFAULT_ADD_STEP)?,
+            max_namespaces: count(
+                pace::MAX_NAMESPACES_VAR,
+                pace::parse_max_namespaces,
+                pace::DEFAULT_MAX_NAMESPACES,
+            )?,
+        };
         let apply = match get(APPLY_VAR).as_deref().map(str::trim) {
             None => Apply::default(),
             Some("reload") => Apply::Reload,
@@ -288,6 +305,7 @@ impl Settings {
             trash_kept,
             cluster_purge,
             trash_limit,
+            cluster_pace,
         })
     }
 }

@@ -1144,3 +1144,218 @@ fn a_cluster_trash_over_its_size_makes_removals_wait() {
     assert_eq!(node.trash_of("big").len(), 1);
     node.stop(init);
 }
+
+/// Issue 27, items 2 and 6: a flood of declarations is taken a step at a
+/// time (never more than BTSYNC_CLUSTER_ADD_STEP in one change of the
+/// engine) up to BTSYNC_CLUSTER_MAX_NAMESPACES; the rest waits, shown in
+/// `status`, with `health` still 0. Another member's single declaration
+/// is not held back by the flood, and a removal makes room for the next.
+#[test]
+fn a_flood_of_declarations_is_taken_in_steps_up_to_the_cap() {
+    let cluster = Cluster::new("flood");
+    let node = cluster.node("node1");
+    let init = node.start_init(&[
+        ("BTSYNC_CLUSTER_ADD_STEP", "2"),
+        ("BTSYNC_CLUSTER_MAX_NAMESPACES", "5"),
+    ]);
+    let registry = cluster.registry();
+    // The flood first, then one declaration by another member, whose
+    // name sorts after the flood's.
+    for i in 0..8 {
+        write_foreign_record(&registry, &format!("flood-{i}"), json!({}));
+    }
+    write_record_as(&registry, "zz-legit", "00000000000000dd", json!({}));
+    wait_until(
+        "five added, the cap reached",
+        || {
+            node.status().is_some_and(|s| {
+                s["cluster"]["adds"]["cap_reached"] == true
+                    && s["engine"]["folder_count"] == 5
+                    && s["changes_pending"] == false
+                    && s["reloading"] == false
+            })
+        },
+        || node.context(),
+    );
+    let list = node.run_ok(&["list"]);
+    let held: Vec<&str> = list.split_whitespace().collect();
+    assert_eq!(held.len(), 5, "{list}");
+    assert!(
+        held.contains(&"zz-legit"),
+        "the flood held back another member: {list}"
+    );
+    let status = node.status().expect("status");
+    let adds = &status["cluster"]["adds"];
+    assert_eq!(adds["waiting"], 4, "{status}");
+    assert_eq!(
+        (adds["step"].as_u64(), adds["max_namespaces"].as_u64()),
+        (Some(2), Some(5))
+    );
+    let health = node.run(&["health"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+    let human = node.run_ok(&["status"]);
+    assert!(
+        human.contains("adds waiting: 4") && human.contains("BTSYNC_CLUSTER_MAX_NAMESPACES"),
+        "{human}"
+    );
+    let log = init.stderr();
+    assert!(log.contains("further declarations wait"), "{log}");
+    // Steps: no change of the engine took up more than two folders.
+    let steps: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains(" to take up"))
+        .filter_map(|l| {
+            l.split(" to take up")
+                .next()?
+                .rsplit('(')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        steps.len() >= 3 && steps.iter().all(|&n| n <= 2),
+        "{steps:?}\n{log}"
+    );
+
+    // A removal makes room: the next declaration is taken.
+    let removed = held
+        .iter()
+        .find(|n| n.starts_with("flood-"))
+        .expect("a flood namespace");
+    write_foreign_record(&registry, removed, json!({"state": "removed"}));
+    wait_until(
+        "one removed, the next added",
+        || {
+            node.status().is_some_and(|s| {
+                s["cluster"]["adds"]["waiting"] == 3 && s["engine"]["folder_count"] == 5
+            })
+        },
+        || node.context(),
+    );
+    assert!(!node.has(removed));
+    node.assert_nothing_vanished();
+    node.stop(init);
+}
+
+/// Issue 27's proof with the real engine: 3,000 declarations appear at once
+/// in one node's registry (another device's records; the cap raised to
+/// 3,000). Every one is served within 5 minutes by the same engine (no
+/// restart, no reload fallback), `health` exits 0 in every sample taken
+/// every 2 s, and a local `add` meanwhile is answered. Root (a PID and a
+/// network namespace of its own, loopback up so the WebUI answers).
+#[test]
+fn with_the_real_engine_3000_declarations_are_served_without_a_restart() {
+    const DECLARED: usize = 3000;
+    const LIMIT: Duration = Duration::from_secs(300);
+    let test = "with_the_real_engine_3000_declarations_are_served_without_a_restart";
+    let Some(btsync) = harness::real_engine_bin(test) else {
+        return;
+    };
+    let cluster = Cluster::new("flood3000");
+    let node = cluster.node("a");
+    let mut env = harness::offline_engine_env(&btsync).to_vec();
+    env.push(("BTSYNC_CLUSTER_MAX_NAMESPACES", "3000"));
+    // The default mode: CI's config-file pass skips this test.
+    env.push(("BTSYNC_ENGINE_API", "webui"));
+    let init = Init::start(&node.sandbox, Mode::Pid1Loopback, &env);
+    wait_until(
+        "the engine answers on its interface and serves the registry",
+        || {
+            node.status()
+                .is_some_and(|s| s["engine_api"] == "webui" && s["engine"]["state"] == "running")
+                && node.run(&["health"]).status.code() == Some(0)
+        },
+        || format!("{}\n{}", init.stderr(), node.context()),
+    );
+    let engine_pid = node.status().expect("status")["engine"]["pid"].clone();
+
+    // Written aside, then renamed in: they appear within a fraction of a second.
+    let staging = node.data().join("flood-staging");
+    fs::create_dir_all(&staging).expect("staging");
+    let names: Vec<String> = (0..DECLARED).map(|i| format!("flood-{i:04}")).collect();
+    for name in &names {
+        write_foreign_record(&staging, name, json!({}));
+    }
+    let registry = cluster.registry();
+    let started = Instant::now();
+    for name in &names {
+        let file = format!("{name}@{OTHER_DEVICE}.json");
+        fs::rename(staging.join(&file), registry.join(&file)).expect("move the record in");
+    }
+    let appeared = started.elapsed();
+
+    let (mut samples, mut unhealthy) = (0, Vec::new());
+    let mut local_add: Option<Duration> = None;
+    let mut served_at: Vec<(Duration, u64)> = Vec::new();
+    let served = loop {
+        let health = node.run(&["health"]);
+        samples += 1;
+        if health.status.code() != Some(0) {
+            unhealthy.push(format!(
+                "{:?}: {}",
+                started.elapsed(),
+                String::from_utf8_lossy(&health.stderr).trim()
+            ));
+        }
+        let status = node.status().expect("status answers");
+        let served = status["engine"]["folder_count"].as_u64().unwrap_or(0);
+        served_at.push((started.elapsed(), served));
+        if local_add.is_none() && started.elapsed() >= Duration::from_secs(20) {
+            // A local add in the middle of the flood: answered, and served.
+            let asked = Instant::now();
+            let out = node.run(&["add", "local-meanwhile"]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "add during the flood: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                init.stderr()
+            );
+            local_add = Some(asked.elapsed());
+        }
+        // The cluster registry is a folder the engine serves too.
+        if served as usize > DECLARED || started.elapsed() > LIMIT {
+            break served;
+        }
+        sleep(Duration::from_secs(2));
+    };
+    let took = started.elapsed();
+    let status = node.status().expect("status");
+    let progress: Vec<String> = served_at
+        .iter()
+        .step_by(10)
+        .map(|(at, n)| format!("{}s:{n}", at.as_secs()))
+        .collect();
+    eprintln!(
+        "{DECLARED} declarations (appeared in {appeared:?}): {served} served in {took:?}; \
+         health {} of {samples} samples failed; local add answered in {local_add:?}; \
+         progress {progress:?}; cluster.adds {}",
+        unhealthy.len(),
+        status["cluster"]["adds"]
+    );
+    assert!(
+        served as usize > DECLARED,
+        "{served} of {DECLARED} served (and a local add) after {took:?}: {progress:?}\n{}",
+        init.stderr()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(unhealthy.is_empty(), "health failed: {unhealthy:?}");
+    assert!(local_add.is_some(), "no local add was tried");
+    assert_eq!(
+        status["engine"]["pid"], engine_pid,
+        "the same engine: {status}"
+    );
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert_eq!(status["reload_fallbacks"], 0, "{status}");
+    assert_eq!(status["crashes"], 0, "{status}");
+    assert_eq!(status["cluster"]["adds"]["waiting"], 0, "{status}");
+    assert_eq!(status["cluster"]["adds"]["cap_reached"], false, "{status}");
+    let mut init = init;
+    init.signal(SIGTERM);
+    assert_eq!(init.wait_exit(), 0, "{}", init.stderr());
+}

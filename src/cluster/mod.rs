@@ -27,6 +27,7 @@ use crate::name::Name;
 use crate::read_only::read_only_key;
 use crate::registry::{ClusterUnregistered, Entry, Registry, RegistryLock};
 
+pub mod pace;
 mod watch;
 
 pub use watch::{Found, MAX_LOGGED_PER_MINUTE, STATUS_SAMPLE, Watch, sample};

@@ -6,13 +6,13 @@
 //! registry after. A removed namespace's files go only once the engine
 //! let go of it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::{SIGHUP, SIGTERM};
 
 use super::cluster_sync::ClusterSync;
-use super::reload::{Proof, Reload};
+use super::reload::{self, Proof, Reload, reload_bound};
 use super::{AfterStop, Backoff, Engine, Supervisor, describe_changes};
 use crate::control::{Ask, Disposal, Mode, Request};
 use crate::engine_config;
@@ -32,10 +32,7 @@ pub const MAX_DELAY: Duration = Duration::from_secs(3);
 /// While a registry writer holds the lock (more adds queued behind it), look again after this.
 const WRITER_RECHECK: Duration = Duration::from_millis(50);
 
-/// How long a reload may take to show its proof before init restarts the engine.
-pub const RELOAD_BOUND: Duration = Duration::from_secs(3);
-
-/// How often `/proc/ENGINE/fd` is looked at while a reload is in flight.
+/// How long a change waits for the reload in flight before it is looked at again.
 const RELOAD_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,7 +86,13 @@ impl Supervisor {
     /// next looked at.
     pub(super) fn next_apply(&self) -> Option<Instant> {
         let pending = self.pending.as_ref().map(|p| p.due);
-        let reload = self.reload.as_ref().map(|_| Instant::now() + RELOAD_POLL);
+        let reload = self.reload.as_ref().map(|r| {
+            if r.to_give.is_empty() {
+                r.next_look
+            } else {
+                Instant::now()
+            }
+        });
         let proof = self
             .waiters
             .iter()
@@ -486,20 +489,31 @@ impl Supervisor {
         }
         let cluster = self.cluster.as_ref().map(ClusterSync::cluster);
         let (taking_up, letting_go) = proof.counts();
+        let mut to_give = VecDeque::new();
         if engine.api.is_some() {
-            // WebUI mode: the config lists no folder; the interface takes the change.
+            // WebUI mode: the config lists no folder; the interface takes
+            // the change. Removals at once; the adds a few per loop turn,
+            // those a client waits for first.
             let releasing: BTreeMap<Name, Key> = engine
                 .folders
                 .iter()
                 .filter(|(ns, _)| !target.contains_key(*ns))
                 .map(|(ns, key)| (ns.clone(), key.clone()))
                 .collect();
-            let adding: BTreeMap<Name, Key> = target
+            let awaited = |ns: &Name| {
+                self.waiters
+                    .iter()
+                    .any(|w| w.client.is_some() && w.serving.as_ref() == Some(ns))
+            };
+            let mut adding: Vec<(Name, Key)> = target
                 .iter()
                 .filter(|(ns, _)| !engine.folders.contains_key(*ns))
                 .map(|(ns, key)| (ns.clone(), key.clone()))
                 .collect();
-            self.change_over_api(&releasing, &adding).map_err(Some)?;
+            // Stable: by name within each part.
+            adding.sort_by_key(|(ns, _)| !awaited(ns));
+            to_give.extend(adding);
+            self.release_over_api(&releasing).map_err(Some)?;
             log!(
                 "changing the engine's folders (pid {pid}) {} over its interface ({taking_up} to take up, {letting_go} to let go)",
                 describe_changes(changed),
@@ -513,14 +527,19 @@ impl Supervisor {
                 describe_changes(changed),
             );
         }
+        let total = target.len();
+        let lacking_at_first = proof.namespaces();
         self.reload = Some(Reload {
             pid,
             sent: now,
-            deadline: now + RELOAD_BOUND,
+            deadline: now + reload_bound(taking_up, total),
             generation,
             folders: target,
             proof,
             changed: changed.clone(),
+            to_give,
+            lacking_at_deadline: lacking_at_first,
+            next_look: now,
         });
         Ok(())
     }
@@ -533,6 +552,20 @@ impl Supervisor {
         };
         if !matches!(&self.engine, Engine::Up(engine) if engine.pid == reload.pid) {
             self.reload = None;
+            return;
+        }
+        if !reload.to_give.is_empty() {
+            if let Err(why) = self.give_some(now) {
+                log!(
+                    "cannot change the engine's folders over its interface ({why}): restarting it instead"
+                );
+                let changed = self.reload.take().map(|r| r.changed).unwrap_or_default();
+                self.reload_fallbacks += 1;
+                self.begin_restart(now, &changed);
+            }
+            return;
+        }
+        if now < reload.next_look {
             return;
         }
         let storage = engine_config::storage_path(self.registry.layout());
@@ -555,17 +588,30 @@ impl Supervisor {
                 let folders = &engine.folders;
                 engine.unserved.retain(|ns| folders.contains_key(ns));
             }
+            if let Some(cluster) = &mut self.cluster {
+                cluster.engine_took_a_step(now);
+            }
+        } else if now >= reload.deadline && missing.len() < reload.lacking_at_deadline {
+            // Still taking folders up: slow, not stuck.
+            let bound = reload_bound(missing.len(), reload.folders.len());
+            if let Some(reload) = &mut self.reload {
+                reload.lacking_at_deadline = missing.len();
+                reload.deadline = now + bound;
+            }
         } else if now >= reload.deadline {
             log!(
-                "engine (pid {}) showed no proof of the reload within {}s (still {}): restarting it instead",
+                "engine (pid {}) showed no proof of the reload within {}s, nor progress (still {}): restarting it instead",
                 reload.pid,
-                RELOAD_BOUND.as_secs_f64(),
+                now.duration_since(reload.sent).as_secs_f64().round(),
                 describe_changes(&missing).replacen("to apply changes to", "waiting for", 1)
             );
             let changed = reload.changed.clone();
             self.reload = None;
             self.reload_fallbacks += 1;
             self.begin_restart(now, &changed);
+        }
+        if let Some(reload) = &mut self.reload {
+            reload.next_look = now + reload::look_interval(reload.folders.len());
         }
     }
 
@@ -633,10 +679,20 @@ impl Supervisor {
             // The next init start applies the cluster registry.
             return;
         }
+        let engine_free = self.pending.is_none()
+            && self.reload.is_none()
+            && match &self.engine {
+                Engine::Up(engine) => {
+                    engine.given_folders.is_some()
+                        && engine.api.as_ref().is_none_or(|api| api.is_ready())
+                }
+                Engine::Idle { .. } => true,
+                Engine::Stopping { .. } | Engine::Down { .. } => false,
+            };
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        for change in cluster.poll(now) {
+        for change in cluster.poll(now, engine_free) {
             self.engine_should_reflect(&change.name, now, change.files);
         }
     }

@@ -16,13 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::cluster::pace::{self, Pace};
 use crate::cluster::{self, Action, Cluster, Local, Watch};
 use crate::control::Disposal;
 use crate::error::Result;
 use crate::file_rule::{self, FileRule, RuleChange};
+use crate::keys::Access;
 use crate::layout::Layout;
 use crate::name::Name;
-use crate::registry::{self, ClusterUnregistered, Parking, Registry};
+use crate::registry::{self, ClusterUnregistered, KeyIndex, Parking, Registry, RegistryLock};
 use crate::trash_limit::{self, TrashLimit, TrashUse};
 
 /// How often the cluster registry folder is looked at (a directory listing
@@ -56,6 +58,11 @@ pub struct ClusterSync {
     /// What the trash held when a removal was last refused: a change
     /// (the sweep, someone emptying it) makes the next poll look again.
     refused_at_use: Option<TrashUse>,
+    pace: Pace,
+    /// Declared namespaces not added yet: for the next step, or over the cap.
+    adds_waiting: usize,
+    /// The last poll found the cap reached (declarations left out).
+    cap_reached: bool,
 }
 
 impl ClusterSync {
@@ -65,6 +72,7 @@ impl ClusterSync {
         now: Instant,
         purge_allowed: bool,
         trash_limit: TrashLimit,
+        pace: Pace,
     ) -> ClusterSync {
         ClusterSync {
             trash: TrashGauge::new(&layout, trash_limit),
@@ -76,6 +84,9 @@ impl ClusterSync {
             purge_allowed,
             removals_waiting: BTreeMap::new(),
             refused_at_use: None,
+            pace,
+            adds_waiting: 0,
+            cap_reached: false,
         }
     }
 
@@ -119,15 +130,28 @@ impl ClusterSync {
         self.next_poll
     }
 
+    /// The engine took a step: with adds waiting, the next one is due now,
+    /// not at the next regular poll.
+    pub fn engine_took_a_step(&mut self, now: Instant) {
+        if self.adds_waiting > 0 && !self.cap_reached {
+            self.next_poll = self.next_poll.min(now);
+        }
+    }
+
     /// If a poll is due: look at the registry folder and apply what changed
-    /// to the local registry. Declared namespaces are added, tombstoned
-    /// ones that came from the cluster are removed; nothing else is ever
-    /// removed. Returns the namespaces changed.
-    pub fn poll(&mut self, now: Instant) -> Vec<Changed> {
+    /// to the local registry. Declared namespaces are added (a step at a
+    /// time, and only when `engine_free`: the engine took the last step),
+    /// tombstoned ones that came from the cluster are removed; nothing else
+    /// is ever removed. Returns the namespaces changed.
+    pub fn poll(&mut self, now: Instant, engine_free: bool) -> Vec<Changed> {
         if now < self.next_poll {
             return Vec::new();
         }
         self.next_poll = now + CLUSTER_POLL;
+        if self.adds_waiting > 0 && engine_free && !self.cap_reached {
+            // The engine took the last step: the next one is due.
+            self.watch.look_again();
+        }
         if let Some(refused_at) = self.refused_at_use
             && self.trash.current(&self.registry) != refused_at
         {
@@ -174,12 +198,46 @@ impl ClusterSync {
         let mut described = Vec::new();
         self.removals_waiting.clear();
         self.refused_at_use = None;
-        for action in cluster::reconcile(&borrowed, &local) {
-            if let Some((change, description)) = self.apply(action, &winners) {
+        let held_from_cluster = local.iter().filter(|l| l.from_cluster).count();
+        let mut cap_left = self.pace.max_namespaces.saturating_sub(held_from_cluster);
+        let mut step_left = if engine_free { self.pace.step } else { 0 };
+        let (mut waiting, mut over_cap) = (0, false);
+        // Taken at the first add (fair_order puts adds last: nothing after
+        // it takes the lock again) and held for the step.
+        let mut batch: Option<(RegistryLock, KeyIndex)> = None;
+        for action in pace::fair_order(cluster::reconcile(&borrowed, &local), &borrowed) {
+            let outcome = match action {
+                Action::Add { .. } if cap_left == 0 => {
+                    (waiting, over_cap) = (waiting + 1, true);
+                    continue;
+                }
+                Action::Add { .. } if step_left == 0 => {
+                    waiting += 1;
+                    continue;
+                }
+                Action::Add { name, access, rule } => {
+                    let added = self.add(&mut batch, name, access, rule, &winners);
+                    if added.is_some() {
+                        (cap_left, step_left) = (cap_left - 1, step_left - 1);
+                    }
+                    added
+                }
+                other => self.apply(other, &winners),
+            };
+            if let Some((change, description)) = outcome {
                 changed.push(change);
                 described.push(description);
             }
         }
+        drop(batch);
+        if over_cap && !self.cap_reached {
+            log!(
+                "cluster: {} namespaces from the cluster here, the most {} allows: further declarations wait",
+                self.pace.max_namespaces,
+                pace::MAX_NAMESPACES_VAR
+            );
+        }
+        (self.adds_waiting, self.cap_reached) = (waiting, over_cap);
         if !described.is_empty() {
             self.last_changes = Some((SystemTime::now(), described));
         }
@@ -234,40 +292,8 @@ impl ClusterSync {
                 }
             }
             Action::Add { name, access, rule } => {
-                let added = self
-                    .watch
-                    .cluster
-                    .namespace_key(&name, access)
-                    .and_then(|key| {
-                        let lock = self.registry.lock()?;
-                        self.registry.add_for_cluster(
-                            &lock,
-                            &name,
-                            key,
-                            false,
-                            rule.map(RuleChange::from).unwrap_or_default(),
-                        )
-                    });
-                match added {
-                    Ok(_) => {
-                        self.failures.remove(&name);
-                        log!(
-                            "cluster: {name} declared{} ({}): added",
-                            by(&name),
-                            access.as_str()
-                        );
-                        let description = format!("added {name}");
-                        Some((Changed { name, files: None }, description))
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        if self.failures.get(&name) != Some(&message) {
-                            log!("cluster: {name} is declared but cannot be added here: {message}");
-                            self.failures.insert(name, message);
-                        }
-                        None
-                    }
-                }
+                let mut batch = None;
+                self.add(&mut batch, name, access, rule, winners)
             }
             Action::Remove { name, purge } => {
                 if purge && !self.purge_allowed {
@@ -327,6 +353,59 @@ impl ClusterSync {
         }
     }
 
+    /// Add `name` as declared, under the batch's lock and key index (taken
+    /// here if `batch` has none yet).
+    fn add(
+        &mut self,
+        batch: &mut Option<(RegistryLock, KeyIndex)>,
+        name: Name,
+        access: Access,
+        rule: Option<FileRule>,
+        winners: &BTreeMap<Name, cluster::Record>,
+    ) -> Option<(Changed, String)> {
+        let by = winners.get(&name).map_or_else(String::new, |r| {
+            format!(" by {} ({})", r.device_name, r.device)
+        });
+        let added = self
+            .watch
+            .cluster
+            .namespace_key(&name, access)
+            .and_then(|key| {
+                let (lock, index) = match batch {
+                    Some((lock, index)) => (lock, index),
+                    None => {
+                        let lock = self.registry.lock()?;
+                        let index = self.registry.key_index(&lock)?;
+                        let (lock, index) = batch.insert((lock, index));
+                        (lock, index)
+                    }
+                };
+                self.registry.add_for_cluster_indexed(
+                    lock,
+                    index,
+                    &name,
+                    key,
+                    rule.map(RuleChange::from).unwrap_or_default(),
+                )
+            });
+        match added {
+            Ok(_) => {
+                self.failures.remove(&name);
+                log!("cluster: {name} declared{by} ({}): added", access.as_str());
+                let description = format!("added {name}");
+                Some((Changed { name, files: None }, description))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.failures.get(&name) != Some(&message) {
+                    log!("cluster: {name} is declared but cannot be added here: {message}");
+                    self.failures.insert(name, message);
+                }
+                None
+            }
+        }
+    }
+
     /// The `cluster` object of `status`.
     pub fn status_json(&self) -> Value {
         let mut status = self.watch.status_json();
@@ -362,6 +441,12 @@ impl ClusterSync {
             ),
             "removals_waiting_count": self.removals_waiting.len(),
             "why": self.removals_waiting.values().next(),
+        });
+        status["adds"] = json!({
+            "waiting": self.adds_waiting,
+            "step": self.pace.step,
+            "max_namespaces": self.pace.max_namespaces,
+            "cap_reached": self.cap_reached,
         });
         status
     }

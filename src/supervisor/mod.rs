@@ -349,6 +349,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
             now,
             settings.cluster_purge,
             settings.trash_limit,
+            settings.cluster_pace,
         )
     });
     let keeping = keeping::Keeping::start(settings.owner);

@@ -18,7 +18,7 @@
 //! anyone asking for a state, the folders are looked at once a second
 //! while one is young or waits to be taken up again; at rest, never.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Engine, Supervisor};
-use crate::engine_api::{Client, Credentials};
+use crate::engine_api::{Client, Credentials, FolderState};
 use crate::engine_config::{self, WebUi};
 use crate::error::{Error, Result};
 use crate::keys::Key;
@@ -39,6 +39,8 @@ use crate::sync_state::{self, Judgement, SyncWord, UNSTICK_MAX, Unstick};
 pub const API_BOUND: Duration = Duration::from_secs(15);
 /// How often the interface is tried while it does not answer yet.
 pub const API_RETRY: Duration = Duration::from_millis(100);
+/// At most this long of each loop turn goes to giving the engine folders.
+pub const GIVE_TURN: Duration = Duration::from_millis(200);
 /// The sync state is read at most this often, whoever asks.
 pub const STATE_POLL: Duration = Duration::from_secs(1);
 /// A folder given (or taken up again) less than this ago is young: init
@@ -63,6 +65,9 @@ pub struct Api {
     /// Every folder given over the interface, by path: watched for a first
     /// exchange that does not start.
     given: BTreeMap<PathBuf, Given>,
+    /// Once the interface answered: the folders still to give the engine
+    /// (the cluster registry first), a few per loop turn.
+    to_give: VecDeque<(PathBuf, Option<Name>, Key)>,
 }
 
 /// A folder the engine was given, as the watch for a first exchange that
@@ -95,13 +100,19 @@ impl Given {
 }
 
 impl Api {
+    /// The interface answered and the engine was given every folder.
     pub fn is_ready(&self) -> bool {
-        self.ready
+        self.ready && self.to_give.is_empty()
     }
 
-    /// When the interface should next be tried, while it does not answer.
+    /// When the interface should next be tried, while it does not answer,
+    /// or folders given, while some are left.
     pub fn next_try(&self, now: Instant) -> Option<Instant> {
-        (!self.ready).then_some(now + API_RETRY)
+        if !self.ready {
+            Some(now + API_RETRY)
+        } else {
+            (!self.to_give.is_empty()).then_some(now)
+        }
     }
 
     /// When the folders should next be looked at although nobody asks:
@@ -158,6 +169,7 @@ pub fn prepare_start(layout: &Layout) -> Result<(WebUi, Api)> {
         polled: None,
         read_failed: false,
         given: BTreeMap::new(),
+        to_give: VecDeque::new(),
     };
     Ok((
         WebUi {
@@ -185,6 +197,29 @@ impl Supervisor {
             return;
         };
         if api.ready {
+            // Giving the folders, for at most GIVE_TURN per loop turn: the
+            // loop stays free to answer `status`, `health` and `add`.
+            let turn_ends = now + GIVE_TURN;
+            let stamp = crate::registry::now();
+            while Instant::now() < turn_ends
+                && let Some((path, ns, key)) = api.to_give.pop_front()
+            {
+                let label = ns
+                    .as_ref()
+                    .map_or("the cluster registry".into(), Name::to_string);
+                match give(&mut api.client, &path, &key) {
+                    Ok(()) => {
+                        if let Some(ns) = &ns {
+                            api.since.insert(ns.clone(), stamp);
+                        }
+                        api.given.insert(path, Given::new(ns, &key, Instant::now()));
+                    }
+                    Err(e) => log!("{label}: the engine did not take it: {e}"),
+                }
+            }
+            if api.to_give.is_empty() && engine.given_folders.is_none() {
+                engine.given_folders = Some(Instant::now());
+            }
             return;
         }
         match api.client.version() {
@@ -196,27 +231,16 @@ impl Supervisor {
                     engine.folders.len(),
                     if engine.folders.len() == 1 { "" } else { "s" }
                 );
-                let stamp = crate::registry::now();
-                for (ns, key) in &engine.folders {
-                    let path = layout.folder(ns);
-                    match give(&mut api.client, &path, key) {
-                        Ok(()) => {
-                            api.since.insert(ns.clone(), stamp);
-                            api.given
-                                .insert(path, Given::new(Some(ns.clone()), key, now));
-                        }
-                        Err(e) => log!("{ns}: the engine did not take it: {e}"),
-                    }
-                }
-                if let Some((dir, key)) = registry_folder {
-                    match give(&mut api.client, &dir, &key) {
-                        Ok(()) => {
-                            api.given.insert(dir, Given::new(None, &key, now));
-                        }
-                        Err(e) => log!("the cluster registry: the engine did not take it: {e}"),
-                    }
-                }
-                engine.given_folders = Some(now);
+                api.to_give.extend(
+                    registry_folder
+                        .map(|(dir, key)| (dir, None, key))
+                        .into_iter()
+                        .chain(
+                            engine.folders.iter().map(|(ns, key)| {
+                                (layout.folder(ns), Some(ns.clone()), key.clone())
+                            }),
+                        ),
+                );
             }
             Err(_) if now < api.deadline => {}
             Err(e) => {
@@ -232,12 +256,11 @@ impl Supervisor {
         }
     }
 
-    /// Apply a change over the interface: remove what the target lacks,
-    /// add what it has new. `Err` says why it could not (then: restart).
-    pub(super) fn change_over_api(
+    /// Remove folders over the interface. `Err` says why it could not
+    /// (then: restart).
+    pub(super) fn release_over_api(
         &mut self,
         releasing: &BTreeMap<Name, Key>,
-        adding: &BTreeMap<Name, Key>,
     ) -> std::result::Result<(), String> {
         let layout = self.registry.layout().clone();
         let Engine::Up(engine) = &mut self.engine else {
@@ -254,14 +277,40 @@ impl Supervisor {
             api.states.remove(ns);
             api.given.remove(&layout.folder(ns));
         }
+        Ok(())
+    }
+
+    /// Give the engine folders the reload in flight still has to give, for
+    /// at most `GIVE_TURN`: 1.4.111 takes about 45 ms per folder, and the
+    /// loop must stay free to answer `status`, `health` and `add`. Once
+    /// all are given, the reload's proof is due a bound from now. `Err`
+    /// says why a folder could not be given (then: restart).
+    pub(super) fn give_some(&mut self, now: Instant) -> std::result::Result<(), String> {
+        let layout = self.registry.layout().clone();
+        let (Engine::Up(engine), Some(reload)) = (&mut self.engine, &mut self.reload) else {
+            return Ok(());
+        };
+        let Some(api) = &mut engine.api else {
+            return Err("the engine has no interface".to_owned());
+        };
         let stamp = crate::registry::now();
-        let now = Instant::now();
-        for (ns, key) in adding {
+        let turn_ends = now + GIVE_TURN;
+        while let Some((ns, key)) = reload.to_give.front() {
             let path = layout.folder(ns);
             give(&mut api.client, &path, key).map_err(|e| format!("cannot add {ns}: {e}"))?;
             api.since.insert(ns.clone(), stamp);
             api.given
-                .insert(path, Given::new(Some(ns.clone()), key, now));
+                .insert(path, Given::new(Some(ns.clone()), key, Instant::now()));
+            reload.to_give.pop_front();
+            if Instant::now() >= turn_ends {
+                break;
+            }
+        }
+        if reload.to_give.is_empty() {
+            let (taking_up, _) = reload.proof.counts();
+            let now = Instant::now();
+            reload.deadline = now + super::reload::reload_bound(taking_up, reload.folders.len());
+            reload.next_look = now;
         }
         Ok(())
     }
@@ -369,19 +418,23 @@ impl Supervisor {
             match api.client.folders() {
                 Ok(folders) => {
                     api.read_failed = false;
+                    // By path as bytes: thousands of folders, looked up
+                    // twice each, every second while any is young.
+                    let mut by_path: BTreeMap<&std::ffi::OsStr, &FolderState> = BTreeMap::new();
+                    by_path.extend(folders.iter().map(|f| (f.path.as_os_str(), f)));
                     let mut states = BTreeMap::new();
                     for (ns, since) in &api.since {
                         let path = layout.folder(ns);
-                        if let Some(folder) = folders.iter().find(|f| f.path == path) {
+                        if let Some(folder) = by_path.get(path.as_os_str()) {
                             states.insert(ns.clone(), sync_state::judge(folder, *since));
                         }
                     }
                     api.states = states;
                     for (path, given) in &mut api.given {
-                        let unnamed = folders
-                            .iter()
-                            .find(|f| &f.path == path && f.key == given.key)
-                            .is_some_and(sync_state::peers_unnamed);
+                        let unnamed = by_path
+                            .get(path.as_os_str())
+                            .filter(|f| f.key == given.key)
+                            .is_some_and(|f| sync_state::peers_unnamed(f));
                         // Read from disk only while peers are unnamed,
                         // which is rare after the first seconds.
                         let stuck = unnamed && sync_state::holds_nothing(path);

@@ -233,8 +233,12 @@ pub enum Mode {
     /// A plain child of the test: init makes itself child subreaper.
     Subreaper,
     /// PID 1 of a new PID namespace that also has a network namespace of
-    /// its own (no route anywhere): for the real engine (root).
+    /// its own (no route anywhere): for the real engine (root). Its
+    /// loopback is down, so init runs the engine in config-file mode.
     Pid1Offline,
+    /// Pid1Offline with the loopback up (`ip link set lo up` before init
+    /// is exec'd as PID 1): the engine's WebUI answers, as in a container.
+    Pid1Loopback,
 }
 
 /// A running `syncbox init`.
@@ -292,6 +296,13 @@ impl<'s> Init<'s> {
                 c.args(["--pid", "--fork", "--mount-proc", "--"])
                     .arg(syncbox_bin())
                     .arg("init");
+                c
+            }
+            Mode::Pid1Loopback => {
+                let mut c = Command::new("unshare");
+                c.args(["--net", "--pid", "--fork", "--mount-proc", "--"])
+                    .args(["sh", "-c", "ip link set lo up && exec \"$0\" init"])
+                    .arg(syncbox_bin());
                 c
             }
             Mode::Subreaper => {
