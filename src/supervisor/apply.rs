@@ -679,16 +679,18 @@ impl Supervisor {
             // The next init start applies the cluster registry.
             return;
         }
-        let engine_free = self.pending.is_none()
-            && self.reload.is_none()
-            && match &self.engine {
-                Engine::Up(engine) => {
-                    engine.given_folders.is_some()
-                        && engine.api.as_ref().is_none_or(|api| api.is_ready())
-                }
-                Engine::Idle { .. } => true,
-                Engine::Stopping { .. } | Engine::Down { .. } => false,
-            };
+        // Booting: the first start takes one step with it.
+        let engine_free = self.booting
+            || self.pending.is_none()
+                && self.reload.is_none()
+                && match &self.engine {
+                    Engine::Up(engine) => {
+                        engine.given_folders.is_some()
+                            && engine.api.as_ref().is_none_or(|api| api.is_ready())
+                    }
+                    Engine::Idle { .. } => true,
+                    Engine::Stopping { .. } | Engine::Down { .. } => false,
+                };
         let Some(cluster) = &mut self.cluster else {
             return;
         };

@@ -125,7 +125,9 @@ impl Proof {
 /// How long the engine may take to show the proof of a reload that takes
 /// up `taking_up` folders, `folders` in all, once it was given them. 1.4.111
 /// takes up a folder in tens of milliseconds, and re-reads its whole config
-/// on HUP: 1,000 folders in 17 s, 3,000 in 69 s (docs/figures.md).
+/// on HUP, which takes longer than linearly in the folders it lists: the
+/// square term keeps a config of thousands of folders from being declared
+/// stuck while the engine is still reading it.
 pub fn reload_bound(taking_up: usize, folders: usize) -> Duration {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let squared = u64::try_from(folders.saturating_mul(folders)).unwrap_or(u64::MAX);

@@ -19,6 +19,7 @@
 //! while one is young or waits to be taken up again; at rest, never.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,6 +66,9 @@ pub struct Api {
     /// Every folder given over the interface, by path: watched for a first
     /// exchange that does not start.
     given: BTreeMap<PathBuf, Given>,
+    /// A namespace was given after the states were last read: the next
+    /// question reads them again rather than answer "unknown" for it.
+    given_since_poll: bool,
     /// Once the interface answered: the folders still to give the engine
     /// (the cluster registry first), a few per loop turn.
     to_give: VecDeque<(PathBuf, Option<Name>, Key)>,
@@ -169,6 +173,7 @@ pub fn prepare_start(layout: &Layout) -> Result<(WebUi, Api)> {
         polled: None,
         read_failed: false,
         given: BTreeMap::new(),
+        given_since_poll: false,
         to_give: VecDeque::new(),
     };
     Ok((
@@ -211,6 +216,7 @@ impl Supervisor {
                     Ok(()) => {
                         if let Some(ns) = &ns {
                             api.since.insert(ns.clone(), stamp);
+                            api.given_since_poll = true;
                         }
                         api.given.insert(path, Given::new(ns, &key, Instant::now()));
                     }
@@ -299,6 +305,7 @@ impl Supervisor {
             let path = layout.folder(ns);
             give(&mut api.client, &path, key).map_err(|e| format!("cannot add {ns}: {e}"))?;
             api.since.insert(ns.clone(), stamp);
+            api.given_since_poll = true;
             api.given
                 .insert(path, Given::new(Some(ns.clone()), key, Instant::now()));
             reload.to_give.pop_front();
@@ -410,29 +417,33 @@ impl Supervisor {
             return None;
         };
         let api = engine.api.as_mut().filter(|api| api.ready)?;
-        if api
-            .polled
-            .is_none_or(|at| now.duration_since(at) >= STATE_POLL)
+        if api.given_since_poll
+            || api
+                .polled
+                .is_none_or(|at| now.duration_since(at) >= STATE_POLL)
         {
             api.polled = Some(now);
+            api.given_since_poll = false;
             match api.client.folders() {
                 Ok(folders) => {
                     api.read_failed = false;
-                    // By path as bytes: thousands of folders, looked up
-                    // twice each, every second while any is young.
-                    let mut by_path: BTreeMap<&std::ffi::OsStr, &FolderState> = BTreeMap::new();
-                    by_path.extend(folders.iter().map(|f| (f.path.as_os_str(), f)));
+                    // Indexed: thousands of folders, looked up twice
+                    // each, every second while any is young. By the bytes
+                    // of the path as `Path` compares it (the engine may
+                    // add a trailing slash).
+                    let mut by_path: BTreeMap<OsString, &FolderState> = BTreeMap::new();
+                    by_path.extend(folders.iter().map(|f| (path_key(&f.path), f)));
                     let mut states = BTreeMap::new();
                     for (ns, since) in &api.since {
                         let path = layout.folder(ns);
-                        if let Some(folder) = by_path.get(path.as_os_str()) {
+                        if let Some(folder) = by_path.get(&path_key(&path)) {
                             states.insert(ns.clone(), sync_state::judge(folder, *since));
                         }
                     }
                     api.states = states;
                     for (path, given) in &mut api.given {
                         let unnamed = by_path
-                            .get(path.as_os_str())
+                            .get(&path_key(path))
                             .filter(|f| f.key == given.key)
                             .is_some_and(|f| sync_state::peers_unnamed(f));
                         // Read from disk only while peers are unnamed,
@@ -485,6 +496,12 @@ impl Supervisor {
             _ => "config",
         }
     }
+}
+
+/// `path` as bytes that are equal where the paths are (`a/b/` and `a//b`
+/// are `a/b`), for an index that compares bytes.
+fn path_key(path: &Path) -> OsString {
+    path.components().collect::<PathBuf>().into_os_string()
 }
 
 /// At most this many namespaces in a `sync` reply (names are at most 64

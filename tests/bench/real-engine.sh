@@ -14,12 +14,16 @@
 #
 #   tests/bench/real-engine.sh          every section
 #   tests/bench/real-engine.sh owner    only the last (about 10 minutes)
+#   tests/bench/real-engine.sh flood    only issue 27's flood of cluster
+#                                       declarations (tests/bench/cluster-flood.sh;
+#                                       also run, after the table, by a full run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 only=${1:-}
 case $only in
 "" | owner) ;;
-*) echo "usage: tests/bench/real-engine.sh [owner]" >&2; exit 2 ;;
+flood) exec tests/bench/cluster-flood.sh "${@:2}" ;;
+*) echo "usage: tests/bench/real-engine.sh [owner | flood [N ...]]" >&2; exit 2 ;;
 esac
 
 engine=${SYNCBOX_TEST_BTSYNC:-$(tests/real-engine)}
@@ -452,3 +456,7 @@ echo "syncbox real-engine benchmark (btsync $("$engine" --help 2>/dev/null | hea
 echo "| figure | real engine | anchor (same run) | ratio |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+if [ -z "$only" ]; then
+  echo
+  tests/bench/cluster-flood.sh
+fi

@@ -8,7 +8,8 @@
 #                                image bytes from the staged build context, no docker)
 #   tests/bench/run.sh --real    the real engine's figures instead (btsync 1.4.111 in
 #                                docker: tests/bench/real-engine.sh; about 20 minutes);
-#                                `--real owner` only its `add --owner` section
+#                                `--real owner` only its `add --owner` section,
+#                                `--real flood` only the flood of cluster declarations
 #   --write (with either of the first two) also writes what it measured into
 #   docs/figures.md, which quotes nothing of it by hand:
 #     - the block `sizes` (binary sizes, image bytes): a quick run measures
