@@ -206,24 +206,19 @@ impl ClusterSync {
         // it takes the lock again) and held for the step.
         let mut batch: Option<(RegistryLock, KeyIndex)> = None;
         for action in pace::fair_order(cluster::reconcile(&borrowed, &local), &borrowed) {
-            let outcome = match action {
-                Action::Add { .. } if cap_left == 0 => {
-                    (waiting, over_cap) = (waiting + 1, true);
-                    continue;
-                }
-                Action::Add { .. } if step_left == 0 => {
-                    waiting += 1;
-                    continue;
-                }
-                Action::Add { name, access, rule } => {
-                    let added = self.add(&mut batch, name, access, rule, &winners);
-                    if added.is_some() {
-                        (cap_left, step_left) = (cap_left - 1, step_left - 1);
-                    }
-                    added
-                }
-                other => self.apply(other, &winners),
-            };
+            let is_add = matches!(action, Action::Add { .. });
+            if is_add && cap_left == 0 {
+                (waiting, over_cap) = (waiting + 1, true);
+                continue;
+            }
+            if is_add && step_left == 0 {
+                waiting += 1;
+                continue;
+            }
+            let outcome = self.apply(action, &mut batch, &winners);
+            if is_add && outcome.is_some() {
+                (cap_left, step_left) = (cap_left - 1, step_left - 1);
+            }
             if let Some((change, description)) = outcome {
                 changed.push(change);
                 described.push(description);
@@ -245,10 +240,13 @@ impl ClusterSync {
     }
 
     /// Apply one reconcile action to the local registry: the change and its
-    /// description, if one was made.
+    /// description, if one was made. An add runs under `batch` (taken at
+    /// the first add); every other action takes the lock itself, so it must
+    /// come before the first add, as `fair_order` puts them.
     fn apply(
         &mut self,
         action: Action,
+        batch: &mut Option<(RegistryLock, KeyIndex)>,
         winners: &BTreeMap<Name, cluster::Record>,
     ) -> Option<(Changed, String)> {
         let by = |ns: &Name| {
@@ -291,10 +289,7 @@ impl ClusterSync {
                     }
                 }
             }
-            Action::Add { name, access, rule } => {
-                let mut batch = None;
-                self.add(&mut batch, name, access, rule, winners)
-            }
+            Action::Add { name, access, rule } => self.add(batch, name, access, rule, winners),
             Action::Remove { name, purge } => {
                 if purge && !self.purge_allowed {
                     log!(
