@@ -44,6 +44,8 @@ const MAX_CLUSTER_KEY_FILE: u64 = 64 * 1024;
 const NAMESPACE_LABEL: &str = "syncbox/namespace/v1/";
 /// The label of the cluster registry folder's key (cluster mode).
 const REGISTRY_LABEL: &str = "syncbox/registry/v1";
+/// The label of a member folder's key, followed by the member's device id.
+const MEMBER_LABEL: &str = "syncbox/member/v1/";
 /// The label of the public cluster id written into registry records.
 const CLUSTER_ID_LABEL: &str = "syncbox/cluster-id/v1";
 /// Bytes of the cluster id (16 hex digits).
@@ -139,6 +141,13 @@ impl ClusterKey {
     /// engine syncs in cluster mode.
     pub fn registry_key(&self) -> Key {
         self.derive_key(&[REGISTRY_LABEL.as_bytes()])
+    }
+
+    /// The read-write key of the member folder of `device` (its 16-hex
+    /// device id): the folder that member writes its own records into, so
+    /// that a flood in one member's folder never queues another's.
+    pub fn member_key(&self, device: &str) -> Key {
+        self.derive_key(&[MEMBER_LABEL.as_bytes(), device.as_bytes()])
     }
 
     /// A public fingerprint of the cluster key (16 lower-case hex digits),
@@ -254,6 +263,14 @@ mod tests {
             "AF7UKIB43RGPR27VVLOPURDGSNSLCWXBP"
         );
         assert_eq!(hex16.cluster_id(), "29197a090f0bd0c4");
+        assert_eq!(
+            staple.member_key("00000000000000ee").expose(),
+            "A7WNKIHQ2NQFGT3KSXTE66E6QM2HSRZMQ"
+        );
+        assert_eq!(
+            hex16.member_key("925124d2a45407c2").expose(),
+            "AGGGILP53WO5BUVCTVPKDOUROILESQ7I6"
+        );
         // The registry is never a namespace's folder, whatever its name.
         for ns in ["registry", "v1", "cluster-id"] {
             assert_ne!(derive(STAPLE, ns), staple.registry_key().expose());

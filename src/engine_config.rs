@@ -29,13 +29,13 @@ pub fn storage_path(layout: &Layout) -> PathBuf {
 }
 
 /// The config as JSON text. It holds every key: write it with mode 0600 only.
-/// In cluster mode `registry_key` is the cluster registry folder's key: that
-/// folder is synced like a namespace, but it is not one.
+/// In cluster mode `cluster_folders` are the registry folder and the member
+/// folders with their keys: synced like namespaces, but not namespaces.
 pub fn render(
     settings: &Settings,
     layout: &Layout,
     entries: &[Entry],
-    registry_key: Option<&Key>,
+    cluster_folders: &[(PathBuf, Key)],
 ) -> String {
     let options = &settings.folders;
     let folder = |dir: PathBuf, key: &Key| {
@@ -54,9 +54,11 @@ pub fn render(
         .iter()
         .map(|entry| folder(layout.folder(&entry.name), &entry.key))
         .collect();
-    if let Some(key) = registry_key {
-        folders.push(folder(layout.cluster_registry_dir(), key));
-    }
+    folders.extend(
+        cluster_folders
+            .iter()
+            .map(|(dir, key)| folder(dir.clone(), key)),
+    );
     finish(settings, layout, json!({ "shared_folders": folders }))
 }
 
@@ -147,6 +149,10 @@ pub fn prepare(
             let registry = fs::canonicalize(cluster.dir())
                 .map_err(|e| Error::io(format!("cannot resolve {}", cluster.dir().display()), e))?;
             chown_tree_if_foreign(&registry, owner)?;
+            let members = cluster.members_dir();
+            if members.is_dir() {
+                chown_tree_if_foreign(&members, owner)?;
+            }
         }
         for entry in entries {
             let folder = layout.folder(&entry.name);
@@ -156,10 +162,10 @@ pub fn prepare(
         }
     }
     let path = config_path(layout);
-    let registry_key = cluster.map(Cluster::registry_key);
+    let cluster_folders = cluster.map(Cluster::engine_folders).unwrap_or_default();
     let config = match webui {
         Some(webui) => render_webui(settings, layout, webui),
-        None => render(settings, layout, entries, registry_key.as_ref()),
+        None => render(settings, layout, entries, &cluster_folders),
     };
     fsutil::write_atomic(&path, config.as_bytes(), 0o600)?;
     if let Some(owner) = settings.owner {
@@ -189,7 +195,7 @@ mod tests {
             rule: Default::default(),
         }];
         let config: Value =
-            serde_json::from_str(&render(&s, &layout, &entries, None)).expect("json");
+            serde_json::from_str(&render(&s, &layout, &entries, &[])).expect("json");
         assert_eq!(config["storage_path"], "/data/.btsync/storage");
         assert_eq!(config["listening_port"], 55555);
         assert_eq!(config["use_upnp"], false);
@@ -202,14 +208,28 @@ mod tests {
         assert_eq!(folder["use_dht"], false);
         assert_eq!(config["shared_folders"].as_array().map(Vec::len), Some(1));
 
-        // Cluster mode: the registry folder is one more shared folder.
+        // Cluster mode: the registry and member folders are more shared
+        // folders.
         let registry = Key::parse("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB").expect("key");
+        let member = Key::parse("CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC").expect("key");
+        let cluster_folders = [
+            (layout.cluster_registry_dir(), registry),
+            (
+                layout.cluster_members_dir().join("00000000000000ee"),
+                member,
+            ),
+        ];
         let config: Value =
-            serde_json::from_str(&render(&s, &layout, &entries, Some(&registry))).expect("json");
+            serde_json::from_str(&render(&s, &layout, &entries, &cluster_folders)).expect("json");
         let folders = config["shared_folders"].as_array().expect("folders");
-        assert_eq!(folders.len(), 2);
+        assert_eq!(folders.len(), 3);
         assert_eq!(folders[1]["dir"], "/data/.btsync/cluster");
         assert_eq!(folders[1]["secret"], "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
         assert_eq!(folders[1]["known_hosts"][0], "10.0.0.2:55555");
+        assert_eq!(
+            folders[2]["dir"],
+            "/data/.btsync/cluster-members/00000000000000ee"
+        );
+        assert_eq!(folders[2]["secret"], "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC");
     }
 }

@@ -105,6 +105,12 @@ impl Layout {
         self.state_dir().join("cluster")
     }
 
+    /// The member folders (cluster mode): one per member, named by its
+    /// device id, holding the records that member wrote. Never namespaces.
+    pub fn cluster_members_dir(&self) -> PathBuf {
+        self.state_dir().join("cluster-members")
+    }
+
     /// Folders removed by a cluster tombstone, kept `BTSYNC_TRASH_DAYS`.
     pub fn cluster_trash_dir(&self) -> PathBuf {
         self.state_dir().join("cluster-trash")

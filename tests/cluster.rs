@@ -445,6 +445,77 @@ fn write_record_as(registry: &Path, name: &str, device: &str, fields: Value) {
 }
 
 #[test]
+fn a_declaration_travels_through_the_declaring_members_folder() {
+    // Two nodes whose registry folders are NOT shared: only b's member
+    // folder is (as an engine syncs it), so a record of b's can reach a
+    // only that way, as it does while a flood fills the registry folder.
+    let cluster = Cluster::new("members");
+    // Config-file mode: the engine's start lists every folder it took.
+    let a = cluster.lonely_node("a");
+    let a = Node {
+        name: a.name,
+        sandbox: a.sandbox.config_file_mode(),
+    };
+    let b = cluster.lonely_node("b");
+    let init_b = b.start_init(&[]);
+    let device_b = device_of(&b);
+    let folder_b = b.data().join(".btsync/cluster-members").join(&device_b);
+    assert!(folder_b.is_dir(), "b made its own member folder");
+    let announced = b.data().join(format!(".btsync/cluster/{device_b}.member"));
+    assert!(
+        announced.is_file(),
+        "b announced itself in its registry folder"
+    );
+    fs::create_dir_all(a.data().join(".btsync/cluster-members")).expect("members dir");
+    symlink(
+        &folder_b,
+        a.data().join(".btsync/cluster-members").join(&device_b),
+    )
+    .expect("link");
+    let init_a = a.start_init(&[]);
+    // a's engine syncs b's member folder beside the registry.
+    let started: Vec<String> = a
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "start" || e["event"] == "reload")
+        .flat_map(harness::folders_of)
+        .collect();
+    assert!(started.contains(&device_b), "{started:?}\n{}", a.context());
+
+    let declared_at = Instant::now();
+    b.run_ok(&["add", "--cluster", "wiki"]);
+    assert!(folder_b.join(format!("wiki@{device_b}.json")).is_file());
+    let took = wait_all("holds wiki", &[&a], declared_at, |n| n.holds("wiki"));
+    eprintln!("declare on b -> a holds wiki through b's member folder after {took:?}");
+    let status = a.status().expect("status");
+    assert_eq!(status["cluster"]["declared"][0]["device_name"], "b");
+    let members = status["cluster"]["members"].as_array().expect("members");
+    assert!(members.contains(&json!(device_b)), "{status}");
+
+    // Another device's record in b's member folder is not b's: ignored.
+    write_foreign_record(&folder_b, "intruder", json!({}));
+    wait_until(
+        "a ignores a record in b's member folder that b did not write",
+        || {
+            a.status().is_some_and(|s| {
+                s["cluster"]["ignored"].as_array().is_some_and(|i| {
+                    i.iter().any(|f| {
+                        f["file"] == format!("{device_b}/intruder@{OTHER_DEVICE}.json")
+                            && f["reason"]
+                                .as_str()
+                                .is_some_and(|r| r.contains("in the member folder of"))
+                    })
+                })
+            })
+        },
+        || a.context(),
+    );
+    assert!(!a.has("intruder"), "{}", a.context());
+    a.stop(init_a);
+    b.stop(init_b);
+}
+
+#[test]
 fn a_fresh_node_with_an_empty_registry_deletes_nothing() {
     let cluster = Cluster::new("fresh");
     let node = cluster.lonely_node("fresh");
@@ -456,6 +527,8 @@ fn a_fresh_node_with_an_empty_registry_deletes_nothing() {
     for item in fs::read_dir(node.data().join(".btsync/cluster")).expect("registry") {
         fs::remove_file(item.expect("entry").path()).expect("empty the registry");
     }
+    // And its member folder, which holds its own records too.
+    let _ = fs::remove_dir_all(node.data().join(".btsync/cluster-members"));
     for ns in ["local", "declared"] {
         fs::write(node.folder(ns).join("data.txt"), ns).expect("write");
     }

@@ -619,8 +619,6 @@ fn three_nodes_on_a_private_network_share_the_key_and_known_hosts() {
     }
 }
 
-/// The folders in a config other than the cluster registry, and the
-/// registry's key (if it is there).
 /// The namespace folders a node's engine runs, and the key it runs the
 /// cluster registry with (what the engine says: see `engine_folders`).
 fn namespaces_and_registry_key(node: &Node) -> (Vec<String>, Option<String>) {
@@ -629,7 +627,7 @@ fn namespaces_and_registry_key(node: &Node) -> (Vec<String>, Option<String>) {
     for (dir, key) in node.engine_folders() {
         if dir == "/data/.btsync/cluster" {
             registry_key = Some(key);
-        } else {
+        } else if !dir.starts_with("/data/.btsync/cluster-members/") {
             dirs.push(dir);
         }
     }

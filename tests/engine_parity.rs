@@ -184,7 +184,7 @@ impl Node {
                 }
             })
             .collect();
-        let text = engine_config::render(&settings, &self.layout, &entries, None);
+        let text = engine_config::render(&settings, &self.layout, &entries, &[]);
         let mut config: Value = serde_json::from_str(&text).expect("rendered JSON");
         edit(&mut config);
         fs::write(self.config_path(), config.to_string()).expect("write config");

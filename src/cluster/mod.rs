@@ -8,7 +8,7 @@
 //! wins by time). A removal is always an explicit tombstone: a namespace
 //! that has no record is simply unknown, never removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -216,7 +216,13 @@ pub struct Scan {
     /// Of those, the records under this node's device id that this node
     /// did not write (file names).
     pub forged: Vec<String>,
+    /// The members seen in the registry folder: the device ids of its
+    /// records and of its announcements (`DEVICE.member`).
+    pub devices: BTreeSet<String>,
 }
+
+/// Suffix of a member's announcement in the registry folder.
+const ANNOUNCEMENT_SUFFIX: &str = ".member";
 
 /// Read every record file in `dir`. Unreadable or foreign files are listed
 /// in `ignored`, never acted on; a missing folder is an empty registry.
@@ -229,6 +235,12 @@ pub fn scan(dir: &Path, cluster_id: &str, now_ms: u64) -> Result<Scan> {
     };
     for item in listing.flatten() {
         let file_name = item.file_name().to_string_lossy().into_owned();
+        if let Some(device) = file_name.strip_suffix(ANNOUNCEMENT_SUFFIX)
+            && is_device_id(device)
+        {
+            found.devices.insert(device.to_owned());
+            continue;
+        }
         // The engine's own files (.sync/, temporary downloads) are not ours.
         if file_name.starts_with('.') || !file_name.ends_with(".json") {
             continue;
@@ -242,7 +254,10 @@ pub fn scan(dir: &Path, cluster_id: &str, now_ms: u64) -> Result<Scan> {
             Err(e) => Err(format!("unreadable: {e}")),
         };
         match parsed {
-            Ok(record) => found.records.push(record),
+            Ok(record) => {
+                found.devices.insert(record.device.clone());
+                found.records.push(record);
+            }
             Err(reason) => found.ignored.push((file_name, reason)),
         }
     }
@@ -396,6 +411,7 @@ impl Cluster {
     pub fn scan(&self) -> Result<Scan> {
         let now = now_ms();
         let mut found = scan(&self.dir, &self.id, now)?;
+        self.scan_member_folders(&mut found, now)?;
         let own_dir = self.layout.own_records_dir();
         let Some(device) = read_device_id(&self.layout) else {
             return Ok(found);
@@ -422,6 +438,119 @@ impl Cluster {
         found.ignored.sort_unstable();
         found.forged.sort_unstable();
         Ok(found)
+    }
+
+    /// Add the records of every member folder to `found`. A member folder
+    /// holds only its member's records; another device's record in it is
+    /// ignored (any member can write into any member folder).
+    fn scan_member_folders(&self, found: &mut Scan, now: u64) -> Result<()> {
+        let mut known: BTreeSet<(String, u64)> = found
+            .records
+            .iter()
+            .map(|r| (r.file_name(), r.at_ms))
+            .collect();
+        for device in self.members() {
+            let in_folder = scan(&self.member_dir(&device), &self.id, now)?;
+            for record in in_folder.records {
+                if record.device != device {
+                    found.ignored.push((
+                        format!("{device}/{}", record.file_name()),
+                        format!(
+                            "in the member folder of {device} but written as {}: not applied",
+                            record.device
+                        ),
+                    ));
+                } else if known.insert((record.file_name(), record.at_ms)) {
+                    found.records.push(record);
+                }
+            }
+            found.ignored.extend(
+                in_folder
+                    .ignored
+                    .into_iter()
+                    .map(|(file, why)| (format!("{device}/{file}"), why)),
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the member folders are.
+    pub fn members_dir(&self) -> PathBuf {
+        self.layout.cluster_members_dir()
+    }
+
+    /// The member folder of `device`: the records that member wrote.
+    pub fn member_dir(&self, device: &str) -> PathBuf {
+        self.members_dir().join(device)
+    }
+
+    /// The device ids of the member folders this node keeps, sorted.
+    pub fn members(&self) -> Vec<String> {
+        let mut devices: Vec<String> = fs::read_dir(self.members_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            // A link to a directory counts, as for the registry folder.
+            .filter(|item| item.path().is_dir())
+            .filter_map(|item| item.file_name().into_string().ok())
+            .filter(|name| is_device_id(name))
+            .collect();
+        devices.sort_unstable();
+        devices
+    }
+
+    /// Every folder the engine syncs for cluster mode, beside the
+    /// namespaces: the registry folder, then each member folder.
+    pub fn engine_folders(&self) -> Vec<(PathBuf, Key)> {
+        std::iter::once((self.dir.clone(), self.registry_key()))
+            .chain(
+                self.members()
+                    .into_iter()
+                    .map(|device| (self.member_dir(&device), self.key.member_key(&device))),
+            )
+            .collect()
+    }
+
+    /// Make the member folder of every device in `devices` that has none
+    /// yet. Returns how many were made.
+    pub fn ensure_member_dirs<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a String>,
+    ) -> Result<usize> {
+        let members = self.members_dir();
+        let mut made = 0;
+        for device in devices {
+            let dir = self.member_dir(device);
+            if !is_device_id(device) || dir.is_dir() {
+                continue;
+            }
+            fsutil::ensure_private_dir(&members)?;
+            give_to_folder_owner(&self.dir, &members);
+            fsutil::ensure_private_dir(&dir)?;
+            give_to_folder_owner(&self.dir, &dir);
+            made += 1;
+        }
+        Ok(made)
+    }
+
+    /// Announce this node in the registry folder (`DEVICE.member`), so
+    /// that the other members take up its member folder before its first
+    /// record, and make its own member folder.
+    pub fn announce(&self, device: &str, device_name: &str) -> Result<()> {
+        self.ensure_member_dirs([&device.to_owned()])?;
+        let path = self.dir.join(format!("{device}{ANNOUNCEMENT_SUFFIX}"));
+        if path.exists() {
+            return Ok(());
+        }
+        let text = json!({
+            "syncbox_cluster_member": FORMAT,
+            "cluster": self.id,
+            "device": device,
+            "device_name": device_name.chars().take(64).collect::<String>(),
+        });
+        fsutil::write_atomic(&path, format!("{text}\n").as_bytes(), 0o644)?;
+        give_to_folder_owner(&self.dir, &path);
+        Ok(())
     }
 
     /// Did this node write `record`? It is what the node's own copy (or
@@ -524,14 +653,25 @@ impl Cluster {
         fsutil::write_atomic(&next, text.as_bytes(), 0o600)?;
         // Readable by an engine that runs as another user, never secret.
         fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+        give_to_folder_owner(&self.dir, &path);
+        // And into this node's member folder, which only its own records
+        // travel through: a flood in the registry folder never queues it.
+        self.ensure_member_dirs([&record.device])?;
+        let member_dir = self.member_dir(&record.device);
+        let in_member_dir = member_dir.join(record.file_name());
+        fsutil::write_atomic(&in_member_dir, text.as_bytes(), 0o644)?;
+        give_to_folder_owner(&member_dir, &in_member_dir);
         fsutil::write_atomic(&own_dir.join(format!("{ns}.json")), text.as_bytes(), 0o600)?;
         let _ = fs::remove_file(&next);
-        if let Ok(folder) = fs::metadata(&self.dir) {
-            // Best effort: give it to the registry folder's owner (the
-            // engine's user), as the engine's own files are.
-            let _ = std::os::unix::fs::lchown(&path, Some(folder.uid()), Some(folder.gid()));
-        }
         Ok(record)
+    }
+}
+
+/// Best effort: give `path` to the owner of `folder` (the engine's user),
+/// as the engine's own files are.
+fn give_to_folder_owner(folder: &Path, path: &Path) {
+    if let Ok(meta) = fs::metadata(folder) {
+        let _ = std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()));
     }
 }
 

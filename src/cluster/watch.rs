@@ -57,6 +57,8 @@ pub struct Watch {
     pub ignored_sample: Vec<(String, String)>,
     /// Records under this node's device id it did not write (file names).
     pub forged: Vec<String>,
+    /// The members seen in the registry folder at the last look.
+    pub devices: BTreeSet<String>,
     ignored_log: IgnoredLog,
 }
 
@@ -131,6 +133,7 @@ impl Watch {
             ignored_count: 0,
             ignored_sample: Vec::new(),
             forged: Vec::new(),
+            devices: BTreeSet::new(),
             ignored_log: IgnoredLog::default(),
         }
     }
@@ -146,6 +149,11 @@ impl Watch {
     /// file once, at most `MAX_LOGGED_PER_MINUTE`, the rest summed up.
     pub fn poll(&mut self, now: Instant, watched_too: &[PathBuf]) -> Result<Option<Found>> {
         let mut signature = listing_signature(self.cluster.dir());
+        // A member folder made or removed changes the first listing.
+        signature.extend(listing_signature(&self.cluster.members_dir()));
+        for device in self.cluster.members() {
+            signature.extend(listing_signature(&self.cluster.member_dir(&device)));
+        }
         for dir in watched_too {
             signature.extend(listing_signature(dir));
         }
@@ -169,6 +177,7 @@ impl Watch {
         let lines = self.ignored_log.note(now, &found.ignored);
         self.ignored_count = found.ignored.len();
         self.forged = found.forged;
+        self.devices = found.devices;
         let mut ignored = found.ignored;
         ignored.truncate(STATUS_SAMPLE);
         self.ignored_sample = ignored;
@@ -204,6 +213,7 @@ impl Watch {
         };
         json!({
             "registry": self.cluster.dir().display().to_string(),
+            "members": self.cluster.members(),
             "cluster_id": self.cluster.id(),
             "declared": sample(declared(), describe),
             "declared_count": declared().count(),

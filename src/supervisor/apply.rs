@@ -663,7 +663,7 @@ impl Supervisor {
         let Some(cluster) = &mut self.cluster else {
             return Ok(());
         };
-        for ns in cluster.start()? {
+        for ns in cluster.start(&self.settings.device_name)? {
             if let Some(parking) = self.parked(&ns) {
                 self.purge(ns, Disposal::Trash, parking);
             }
@@ -694,9 +694,62 @@ impl Supervisor {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        for change in cluster.poll(now, engine_free) {
+        let changes = cluster.poll(now, engine_free);
+        self.members_to_take_up |= cluster.take_members_changed();
+        for change in changes {
             self.engine_should_reflect(&change.name, now, change.files);
         }
+        if self.members_to_take_up && self.take_up_member_folders() {
+            self.members_to_take_up = false;
+        }
+    }
+
+    /// Give the engine the member folders it lacks. Over the interface:
+    /// queued with the rest it is given. With a config file: a config that
+    /// lists them, and HUP (the folders it serves stay as they are). `false`:
+    /// not now (a reload is in flight); try again at the next poll.
+    fn take_up_member_folders(&mut self) -> bool {
+        let Some(cluster) = self.cluster.as_ref().map(ClusterSync::cluster) else {
+            return true;
+        };
+        let Engine::Up(engine) = &mut self.engine else {
+            // The next start gives the engine every member folder.
+            return true;
+        };
+        if let Some(api) = &mut engine.api {
+            for (dir, key) in cluster.engine_folders() {
+                let shown = dir.display().to_string();
+                if api.give_internal(dir, key) {
+                    log!("cluster: giving the engine the member folder {shown}");
+                }
+            }
+            return true;
+        }
+        if self.reload.is_some() || self.pending.is_some() {
+            return false;
+        }
+        let entries: Vec<crate::registry::Entry> = match self.registry.readable_entries() {
+            Ok((entries, _)) => entries,
+            Err(e) => {
+                log!("cluster: cannot read the registry to take up member folders: {e}");
+                return false;
+            }
+        };
+        let pid = engine.pid;
+        let layout = self.registry.layout().clone();
+        let outcome =
+            engine_config::prepare(&self.settings, &layout, &entries, Some(cluster), None)
+                .map_err(|e| format!("cannot write its config: {e}"))
+                .and_then(|_| {
+                    sys::send_signal(pid, SIGHUP).map_err(|e| format!("cannot send HUP: {e}"))
+                });
+        match outcome {
+            Ok(()) => log!("reloading the engine (pid {pid}): sent HUP to take up member folders"),
+            Err(why) => {
+                log!("cluster: cannot give the engine member folders ({why}); its next start will")
+            }
+        }
+        true
     }
 
     /// The registry changed for `ns` (not through a client): bring the

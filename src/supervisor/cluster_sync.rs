@@ -63,6 +63,8 @@ pub struct ClusterSync {
     adds_waiting: usize,
     /// The last poll found the cap reached (declarations left out).
     cap_reached: bool,
+    /// A member folder was made since the engine was last told.
+    members_changed: bool,
 }
 
 impl ClusterSync {
@@ -87,6 +89,7 @@ impl ClusterSync {
             pace,
             adds_waiting: 0,
             cap_reached: false,
+            members_changed: false,
         }
     }
 
@@ -98,7 +101,7 @@ impl ClusterSync {
     /// make the registry folder. Returns the namespaces whose cluster
     /// removal an earlier init left half done; no engine runs yet, so their
     /// files may go to the cluster trash now.
-    pub fn start(&mut self) -> Result<Vec<Name>> {
+    pub fn start(&mut self, device_name: &str) -> Result<Vec<Name>> {
         let layout = self.registry.layout().clone();
         let cluster = &self.watch.cluster;
         let device = {
@@ -113,6 +116,8 @@ impl ClusterSync {
             device
         };
         cluster.ensure_dir()?;
+        cluster.announce(&device, device_name)?;
+        cluster.ensure_member_dirs(&cluster.scan()?.devices)?;
         log!(
             "cluster mode: registry {} (cluster id {}), this device {device}",
             cluster.dir().display(),
@@ -123,6 +128,12 @@ impl ClusterSync {
             log!("{ns}: finishing a cluster removal an earlier init left unfinished");
         }
         Ok(unfinished)
+    }
+
+    /// Was a member folder made since the last call? The engine has to
+    /// take it up.
+    pub fn take_members_changed(&mut self) -> bool {
+        std::mem::take(&mut self.members_changed)
     }
 
     /// When the next poll is due.
@@ -170,6 +181,19 @@ impl ClusterSync {
         };
         for line in &ignored_lines {
             log!("cluster: {line}");
+        }
+        match self.watch.cluster.ensure_member_dirs(&self.watch.devices) {
+            Ok(0) => {}
+            Ok(made) => {
+                log!(
+                    "cluster: {made} new member{} seen: taking up {} member folder{}",
+                    if made == 1 { "" } else { "s" },
+                    if made == 1 { "its" } else { "their" },
+                    if made == 1 { "" } else { "s" },
+                );
+                self.members_changed = true;
+            }
+            Err(e) => log!("cluster: cannot make a member folder: {e}"),
         }
         let local: Vec<Local> = match self.registry.readable_entries() {
             // A damaged entry counts as held and local: the cluster neither

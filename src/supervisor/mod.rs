@@ -207,6 +207,8 @@ struct Supervisor {
     exit_code: Option<u8>,
     /// Cluster mode: the registry folder being watched.
     cluster: Option<ClusterSync>,
+    /// A member folder appeared that the engine does not sync yet.
+    members_to_take_up: bool,
     trash: TrashSweeper,
     /// Until the first start: a registry change waits for that start.
     booting: bool,
@@ -374,6 +376,7 @@ pub fn run(settings: Settings, layout: Layout, cluster: Option<Cluster>) -> Resu
         last_exit: None,
         exit_code: None,
         cluster,
+        members_to_take_up: false,
         trash,
         booting: true,
         engine_info: Err("not asked yet".to_owned()),

@@ -105,6 +105,17 @@ impl Given {
 
 impl Api {
     /// The interface answered and the engine was given every folder.
+    /// Queue a folder that is not a namespace (the cluster's) to be given,
+    /// unless it is given or queued already. `true`: queued now.
+    pub fn give_internal(&mut self, dir: PathBuf, key: Key) -> bool {
+        let queued = self.to_give.iter().any(|(path, _, _)| *path == dir);
+        if queued || self.given.contains_key(&dir) {
+            return false;
+        }
+        self.to_give.push_back((dir, None, key));
+        true
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready && self.to_give.is_empty()
     }
@@ -191,10 +202,11 @@ impl Supervisor {
     /// given up for good, and the engine restarted with a config file.
     pub(super) fn drive_api(&mut self, now: Instant) {
         let layout = self.registry.layout().clone();
-        let registry_folder = self
+        let cluster_folders = self
             .cluster
             .as_ref()
-            .map(|c| (layout.cluster_registry_dir(), c.cluster().registry_key()));
+            .map(|c| c.cluster().engine_folders())
+            .unwrap_or_default();
         let Engine::Up(engine) = &mut self.engine else {
             return;
         };
@@ -211,7 +223,7 @@ impl Supervisor {
             {
                 let label = ns
                     .as_ref()
-                    .map_or("the cluster registry".into(), Name::to_string);
+                    .map_or_else(|| path.display().to_string(), Name::to_string);
                 match give(&mut api.client, &path, &key) {
                     Ok(()) => {
                         if let Some(ns) = &ns {
@@ -238,9 +250,9 @@ impl Supervisor {
                     if engine.folders.len() == 1 { "" } else { "s" }
                 );
                 api.to_give.extend(
-                    registry_folder
-                        .map(|(dir, key)| (dir, None, key))
+                    cluster_folders
                         .into_iter()
+                        .map(|(dir, key)| (dir, None, key))
                         .chain(
                             engine.folders.iter().map(|(ns, key)| {
                                 (layout.folder(ns), Some(ns.clone()), key.clone())
