@@ -96,10 +96,11 @@ impl Given {
         }
     }
 
-    fn label(&self) -> String {
+    /// Its namespace, or the path of a cluster folder (registry, member).
+    fn label(&self, path: &Path) -> String {
         self.ns
             .as_ref()
-            .map_or_else(|| "the cluster registry".to_owned(), Name::to_string)
+            .map_or_else(|| path.display().to_string(), Name::to_string)
     }
 }
 
@@ -390,7 +391,7 @@ impl Supervisor {
         let Some(given) = api.given.get_mut(path) else {
             return true;
         };
-        let label = given.label();
+        let label = given.label(path);
         let n = given.unstick.taken_up_again(sync_state::random_wait());
         given.at = now;
         log!(
