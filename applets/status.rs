@@ -263,7 +263,7 @@ fn render(status: &Value) -> String {
                 "adds waiting: {adds_waiting}: {}\n",
                 if adds["cap_reached"] == true {
                     format!(
-                        "this node holds the most namespaces from the cluster it takes ({}, BTSYNC_CLUSTER_MAX_NAMESPACES)",
+                        "a member declared more than this node takes from one member ({}, BTSYNC_CLUSTER_MAX_NAMESPACES)",
                         adds["max_namespaces"].as_u64().unwrap_or(0)
                     )
                 } else {

@@ -1238,12 +1238,13 @@ fn a_flood_of_declarations_is_taken_in_steps_up_to_the_cap() {
         write_foreign_record(&registry, &format!("flood-{i}"), json!({}));
     }
     write_record_as(&registry, "zz-legit", "00000000000000dd", json!({}));
+    // The cap is per member: five of the flood, and the other member's.
     wait_until(
-        "five added, the cap reached",
+        "five of the flood added, the cap reached, and the other member's added",
         || {
             node.status().is_some_and(|s| {
                 s["cluster"]["adds"]["cap_reached"] == true
-                    && s["engine"]["folder_count"] == 5
+                    && s["engine"]["folder_count"] == 6
                     && s["changes_pending"] == false
                     && s["reloading"] == false
             })
@@ -1252,14 +1253,14 @@ fn a_flood_of_declarations_is_taken_in_steps_up_to_the_cap() {
     );
     let list = node.run_ok(&["list"]);
     let held: Vec<&str> = list.split_whitespace().collect();
-    assert_eq!(held.len(), 5, "{list}");
+    assert_eq!(held.len(), 6, "{list}");
     assert!(
         held.contains(&"zz-legit"),
         "the flood held back another member: {list}"
     );
     let status = node.status().expect("status");
     let adds = &status["cluster"]["adds"];
-    assert_eq!(adds["waiting"], 4, "{status}");
+    assert_eq!(adds["waiting"], 3, "{status}");
     assert_eq!(
         (adds["step"].as_u64(), adds["max_namespaces"].as_u64()),
         (Some(2), Some(5))
@@ -1268,7 +1269,7 @@ fn a_flood_of_declarations_is_taken_in_steps_up_to_the_cap() {
     assert_eq!(health.status.code(), Some(0), "{health:?}");
     let human = node.run_ok(&["status"]);
     assert!(
-        human.contains("adds waiting: 4") && human.contains("BTSYNC_CLUSTER_MAX_NAMESPACES"),
+        human.contains("adds waiting: 3") && human.contains("BTSYNC_CLUSTER_MAX_NAMESPACES"),
         "{human}"
     );
     let log = init.stderr();
@@ -1291,6 +1292,20 @@ fn a_flood_of_declarations_is_taken_in_steps_up_to_the_cap() {
         "{steps:?}\n{log}"
     );
 
+    // The flood's member at its cap leaves room for the others: a later
+    // declaration of the other member is taken.
+    write_record_as(&registry, "zz-later", "00000000000000dd", json!({}));
+    wait_until(
+        "the other member's later declaration added",
+        || {
+            node.has("zz-later")
+                && node
+                    .status()
+                    .is_some_and(|s| s["engine"]["folder_count"] == 7)
+        },
+        || node.context(),
+    );
+
     // A removal makes room: the next declaration is taken.
     let removed = held
         .iter()
@@ -1301,7 +1316,7 @@ fn a_flood_of_declarations_is_taken_in_steps_up_to_the_cap() {
         "one removed, the next added",
         || {
             node.status().is_some_and(|s| {
-                s["cluster"]["adds"]["waiting"] == 3 && s["engine"]["folder_count"] == 5
+                s["cluster"]["adds"]["waiting"] == 2 && s["engine"]["folder_count"] == 7
             })
         },
         || node.context(),

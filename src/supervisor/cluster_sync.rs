@@ -61,8 +61,10 @@ pub struct ClusterSync {
     pace: Pace,
     /// Declared namespaces not added yet: for the next step, or over the cap.
     adds_waiting: usize,
-    /// The last poll found the cap reached (declarations left out).
+    /// The last poll found a member's cap reached (its declarations left
+    /// out), and how many of `adds_waiting` wait for that reason.
     cap_reached: bool,
+    adds_capped: usize,
     /// A member folder was made since the engine was last told.
     members_changed: bool,
 }
@@ -89,6 +91,7 @@ impl ClusterSync {
             pace,
             adds_waiting: 0,
             cap_reached: false,
+            adds_capped: 0,
             members_changed: false,
         }
     }
@@ -144,7 +147,7 @@ impl ClusterSync {
     /// The engine took a step: with adds waiting, the next one is due now,
     /// not at the next regular poll.
     pub fn engine_took_a_step(&mut self, now: Instant) {
-        if self.adds_waiting > 0 && !self.cap_reached {
+        if self.adds_waiting > self.adds_capped {
             self.next_poll = self.next_poll.min(now);
         }
     }
@@ -159,7 +162,7 @@ impl ClusterSync {
             return Vec::new();
         }
         self.next_poll = now + CLUSTER_POLL;
-        if self.adds_waiting > 0 && engine_free && !self.cap_reached {
+        if self.adds_waiting > self.adds_capped && engine_free {
             // The engine took the last step: the next one is due.
             self.watch.look_again();
         }
@@ -222,17 +225,29 @@ impl ClusterSync {
         let mut described = Vec::new();
         self.removals_waiting.clear();
         self.refused_at_use = None;
-        let held_from_cluster = local.iter().filter(|l| l.from_cluster).count();
-        let mut cap_left = self.pace.max_namespaces.saturating_sub(held_from_cluster);
+        // The cap is per declaring member: one member's flood never uses
+        // up the room for another member's declarations.
+        let declarer = |name: &Name| winners.get(name).map(|r| r.device.clone());
+        let mut held_by_member: BTreeMap<Option<String>, usize> = BTreeMap::new();
+        for held in local.iter().filter(|l| l.from_cluster) {
+            *held_by_member.entry(declarer(&held.name)).or_default() += 1;
+        }
         let mut step_left = if engine_free { self.pace.step } else { 0 };
-        let (mut waiting, mut over_cap) = (0, false);
+        let (mut waiting, mut capped) = (0, 0);
         // Taken at the first add (fair_order puts adds last: nothing after
         // it takes the lock again) and held for the step.
         let mut batch: Option<(RegistryLock, KeyIndex)> = None;
         for action in pace::fair_order(cluster::reconcile(&borrowed, &local), &borrowed) {
-            let is_add = matches!(action, Action::Add { .. });
-            if is_add && cap_left == 0 {
-                (waiting, over_cap) = (waiting + 1, true);
+            let member = match &action {
+                Action::Add { name, .. } => Some(declarer(name)),
+                Action::SetRule { .. } | Action::Remove { .. } => None,
+            };
+            let is_add = member.is_some();
+            let held = member
+                .as_ref()
+                .map_or(0, |m| held_by_member.get(m).copied().unwrap_or(0));
+            if is_add && held >= self.pace.max_namespaces {
+                (waiting, capped) = (waiting + 1, capped + 1);
                 continue;
             }
             if is_add && step_left == 0 {
@@ -240,8 +255,9 @@ impl ClusterSync {
                 continue;
             }
             let outcome = self.apply(action, &mut batch, &winners);
-            if is_add && outcome.is_some() {
-                (cap_left, step_left) = (cap_left - 1, step_left - 1);
+            if let (Some(member), Some(_)) = (member, &outcome) {
+                *held_by_member.entry(member).or_default() += 1;
+                step_left -= 1;
             }
             if let Some((change, description)) = outcome {
                 changed.push(change);
@@ -249,14 +265,15 @@ impl ClusterSync {
             }
         }
         drop(batch);
+        let over_cap = capped > 0;
         if over_cap && !self.cap_reached {
             log!(
-                "cluster: {} namespaces from the cluster here, the most {} allows: further declarations wait",
+                "cluster: a member declared more namespaces than {} lets this node take from one member ({}): its further declarations wait",
+                pace::MAX_NAMESPACES_VAR,
                 self.pace.max_namespaces,
-                pace::MAX_NAMESPACES_VAR
             );
         }
-        (self.adds_waiting, self.cap_reached) = (waiting, over_cap);
+        (self.adds_waiting, self.adds_capped, self.cap_reached) = (waiting, capped, over_cap);
         if !described.is_empty() {
             self.last_changes = Some((SystemTime::now(), described));
         }
