@@ -216,10 +216,17 @@ pub struct Scan {
     /// Of those, the records under this node's device id that this node
     /// did not write (file names).
     pub forged: Vec<String>,
-    /// The members seen in the registry folder: the device ids of its
-    /// records and of its announcements (`DEVICE.member`).
+    /// The members that announced themselves in the registry folder
+    /// (`DEVICE.member`). Not the devices of records: anyone with the key
+    /// can make up device ids by the thousand, and each member folder is
+    /// one more engine folder.
     pub devices: BTreeSet<String>,
 }
+
+/// Member folders a node takes up at most (its own included): each is an
+/// engine folder, and announcements are as easy to forge as records.
+/// Members beyond it still reach this node through the registry folder.
+pub const MAX_MEMBER_FOLDERS: usize = 64;
 
 /// Suffix of a member's announcement in the registry folder.
 const ANNOUNCEMENT_SUFFIX: &str = ".member";
@@ -254,10 +261,7 @@ pub fn scan(dir: &Path, cluster_id: &str, now_ms: u64) -> Result<Scan> {
             Err(e) => Err(format!("unreadable: {e}")),
         };
         match parsed {
-            Ok(record) => {
-                found.devices.insert(record.device.clone());
-                found.records.push(record);
-            }
+            Ok(record) => found.records.push(record),
             Err(reason) => found.ignored.push((file_name, reason)),
         }
     }
@@ -512,32 +516,47 @@ impl Cluster {
     }
 
     /// Make the member folder of every device in `devices` that has none
-    /// yet. Returns how many were made.
+    /// yet, up to [`MAX_MEMBER_FOLDERS`] in all. Returns how many were
+    /// made and how many were left out for the bound.
     pub fn ensure_member_dirs<'a>(
         &self,
         devices: impl IntoIterator<Item = &'a String>,
-    ) -> Result<usize> {
-        let members = self.members_dir();
-        let mut made = 0;
+    ) -> Result<(usize, usize)> {
+        let mut held = self.members().len();
+        let (mut made, mut left_out) = (0, 0);
         for device in devices {
             let dir = self.member_dir(device);
             if !is_device_id(device) || dir.is_dir() {
                 continue;
             }
-            fsutil::ensure_private_dir(&members)?;
-            give_to_folder_owner(&self.dir, &members);
-            fsutil::ensure_private_dir(&dir)?;
-            give_to_folder_owner(&self.dir, &dir);
+            if held >= MAX_MEMBER_FOLDERS {
+                left_out += 1;
+                continue;
+            }
+            held += 1;
+            self.make_member_dir(device)?;
             made += 1;
         }
-        Ok(made)
+        Ok((made, left_out))
+    }
+
+    /// Make the member folder of `device`, whatever the bound: this node's
+    /// own always exists.
+    fn make_member_dir(&self, device: &str) -> Result<()> {
+        let members = self.members_dir();
+        fsutil::ensure_private_dir(&members)?;
+        give_to_folder_owner(&self.dir, &members);
+        let dir = self.member_dir(device);
+        fsutil::ensure_private_dir(&dir)?;
+        give_to_folder_owner(&self.dir, &dir);
+        Ok(())
     }
 
     /// Announce this node in the registry folder (`DEVICE.member`), so
     /// that the other members take up its member folder before its first
     /// record, and make its own member folder.
     pub fn announce(&self, device: &str, device_name: &str) -> Result<()> {
-        self.ensure_member_dirs([&device.to_owned()])?;
+        self.make_member_dir(device)?;
         let path = self.dir.join(format!("{device}{ANNOUNCEMENT_SUFFIX}"));
         if path.exists() {
             return Ok(());
@@ -656,7 +675,7 @@ impl Cluster {
         give_to_folder_owner(&self.dir, &path);
         // And into this node's member folder, which only its own records
         // travel through: a flood in the registry folder never queues it.
-        self.ensure_member_dirs([&record.device])?;
+        self.make_member_dir(&record.device)?;
         let member_dir = self.member_dir(&record.device);
         let in_member_dir = member_dir.join(record.file_name());
         fsutil::write_atomic(&in_member_dir, text.as_bytes(), 0o644)?;
@@ -1070,6 +1089,52 @@ mod tests {
             "a symbolic link was followed"
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn member_folders_come_from_announcements_up_to_the_bound() {
+        let data = std::env::temp_dir().join(format!("syncbox-members-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&data);
+        let layout = Layout::new(data.clone(), None);
+        fs::create_dir_all(layout.state_dir()).unwrap();
+        let key = ClusterKey::from_bytes(b"0123456789abcdef".to_vec()).unwrap();
+        let cluster = Cluster::new(key.clone(), &layout);
+        cluster.ensure_dir().unwrap();
+        let id = cluster.id().to_owned();
+        // A record names a device, but only an announcement makes a member.
+        let by_record = record(
+            "gitlab",
+            Intent::Declared(Access::ReadWrite),
+            NOW,
+            "00000000000000aa",
+        );
+        fs::write(
+            cluster.dir().join(by_record.file_name()),
+            by_record.to_json(&id),
+        )
+        .unwrap();
+        for i in 0..MAX_MEMBER_FOLDERS + 6 {
+            fs::write(cluster.dir().join(format!("{i:016x}.member")), "{}").unwrap();
+        }
+        let found = scan(cluster.dir(), &id, NOW).unwrap();
+        assert_eq!(found.devices.len(), MAX_MEMBER_FOLDERS + 6);
+        assert!(!found.devices.contains("00000000000000aa"));
+        assert_eq!(found.records.len(), 1, "an announcement is not a record");
+        let (made, left_out) = cluster.ensure_member_dirs(&found.devices).unwrap();
+        assert_eq!((made, left_out), (MAX_MEMBER_FOLDERS, 6));
+        assert_eq!(cluster.members().len(), MAX_MEMBER_FOLDERS);
+        // This node's own member folder is made whatever the bound.
+        cluster.announce("00000000000000ff", "me").unwrap();
+        assert!(cluster.member_dir("00000000000000ff").is_dir());
+        let folders = cluster.engine_folders();
+        assert_eq!(folders.len(), 1 + MAX_MEMBER_FOLDERS + 1);
+        assert_eq!(folders[0].0, layout.cluster_registry_dir());
+        let own = folders
+            .iter()
+            .find(|(dir, _)| dir.ends_with("00000000000000ff"))
+            .unwrap();
+        assert_eq!(own.1.expose(), key.member_key("00000000000000ff").expose());
+        fs::remove_dir_all(&data).unwrap();
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct ClusterSync {
     adds_capped: usize,
     /// A member folder was made since the engine was last told.
     members_changed: bool,
+    /// More members announced themselves than get a member folder here
+    /// (logged once).
+    members_left_out: bool,
 }
 
 impl ClusterSync {
@@ -93,6 +96,7 @@ impl ClusterSync {
             cap_reached: false,
             adds_capped: 0,
             members_changed: false,
+            members_left_out: false,
         }
     }
 
@@ -186,15 +190,23 @@ impl ClusterSync {
             log!("cluster: {line}");
         }
         match self.watch.cluster.ensure_member_dirs(&self.watch.devices) {
-            Ok(0) => {}
-            Ok(made) => {
-                log!(
-                    "cluster: {made} new member{} seen: taking up {} member folder{}",
-                    if made == 1 { "" } else { "s" },
-                    if made == 1 { "its" } else { "their" },
-                    if made == 1 { "" } else { "s" },
-                );
-                self.members_changed = true;
+            Ok((made, left_out)) => {
+                if left_out > 0 && !self.members_left_out {
+                    log!(
+                        "cluster: {left_out} more members announced themselves than the {} member folders a node takes up: their records reach this node through the registry folder only",
+                        cluster::MAX_MEMBER_FOLDERS
+                    );
+                }
+                self.members_left_out = left_out > 0;
+                if made > 0 {
+                    log!(
+                        "cluster: {made} new member{} seen: taking up {} member folder{}",
+                        if made == 1 { "" } else { "s" },
+                        if made == 1 { "its" } else { "their" },
+                        if made == 1 { "" } else { "s" },
+                    );
+                    self.members_changed = true;
+                }
             }
             Err(e) => log!("cluster: cannot make a member folder: {e}"),
         }
