@@ -19,9 +19,9 @@ use crate::engine_config;
 use crate::error::Result;
 use crate::keys::Key;
 use crate::name::Name;
-use crate::registry::{Parking, Registry, Removal};
+use crate::registry::{Entry, Parking, Registry, Removal};
 use crate::settings::Apply;
-use crate::sys;
+use crate::sys::{self, Pid};
 
 /// A change is applied once no other change came for this long...
 pub const QUIET_PERIOD: Duration = Duration::from_millis(250);
@@ -487,7 +487,6 @@ impl Supervisor {
         for (_, problem) in &damaged {
             log!("left out of the engine config: {problem}");
         }
-        let cluster = self.cluster.as_ref().map(ClusterSync::cluster);
         let (taking_up, letting_go) = proof.counts();
         let mut to_give = VecDeque::new();
         if engine.api.is_some() {
@@ -519,9 +518,7 @@ impl Supervisor {
                 describe_changes(changed),
             );
         } else {
-            engine_config::prepare(&self.settings, &layout, &entries, cluster, None)
-                .map_err(|e| Some(format!("cannot write its config: {e}")))?;
-            sys::send_signal(pid, SIGHUP).map_err(|e| Some(format!("cannot send HUP: {e}")))?;
+            self.write_config_and_hup(&entries, pid).map_err(Some)?;
             log!(
                 "reloading the engine (pid {pid}) {}: sent HUP ({taking_up} to take up, {letting_go} to let go)",
                 describe_changes(changed),
@@ -542,6 +539,21 @@ impl Supervisor {
             next_look: now,
         });
         Ok(())
+    }
+
+    /// Config-file mode: write the engine's config from `entries` (and the
+    /// cluster's folders) and send the engine HUP. `Err` says which failed.
+    fn write_config_and_hup(&self, entries: &[Entry], pid: Pid) -> std::result::Result<(), String> {
+        let cluster = self.cluster.as_ref().map(ClusterSync::cluster);
+        engine_config::prepare(
+            &self.settings,
+            self.registry.layout(),
+            entries,
+            cluster,
+            None,
+        )
+        .map_err(|e| format!("cannot write its config: {e}"))?;
+        sys::send_signal(pid, SIGHUP).map_err(|e| format!("cannot send HUP: {e}"))
     }
 
     /// Is the reload in flight proven? Then the engine's generation moves
@@ -728,7 +740,7 @@ impl Supervisor {
         if self.reload.is_some() || self.pending.is_some() {
             return false;
         }
-        let entries: Vec<crate::registry::Entry> = match self.registry.readable_entries() {
+        let entries: Vec<Entry> = match self.registry.readable_entries() {
             Ok((entries, _)) => entries,
             Err(e) => {
                 log!("cluster: cannot read the registry to take up member folders: {e}");
@@ -736,14 +748,7 @@ impl Supervisor {
             }
         };
         let pid = engine.pid;
-        let layout = self.registry.layout().clone();
-        let outcome =
-            engine_config::prepare(&self.settings, &layout, &entries, Some(cluster), None)
-                .map_err(|e| format!("cannot write its config: {e}"))
-                .and_then(|_| {
-                    sys::send_signal(pid, SIGHUP).map_err(|e| format!("cannot send HUP: {e}"))
-                });
-        match outcome {
+        match self.write_config_and_hup(&entries, pid) {
             Ok(()) => log!("reloading the engine (pid {pid}): sent HUP to take up member folders"),
             Err(why) => {
                 log!("cluster: cannot give the engine member folders ({why}); its next start will")

@@ -104,8 +104,8 @@ impl ClusterSync {
         &self.watch.cluster
     }
 
-    /// Before the first engine start: give this node its device id and
-    /// make the registry folder. Returns the namespaces whose cluster
+    /// Before the first engine start: give this node its device id, make
+    /// the registry folder and announce the node there. Returns the namespaces whose cluster
     /// removal an earlier init left half done; no engine runs yet, so their
     /// files may go to the cluster trash now.
     pub fn start(&mut self, device_name: &str) -> Result<Vec<Name>> {
@@ -123,8 +123,9 @@ impl ClusterSync {
             device
         };
         cluster.ensure_dir()?;
+        // The other members' folders are made by the first poll, which
+        // runs before the first engine start.
         cluster.announce(&device, device_name)?;
-        cluster.ensure_member_dirs(&cluster.scan()?.devices)?;
         log!(
             "cluster mode: registry {} (cluster id {}), this device {device}",
             cluster.dir().display(),

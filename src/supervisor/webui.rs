@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Engine, Supervisor};
+use crate::cluster::Cluster;
 use crate::engine_api::{Client, Credentials, FolderState};
 use crate::engine_config::{self, WebUi};
 use crate::error::{Error, Result};
@@ -96,16 +97,18 @@ impl Given {
         }
     }
 
-    /// Its namespace, or the path of a cluster folder (registry, member).
     fn label(&self, path: &Path) -> String {
-        self.ns
-            .as_ref()
-            .map_or_else(|| path.display().to_string(), Name::to_string)
+        folder_label(self.ns.as_ref(), path)
     }
 }
 
+/// A folder as the log names it: its namespace, or the path of a cluster
+/// folder (registry, member folder).
+fn folder_label(ns: Option<&Name>, path: &Path) -> String {
+    ns.map_or_else(|| path.display().to_string(), Name::to_string)
+}
+
 impl Api {
-    /// The interface answered and the engine was given every folder.
     /// Queue a folder that is not a namespace (the cluster's) to be given,
     /// unless it is given or queued already. `true`: queued now.
     pub fn give_internal(&mut self, dir: PathBuf, key: Key) -> bool {
@@ -117,6 +120,7 @@ impl Api {
         true
     }
 
+    /// The interface answered and the engine was given every folder.
     pub fn is_ready(&self) -> bool {
         self.ready && self.to_give.is_empty()
     }
@@ -203,11 +207,6 @@ impl Supervisor {
     /// given up for good, and the engine restarted with a config file.
     pub(super) fn drive_api(&mut self, now: Instant) {
         let layout = self.registry.layout().clone();
-        let cluster_folders = self
-            .cluster
-            .as_ref()
-            .map(|c| c.cluster().engine_folders())
-            .unwrap_or_default();
         let Engine::Up(engine) = &mut self.engine else {
             return;
         };
@@ -222,9 +221,7 @@ impl Supervisor {
             while Instant::now() < turn_ends
                 && let Some((path, ns, key)) = api.to_give.pop_front()
             {
-                let label = ns
-                    .as_ref()
-                    .map_or_else(|| path.display().to_string(), Name::to_string);
+                let label = folder_label(ns.as_ref(), &path);
                 match give(&mut api.client, &path, &key) {
                     Ok(()) => {
                         if let Some(ns) = &ns {
@@ -250,15 +247,17 @@ impl Supervisor {
                     engine.folders.len(),
                     if engine.folders.len() == 1 { "" } else { "s" }
                 );
+                // The cluster's own folders first; one queued already (a
+                // member seen since the start) is not queued twice.
+                let cluster = self.cluster.as_ref().map(|c| c.cluster());
+                for (dir, key) in cluster.map(Cluster::engine_folders).unwrap_or_default() {
+                    api.give_internal(dir, key);
+                }
                 api.to_give.extend(
-                    cluster_folders
-                        .into_iter()
-                        .map(|(dir, key)| (dir, None, key))
-                        .chain(
-                            engine.folders.iter().map(|(ns, key)| {
-                                (layout.folder(ns), Some(ns.clone()), key.clone())
-                            }),
-                        ),
+                    engine
+                        .folders
+                        .iter()
+                        .map(|(ns, key)| (layout.folder(ns), Some(ns.clone()), key.clone())),
                 );
             }
             Err(_) if now < api.deadline => {}
